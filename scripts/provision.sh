@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# The one idempotent installer for lvs-testbed on Debian 12 / Ubuntu 22.04+.
+# Used by `make setup`, CI (.ci/run through make) and the Vagrantfile alike.
+# A second run changes nothing and takes seconds: apt runs only when a package is missing,
+# pip only when pyproject.toml changed since the last install.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")/.." && pwd)
+cd "$here"
+
+APT_PACKAGES=(
+  mininet openvswitch-switch openvswitch-testcontroller bridge-utils
+  iperf3 libiperf0 ethtool iproute2 nftables iputils-ping iputils-arping
+  tcpdump tshark hping3 keepalived cgroup-tools procps psmisc curl
+  python3 python3-venv python3-pip ruby
+)
+
+log() { printf '[provision] %s\n' "$*"; }
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "provision.sh must run as root (it installs packages): sudo $0" >&2
+  exit 1
+fi
+
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  # tshark asks whether non-root users may capture; answer no without a prompt.
+  echo 'wireshark-common wireshark-common/install-setuid boolean false' | debconf-set-selections
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+else
+  log "apt packages present"
+fi
+
+# Open vSwitch: systemd starts it on a normal machine; containers and CI have no systemd.
+# ovs-ctl skips the kernel module when it cannot be loaded, leaving the userspace datapath.
+if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
+  log "starting Open vSwitch"
+  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 \
+    || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-ovs-vswitchd-start >/dev/null
+fi
+
+# The venv comes from the *system* python3: Debian's mininet module lives in its site-packages.
+if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mininet.net' 2>/dev/null; then
+  log "creating .venv from /usr/bin/python3 (with system site packages)"
+  rm -rf .venv
+  /usr/bin/python3 -m venv --system-site-packages .venv
+fi
+
+stamp=.venv/.lvs-testbed-installed
+want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+  log "installing the project (editable, with dev extras)"
+  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  .venv/bin/python -m pip install -q -e '.[dev]'
+  echo "$want" >"$stamp"
+else
+  log "python packages up to date"
+fi
+
+# Put the CLI on root's PATH so Mininet hosts (which inherit it) and users can call it.
+ln -sf "$here/.venv/bin/lvs-testbed" /usr/local/bin/lvs-testbed
+log "ready: $(.venv/bin/lvs-testbed --version 2>/dev/null || echo 'lvs-testbed')"

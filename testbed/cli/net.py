@@ -1,0 +1,163 @@
+"""``lvs-testbed up`` (build a layout and open its CLI) and ``lvs-testbed clean``."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+
+import typer
+
+from testbed.cli.common import console, err_console, fail, require_root
+
+
+class Layout(str, Enum):
+    dr = "dr"
+    nat = "nat"
+    nat1 = "nat1"
+
+
+class SwitchKind(str, Enum):
+    bridge = "bridge"
+    ovs = "ovs"
+
+
+class DirectorKind(str, Enum):
+    python = "python"
+    openflow = "openflow"
+    none = "none"
+
+
+def up(
+    layout: Layout = typer.Argument(..., help="dr (seed layout 1), nat (seed layout 2: master/backup, "
+                                    "two NICs each) or nat1 (NAT with one NIC per director)."),
+    rs: int = typer.Option(3, "--rs", help="Number of real servers."),
+    clients: int = typer.Option(2, "--clients", help="Number of clients."),
+    bw_mbit: float = typer.Option(None, "--bw-mbit", help="Shape every link to this rate, Mbit/s."),
+    bw_outer_mbit: float = typer.Option(None, "--bw-outer-mbit", help="Rate of client-side links, Mbit/s."),
+    bw_inner_mbit: float = typer.Option(None, "--bw-inner-mbit", help="Rate of server-side links, Mbit/s."),
+    ethernet_overhead: bool = typer.Option(True, "--ethernet-overhead/--no-ethernet-overhead",
+                                           help="Count preamble, FCS and gap (24 B, 84 B minimum) "
+                                           "against the rate, as a real wire does."),
+    delay_ms: float = typer.Option(None, "--delay-ms", help="Delay per link, ms (needs netem)."),
+    loss_pct: float = typer.Option(None, "--loss-pct", help="Loss per link, percent (needs netem)."),
+    queue_pkts: int = typer.Option(None, "--queue-pkts", help="Queue length of shaped links, packets."),
+    director_cpu: float = typer.Option(None, "--director-cpu",
+                                       help="CPU quota of each director as a fraction of ONE core "
+                                       "(0.25 = a quarter of one core; not Mininet's all-cores cpu=)."),
+    cpu_period_us: int = typer.Option(None, "--cpu-period-us",
+                                      help="CFS period for the quota, us (default 10000, longer "
+                                      "only if the quota would fall under 1 ms)."),
+    switch: SwitchKind = typer.Option(SwitchKind.bridge, "--switch",
+                                      help="bridge (Linux bridge, fast) or ovs (OVS userspace datapath)."),
+    director: DirectorKind = typer.Option(DirectorKind.python, "--director",
+                                          help="Which director forwards the VIP's traffic."),
+    no_cli: bool = typer.Option(False, "--no-cli", help="Run the self-check (reachability as the "
+                                "layout intends) and exit: 0 if it holds."),
+    script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
+                                help="Run these CLI commands, then exit (commands may also be piped in)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+) -> None:
+    """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
+
+    Names and addresses follow the plan in the README. Everything it made is removed on exit,
+    on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left.
+    """
+    from testbed.topo.plan import LayoutParams, PlanError
+
+    try:
+        params = LayoutParams(
+            n_rs=rs, n_clients=clients, bw_mbit=bw_mbit, bw_outer_mbit=bw_outer_mbit,
+            bw_inner_mbit=bw_inner_mbit, ethernet_overhead=ethernet_overhead, delay_ms=delay_ms,
+            loss_pct=loss_pct, queue_pkts=queue_pkts, director_cpu=director_cpu,
+            cpu_period_us=cpu_period_us, switch=switch.value, director=director.value,
+        )
+    except PlanError as exc:
+        fail(str(exc), 2)
+    require_root(f"`up {layout.value}`")
+    _run_layout(layout.value, params, no_cli, script, verbose)
+
+
+def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool) -> None:
+    from testbed.net.cpu import CpuQuotaError
+    from testbed.net.network import Terminated, Testbed, handle_termination
+    from testbed.net.nodes import NodeConfigError
+    from testbed.net.report import plan_table, reach_table
+    from testbed.net.shaping import ShapingError
+
+    handle_termination()
+    testbed = Testbed(layout, params, kind=f"up-{layout}", quiet=not verbose)
+    ok = True
+    try:
+        testbed.start()
+        ready = testbed.wait_ready()
+        if no_cli:
+            console.print(plan_table(testbed.plan))
+            results = testbed.check_reachability()
+            console.print(reach_table(results))
+            ok = all(r.ok for r in results)
+        else:
+            from testbed.net.console import LvsCLI
+
+            console.print(plan_table(testbed.plan))
+            if not ready:
+                err_console.print("[yellow]warning:[/] reachability differs from the plan: type `check`")
+            console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
+            LvsCLI(testbed, script=str(script) if script else None)
+    except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError) as exc:
+        ok = False
+        err_console.print(f"[bold red]error:[/] {exc}")
+    except Terminated:
+        ok = False
+        err_console.print("terminated: tearing the layout down")
+    finally:
+        report = testbed.stop()
+        if report is not None and report.errors:
+            err_console.print("[yellow]cleanup left:[/] " + "; ".join(report.errors))
+    if not ok:
+        raise typer.Exit(1)
+
+
+def clean(
+    force: bool = typer.Option(False, "--force", help="Also stop runs whose owner is still alive."),
+) -> None:
+    """Remove what testbed runs created and recorded, and nothing else.
+
+    Stops recorded processes (by pid and start time, never by name), removes recorded
+    namespaces' processes, bridges, interfaces and cgroups. Runs still alive are left alone
+    unless --force.
+    """
+    import os
+    import signal
+    import time
+
+    from testbed.net.registry import clean_run, list_runs, owner_alive, run_root
+
+    require_root("`clean`")
+    runs = list_runs()
+    if not runs:
+        console.print(f"nothing to clean (no runs recorded under {run_root()})")
+        return
+    failed = False
+    for run_dir in runs:
+        owner = owner_alive(run_dir)
+        if owner is not None:
+            if not force:
+                console.print(f"{run_dir.name}: still running (pid {owner}); stop it or use --force")
+                continue
+            os.kill(owner, signal.SIGTERM)  # its finally blocks tear down what it can
+            deadline = time.monotonic() + 10
+            while owner_alive(run_dir) and time.monotonic() < deadline:
+                time.sleep(0.1)
+        report = clean_run(run_dir)
+        what = report.removed + [f"process {p}" for p in report.killed]
+        console.print(f"{run_dir.name}: removed {len(what)} item(s)" + (f": {', '.join(what)}" if what else ""))
+        for err in report.errors:
+            failed = True
+            err_console.print(f"[bold red]{run_dir.name}: could not remove[/] {err}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(up)
+    app.command()(clean)

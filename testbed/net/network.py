@@ -1,0 +1,174 @@
+"""Bring a layout up and down: a tracked Mininet network plus everything that runs on it.
+
+`Testbed` is the one way the CLI, experiments, labs and tests build a layout. It records every
+host, switch, interface and process in a `Run` as it is created, so ``lvs-testbed clean`` can
+remove what a killed run left, and it always tears down in ``finally`` (also on Ctrl-C and on
+SIGTERM/SIGHUP, which `handle_termination` turns into an exception).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from mininet.log import setLogLevel
+from mininet.net import Mininet
+from mininet.node import OVSSwitch
+
+from testbed.net.registry import CleanReport, Run
+from testbed.net.shaping import Shaping, require_netem
+from testbed.topo.layouts import TOPOS, LvsTopo
+from testbed.topo.plan import LayoutParams, Plan, Reach
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM or SIGHUP arrived; raised so ``finally`` blocks tear the network down."""
+
+
+def handle_termination() -> None:
+    """Turn SIGTERM and SIGHUP into `Terminated` in the main thread."""
+
+    def raise_terminated(signum, _frame):
+        raise Terminated(f"signal {signum}")
+
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, raise_terminated)
+
+
+class TrackedMininet(Mininet):
+    """Mininet that records each node, bridge and root-namespace interface in a `Run`."""
+
+    def __init__(self, run: Run, **kwargs):
+        self.run = run
+        Mininet.__init__(self, **kwargs)
+
+    def addHost(self, name, cls=None, **params):  # noqa: N802 - Mininet API
+        host = Mininet.addHost(self, name, cls=cls, run=self.run, **params)
+        self.run.record_netns(host.pid, name)
+        return host
+
+    def addSwitch(self, name, cls=None, **params):  # noqa: N802
+        switch = Mininet.addSwitch(self, name, cls=cls, **params)
+        if switch.inNamespace:
+            self.run.record_netns(switch.pid, name)
+        else:
+            self.run.record_process(switch.pid, f"switch {name} shell")
+            self.run.record_bridge(name, "ovs" if isinstance(switch, OVSSwitch) else "linux")
+        return switch
+
+    def addController(self, name="c0", controller=None, **params):  # noqa: N802
+        ctl = Mininet.addController(self, name, controller, **params)
+        self.run.record_process(ctl.pid, f"controller {name} shell")
+        return ctl
+
+    def addLink(self, node1, node2, port1=None, port2=None, cls=None, **params):  # noqa: N802
+        link = Mininet.addLink(self, node1, node2, port1, port2, cls, **params)
+        for intf in (link.intf1, link.intf2):
+            if not intf.node.inNamespace:
+                self.run.record_link(intf.name)
+        return link
+
+
+@dataclass
+class ReachResult:
+    reach: Reach
+    ok: bool  # the observed reachability equals the expected one
+
+    @property
+    def observed(self) -> bool:
+        return self.reach.expect if self.ok else not self.reach.expect
+
+
+class Testbed:
+    """A layout, up. Use as a context manager::
+
+        with Testbed("dr", LayoutParams(n_rs=3)) as tb:
+            tb.net["c1"].cmd("ping -c1", tb.plan.vip)
+    """
+
+    def __init__(self, layout: str, params: LayoutParams | None = None, kind: str | None = None,
+                 quiet: bool = True):
+        if layout not in TOPOS:
+            raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
+        self.params = params or LayoutParams()
+        self.topo: LvsTopo = TOPOS[layout](**_fields(self.params))
+        self.plan: Plan = self.topo.plan
+        self.kind = kind or layout
+        self.quiet = quiet
+        self.run: Run | None = None
+        self.net: TrackedMininet | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> Testbed:
+        require_netem(Shaping(delay_ms=self.params.delay_ms, loss_pct=self.params.loss_pct))
+        if os.geteuid() != 0:
+            raise PermissionError("building a layout needs root (Mininet): run with sudo")
+        setLogLevel("output" if self.quiet else "info")
+        _put_own_commands_on_path()
+        self.run = Run(self.kind)
+        try:
+            self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
+            self.net.build()
+            self.net.start()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> CleanReport | None:
+        """Stop the network, then remove anything recorded that is still there."""
+        report = None
+        try:
+            if self.net is not None:
+                self.net.stop()
+        finally:
+            self.net = None
+            if self.run is not None:
+                report = self.run.cleanup()
+                self.run = None
+        return report
+
+    def __enter__(self) -> Testbed:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    # -- checks ----------------------------------------------------------------------------
+    def check_reachability(self, timeout_s: float = 1.0) -> list[ReachResult]:
+        """Ping every pair the plan has an expectation for, all at once; compare."""
+        assert self.net is not None
+        procs = []
+        for reach in self.plan.reach:
+            cmd = ["ping", "-n", "-q", "-c", "3", "-i", "0.2", "-W", f"{timeout_s:g}", reach.dst_ip]
+            procs.append((reach, self.net[reach.src].popen(cmd)))
+        results = []
+        for reach, proc in procs:
+            proc.communicate()
+            results.append(ReachResult(reach, (proc.returncode == 0) == reach.expect))
+        return results
+
+    def wait_ready(self, timeout_s: float = 5.0) -> bool:
+        """Wait until the plan's positive reachability holds (ARP, bridges settling)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            results = self.check_reachability(timeout_s=0.5)
+            if all(r.ok for r in results if r.reach.expect) or time.monotonic() > deadline:
+                return all(r.ok for r in results)
+
+
+def _fields(params: LayoutParams) -> dict:
+    return {k: getattr(params, k) for k in params.__dataclass_fields__}
+
+
+def _put_own_commands_on_path() -> None:
+    """Hosts inherit our environment: make ``lvs-testbed`` (next to this interpreter, in the
+    venv) callable inside them."""
+    bindir = str(Path(sys.executable).parent)
+    path = os.environ.get("PATH", "").split(os.pathsep)
+    if bindir not in path:
+        os.environ["PATH"] = os.pathsep.join([bindir, *path])

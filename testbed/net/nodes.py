@@ -1,0 +1,238 @@
+"""Mininet node classes for the layouts: clients, the firewall, directors and real servers.
+
+Each node configures itself from its `NodePlan` (addresses on every interface, default route,
+VIPs), sets its sysctls and remembers the old values, turns off transmit offloads (checksums
+left partial by veth offload break TCP through AF_PACKET forwarders and OVS's userspace
+datapath), optionally runs in a CPU-quota cgroup, and on `terminate` restores what it changed,
+stops every process in its namespace and removes its cgroup. Modelled on Mininet's
+examples/linuxrouter.py.
+
+The director and VRRP daemons that run on a `Director` are started by
+`testbed.net.network.Testbed`, not here: a node only knows itself.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import tempfile
+
+from mininet.moduledeps import pathCheck
+from mininet.node import Host
+from mininet.nodelib import LinuxBridge
+
+from testbed.net.cpu import CgroupCpu, CpuQuota
+from testbed.net.registry import kill_pids, netns_inode, pids_in_netns
+from testbed.topo.plan import NodePlan, Service
+
+OFFLOADS_OFF = "tx off tso off gso off gro off"
+
+
+class NodeConfigError(RuntimeError):
+    """A node could not be configured; the message names the node and the failed command."""
+
+
+class LvsHost(Host):
+    """Base of every testbed host: plan-driven addresses, sysctls with restore, quota."""
+
+    def __init__(self, name: str, run=None, **params):
+        self.run = run
+        self.saved_sysctls: dict[str, str] = {}
+        self.cgroup: CgroupCpu | None = None
+        Host.__init__(self, name, **params)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def check(self, cmd: str) -> str:
+        """Run ``cmd`` in the node's shell; raise NodeConfigError if it fails."""
+        out = self.cmd(cmd + " 2>&1; echo __rc=$?")
+        body, _, rc = out.rstrip().rpartition("__rc=")
+        if rc.strip() != "0":
+            raise NodeConfigError(f"{self.name}: `{cmd}` failed: {body.strip()}")
+        return body
+
+    def set_sysctls(self, values: dict[str, str | int]) -> None:
+        """Set sysctls in this node's namespace, remembering the first old value of each."""
+        for key, value in values.items():
+            if key not in self.saved_sysctls:
+                self.saved_sysctls[key] = self.check(f"sysctl -n {key}").strip()
+            self.check(f"sysctl -qw {key}={value}")
+
+    def load_nft(self, ruleset: str) -> None:
+        """Load an nftables ruleset into this node's namespace (through a file: the node's
+        interactive shell cannot take a here-document)."""
+        with tempfile.NamedTemporaryFile("w", prefix="lvs-testbed-nft-", suffix=".nft") as f:
+            f.write(ruleset + "\n")
+            f.flush()
+            self.check(f"nft -f {f.name}")
+
+    def restore_sysctls(self) -> None:
+        for key, value in reversed(list(self.saved_sysctls.items())):
+            self.cmd(f"sysctl -qw {key}={shlex.quote(value)}")
+        self.saved_sysctls.clear()
+
+    # -- Mininet hooks ---------------------------------------------------------------------
+    def config(self, plan: NodePlan | None = None, cpu: float | None = None,
+               cpu_period_us: int | None = None, accounting: bool = False,
+               offloads_off: bool = True, **params):
+        result = Host.config(self, **params)
+        if plan is not None:
+            for intf in plan.intfs:
+                self.check(f"ip addr flush dev {intf.name}")
+                for addr in intf.addrs:
+                    self.check(f"ip addr add {addr} dev {intf.name}")
+                self.check(f"ip link set {intf.name} up")
+            if plan.gateway:
+                self.check(f"ip route replace default via {plan.gateway}")
+        if offloads_off:
+            for intf in self.intfList():
+                if intf.name != "lo":
+                    # Not every driver has every offload; ethtool fails only if none applied.
+                    self.cmd(f"ethtool -K {intf.name} {OFFLOADS_OFF} 2>/dev/null")
+        # Accounting only inside a tracked run: plain `mn --custom` needs no cgroup.
+        if cpu is not None or (accounting and self.run is not None):
+            self._join_cgroup(CpuQuota(cpu, cpu_period_us) if cpu is not None else None)
+        return result
+
+    def _join_cgroup(self, quota: CpuQuota | None) -> None:
+        run_id = self.run.id if self.run is not None else f"mn-{os.getpid()}"
+        self.cgroup = CgroupCpu(run_id, self.name)
+        if self.run is not None:
+            self.run.record_cgroup(self.cgroup.dirs)
+        self.cgroup.create(quota)
+        self.cgroup.add(self.pid)
+
+    def popen(self, *args, **kwargs):
+        """Mininet's popen forks from the controlling process, outside the host's cgroup:
+        the child joins it before it execs (inside the host /sys is remounted, so it could
+        not do so itself). Each child is recorded so a killed run can stop it."""
+        if self.cgroup is not None and "preexec_fn" not in kwargs:
+            kwargs["preexec_fn"] = self.cgroup.join_self
+        proc = Host.popen(self, *args, **kwargs)
+        if self.run is not None:
+            self.run.record_process(proc.pid, f"{self.name}: {args[0]!r:.200}")
+        return proc
+
+    def terminate(self) -> None:
+        if self.shell:
+            self.restore_sysctls()
+            ino = netns_inode(self.pid)
+        else:
+            ino = None
+        Host.terminate(self)
+        # Daemons started with popen live in their own sessions; the shell's SIGHUP misses them.
+        if ino is not None:
+            kill_pids(pids_in_netns(ino) - {os.getpid()})
+        if self.cgroup is not None:
+            kill_pids(set(self.cgroup.pids()))
+            self.cgroup.remove()
+            self.cgroup = None
+
+
+class Bridge(LinuxBridge):
+    """A Linux bridge in its own network namespace.
+
+    With br_netfilter loaded, bridged frames in the root namespace pass the host's iptables
+    and conntrack (a Docker host's FORWARD policy DROP silently breaks the layout). The
+    bridge-nf-call sysctls are per namespace, so the bridge gets a namespace of its own with
+    them off; the host's settings stay untouched, and the bridge, its ports and its namespace
+    all vanish with the switch's shell.
+    """
+
+    def __init__(self, name: str, run=None, **params):
+        params["inNamespace"] = True
+        LinuxBridge.__init__(self, name, **params)
+
+    @classmethod
+    def setup(cls) -> None:
+        # LinuxBridge.setup warns about the root namespace's bridge-nf-call sysctls, which
+        # do not apply to a bridge in its own namespace.
+        pathCheck("brctl", moduleName="bridge-utils")
+
+    def start(self, controllers) -> None:
+        for table in ("arp", "ip", "ip6"):
+            self.cmd(f"sysctl -qw net.bridge.bridge-nf-call-{table}tables=0 2>/dev/null")
+        LinuxBridge.start(self, controllers)
+
+
+class Client(LvsHost):
+    """A client: one interface on the outer segment."""
+
+
+class Firewall(LvsHost):
+    """The DR layout's router: forwards between clients and the LAN, admitting from outside
+    only ping and the services on the VIP, and anything from the LAN outwards."""
+
+    TABLE = "lvs_testbed_fw"
+
+    def config(self, vip: str | None = None, services: tuple[Service, ...] = (),
+               outside_intf: str | None = None, **params):
+        result = LvsHost.config(self, **params)
+        self.set_sysctls({"net.ipv4.ip_forward": 1})
+        self.load_nft(firewall_ruleset(self.TABLE, vip, services, outside_intf))
+        return result
+
+    def terminate(self) -> None:
+        if self.shell:
+            self.cmd(f"nft delete table inet {self.TABLE} 2>/dev/null")
+        LvsHost.terminate(self)
+
+
+def firewall_ruleset(table: str, vip: str | None, services: tuple[Service, ...],
+                     outside_intf: str | None) -> str:
+    """The firewall's nftables ruleset (pure, so it is unit-tested)."""
+    lines = [
+        f"table inet {table} {{",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+        "    ct state established,related accept",
+    ]
+    if outside_intf:
+        lines.append(f'    iifname != "{outside_intf}" accept')
+    if vip:
+        lines.append(f"    ip daddr {vip} icmp type echo-request accept")
+        for svc in services:
+            lines.append(f"    ip daddr {vip} {svc.proto} dport {svc.port} accept")
+    # Reject rather than drop: a lab's blocked probe should fail at once, not time out.
+    lines += ["    reject with icmpx type admin-prohibited", "  }", "}"]
+    return "\n".join(lines)
+
+
+class RealServer(LvsHost):
+    """A real server. In DR (and TUN) it holds the VIP on ``lo`` and never answers ARP for it
+    (arp_ignore=1, arp_announce=2, as the LVS-HOWTO says), so only the director attracts it."""
+
+    def config(self, plan: NodePlan | None = None, **params):
+        result = LvsHost.config(self, plan=plan, **params)
+        if plan is not None and plan.lo_vips:
+            self.set_sysctls({
+                "net.ipv4.conf.all.arp_ignore": 1,
+                "net.ipv4.conf.all.arp_announce": 2,
+            })
+            for vip in plan.lo_vips:
+                self.check(f"ip addr add {vip} dev lo")
+        return result
+
+
+class Director(LvsHost):
+    """A director: its NIC(s), its VIPs while it is master, its CPU quota.
+
+    The kernel does not forward here (ip_forward=0): the userspace director forwards exactly
+    the frames of its services and connections, so a director is never an open relay.
+    """
+
+    def config(self, plan: NodePlan | None = None, master: bool = False, **params):
+        params.setdefault("accounting", True)  # experiments read the director's CPU time
+        result = LvsHost.config(self, plan=plan, **params)
+        self.set_sysctls({"net.ipv4.ip_forward": 0})
+        self.plan = plan
+        if plan is not None and master:
+            self.add_vips()
+        return result
+
+    def add_vips(self) -> None:
+        for addr, intf in self.plan.vips:
+            self.check(f"ip addr replace {addr} dev {intf}")
+
+    def del_vips(self) -> None:
+        for addr, intf in self.plan.vips:
+            self.cmd(f"ip addr del {addr} dev {intf} 2>/dev/null")

@@ -1,0 +1,35 @@
+"""Rich tables for a layout's plan and its reachability check (shared by CLI and demo)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+from testbed.net.network import ReachResult
+from testbed.topo.plan import Plan
+
+
+def plan_table(plan: Plan) -> Table:
+    table = Table(title=f"layout {plan.layout}: VIP {plan.vip}"
+                  + (f", inner VIP {plan.inner_vip}" if plan.inner_vip else ""))
+    for col in ("node", "role", "interfaces", "gateway", "VIPs"):
+        table.add_column(col)
+    for n in plan.nodes:
+        intfs = "\n".join(f"{i.name} {' '.join(i.addrs)} ({i.switch})" for i in n.intfs)
+        vips = ", ".join([f"{v} on lo" for v in n.lo_vips] + [f"{a} on {i}" for a, i in n.vips])
+        table.add_row(n.name, n.role, intfs, n.gateway or "-", vips or "-")
+    return table
+
+
+def reach_table(results: list[ReachResult]) -> Table:
+    table = Table(title="reachability (ping) against the plan")
+    for col in ("from", "to", "expected", "observed", "", "why"):
+        table.add_column(col)
+    for r in results:
+        table.add_row(
+            r.reach.src, f"{r.reach.dst} {r.reach.dst_ip}",
+            "reach" if r.reach.expect else "blocked",
+            "reach" if r.observed else "blocked",
+            "[green]ok[/]" if r.ok else "[bold red]WRONG[/]",
+            r.reach.why,
+        )
+    return table

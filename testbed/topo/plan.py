@@ -1,0 +1,335 @@
+"""The address plan of every layout, as plain data.
+
+Docs, labs, tests and the Mininet Topo classes all read names and addresses from here, so
+they agree (the table is the one in DESIGN.md and the README). Pure: no Mininet, no root;
+`testbed.topo.layouts` turns a `Plan` into a Mininet graph.
+
+Layouts:
+- ``dr``: the seed's first layout. Clients - firewall - LAN with one director and the real
+  servers. The VIP is on the director and on each real server's ``lo`` (ARP-silenced); real
+  servers answer through the firewall, never through the director.
+- ``nat``: the seed's second layout. Clients on an outer segment; a master and a backup
+  director with an outer and an inner NIC each; real servers on a private inner segment whose
+  gateway is the floating inner VIP.
+- ``nat1``: ``nat`` with one NIC per director (both subnets on one segment), to test the
+  seed's NIC hypothesis.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+from dataclasses import dataclass, field
+
+VIP_DR = "10.0.0.100"
+VIP_NAT_OUTER = "10.0.1.100"
+VIP_NAT_INNER = "192.168.0.254"
+FW_OUTER = "10.0.1.1"
+FW_INNER = "10.0.0.1"
+CLIENT_BASE = "10.0.1.10"  # client i (1-based) is CLIENT_BASE + i
+RS_BASE_DR = "10.0.0.10"
+RS_BASE_NAT = "192.168.0.10"
+MAX_NODES_PER_ROLE = 200  # addresses .11 .. .210 stay inside the /24s
+
+LAYOUTS = ("dr", "nat", "nat1")
+SWITCH_KINDS = ("bridge", "ovs")
+DIRECTOR_KINDS = ("python", "openflow", "none")
+
+
+@dataclass(frozen=True)
+class Service:
+    """A virtual service the layout offers on its VIP (as ``ipvsadm -A`` would define it)."""
+
+    proto: str  # "tcp" or "udp"
+    port: int
+    name: str
+
+
+DEFAULT_SERVICES = (Service("tcp", 80, "http"), Service("udp", 7, "echo"))
+
+
+class PlanError(ValueError):
+    """A layout parameter is unknown or out of range; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class LayoutParams:
+    """What a user may change about a layout. Every field is a topology parameter.
+
+    Bandwidths are in Mbit/s per link; ``None`` leaves a link unshaped. ``bw_outer_mbit`` and
+    ``bw_inner_mbit`` override ``bw_mbit`` on the client side and on the server side.
+    ``director_cpu`` is a fraction of ONE core (0.25 = a quarter of one core), unlike
+    Mininet's ``cpu=``, which is a fraction of all cores.
+    """
+
+    n_rs: int = 3
+    n_clients: int = 2
+    bw_mbit: float | None = None
+    bw_outer_mbit: float | None = None
+    bw_inner_mbit: float | None = None
+    ethernet_overhead: bool = True
+    delay_ms: float | None = None
+    loss_pct: float | None = None
+    queue_pkts: int | None = None
+    director_cpu: float | None = None
+    cpu_period_us: int | None = None
+    switch: str = "bridge"
+    director: str = "python"
+
+    def __post_init__(self) -> None:
+        for name in ("n_rs", "n_clients"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or not 1 <= value <= MAX_NODES_PER_ROLE:
+                raise PlanError(f"{name} must be an integer from 1 to {MAX_NODES_PER_ROLE}, got {value!r}")
+        for name in ("bw_mbit", "bw_outer_mbit", "bw_inner_mbit", "director_cpu"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise PlanError(f"{name} must be positive, got {value!r}")
+        if self.delay_ms is not None and self.delay_ms < 0:
+            raise PlanError(f"delay_ms must not be negative, got {self.delay_ms!r}")
+        if self.loss_pct is not None and not 0 <= self.loss_pct <= 100:
+            raise PlanError(f"loss_pct must be a percentage from 0 to 100, got {self.loss_pct!r}")
+        if self.queue_pkts is not None and self.queue_pkts < 1:
+            raise PlanError(f"queue_pkts must be at least 1, got {self.queue_pkts!r}")
+        if self.cpu_period_us is not None and not 1000 <= self.cpu_period_us <= 1_000_000:
+            raise PlanError(f"cpu_period_us must be from 1000 to 1000000, got {self.cpu_period_us!r}")
+        if self.switch not in SWITCH_KINDS:
+            raise PlanError(f"switch must be one of {', '.join(SWITCH_KINDS)}, got {self.switch!r}")
+        if self.director not in DIRECTOR_KINDS:
+            raise PlanError(f"director must be one of {', '.join(DIRECTOR_KINDS)}, got {self.director!r}")
+        if self.director == "openflow" and self.switch != "ovs":
+            raise PlanError("director=openflow needs switch=ovs (an OpenFlow switch)")
+
+    @classmethod
+    def from_kwargs(cls, layout: str, **kwargs: object) -> LayoutParams:
+        """Build params from keyword arguments, rejecting unknown names with the known list."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(kwargs) - known)
+        if unknown:
+            raise PlanError(
+                f"unknown topology parameter {unknown[0]!r} for layout {layout!r}; "
+                f"known: {', '.join(sorted(known))}"
+            )
+        return cls(**kwargs)  # type: ignore[arg-type]
+
+    def segment_bw_mbit(self, segment: str) -> float | None:
+        """The shaped rate of links on ``segment`` ("outer" or "inner")."""
+        override = self.bw_outer_mbit if segment == "outer" else self.bw_inner_mbit
+        return override if override is not None else self.bw_mbit
+
+
+@dataclass(frozen=True)
+class Intf:
+    """One interface of a host: its name, addresses (CIDR) and the switch it plugs into."""
+
+    name: str
+    addrs: tuple[str, ...]
+    switch: str
+    segment: str  # "outer" (client side) or "inner" (server side)
+
+
+@dataclass(frozen=True)
+class NodePlan:
+    """A host: its role, interfaces, default gateway and VIPs."""
+
+    name: str
+    role: str  # "client", "firewall", "director", "realserver"
+    intfs: tuple[Intf, ...]
+    gateway: str | None = None
+    lo_vips: tuple[str, ...] = ()  # DR real servers: the VIP on lo, ARP-silenced
+    vips: tuple[tuple[str, str], ...] = ()  # (addr/prefix, interface) held while master
+
+    @property
+    def ip(self) -> str:
+        """The first address of the first interface, without prefix."""
+        return self.intfs[0].addrs[0].split("/")[0]
+
+
+@dataclass(frozen=True)
+class Reach:
+    """An expected reachability fact: can ``src`` ping ``dst_ip``, and why (not)."""
+
+    src: str
+    dst: str
+    dst_ip: str
+    expect: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A layout with every name and address decided."""
+
+    layout: str
+    params: LayoutParams
+    nodes: tuple[NodePlan, ...]
+    switches: tuple[str, ...]
+    vip: str
+    inner_vip: str | None
+    services: tuple[Service, ...] = DEFAULT_SERVICES
+    reach: tuple[Reach, ...] = field(default=(), compare=False)
+
+    def node(self, name: str) -> NodePlan:
+        for node in self.nodes:
+            if node.name == name:
+                return node
+        raise KeyError(name)
+
+    def by_role(self, role: str) -> list[NodePlan]:
+        return [n for n in self.nodes if n.role == role]
+
+    @property
+    def directors(self) -> list[NodePlan]:
+        return self.by_role("director")
+
+    @property
+    def realservers(self) -> list[NodePlan]:
+        return self.by_role("realserver")
+
+    @property
+    def clients(self) -> list[NodePlan]:
+        return self.by_role("client")
+
+
+def _nth(base: str, i: int) -> str:
+    return str(ipaddress.IPv4Address(base) + i)
+
+
+def _clients(params: LayoutParams, gateway: str | None) -> list[NodePlan]:
+    return [
+        NodePlan(
+            name=f"c{i}",
+            role="client",
+            intfs=(Intf(f"c{i}-eth0", (f"{_nth(CLIENT_BASE, i)}/24",), "s1", "outer"),),
+            gateway=gateway,
+        )
+        for i in range(1, params.n_clients + 1)
+    ]
+
+
+def dr_plan(params: LayoutParams) -> Plan:
+    """The seed's LVS-DR layout: clients - s1 - fw - s2 - {d1, rs1..rsN}."""
+    nodes = _clients(params, FW_OUTER)
+    nodes.append(
+        NodePlan(
+            name="fw",
+            role="firewall",
+            intfs=(
+                Intf("fw-eth0", (f"{FW_OUTER}/24",), "s1", "outer"),
+                Intf("fw-eth1", (f"{FW_INNER}/24",), "s2", "inner"),
+            ),
+        )
+    )
+    nodes.append(
+        NodePlan(
+            name="d1",
+            role="director",
+            intfs=(Intf("d1-eth0", ("10.0.0.2/24",), "s2", "inner"),),
+            gateway=FW_INNER,
+            vips=((f"{VIP_DR}/32", "d1-eth0"),),
+        )
+    )
+    nodes += [
+        NodePlan(
+            name=f"rs{i}",
+            role="realserver",
+            intfs=(Intf(f"rs{i}-eth0", (f"{_nth(RS_BASE_DR, i)}/24",), "s2", "inner"),),
+            gateway=FW_INNER,
+            lo_vips=(f"{VIP_DR}/32",),
+        )
+        for i in range(1, params.n_rs + 1)
+    ]
+    plan = Plan("dr", params, tuple(nodes), ("s1", "s2"), VIP_DR, None)
+    return dataclasses.replace(plan, reach=tuple(_dr_reach(plan)))
+
+
+def nat_plan(params: LayoutParams, nics: int = 2) -> Plan:
+    """The seed's LVS-NAT layout: a master/backup director pair with ``nics`` NICs each.
+
+    With two NICs the outer segment (s1) carries clients and the directors' outer NICs and
+    the inner segment (s2) the directors' inner NICs and the real servers. With one NIC
+    everything shares s1 and each director holds both subnets on its only interface.
+    """
+    if nics not in (1, 2):
+        raise PlanError(f"a NAT director has 1 or 2 NICs, not {nics}")
+    inner_switch = "s2" if nics == 2 else "s1"
+    nodes = _clients(params, None)
+    for idx, name in enumerate(("d1", "d2")):
+        outer, inner = f"10.0.1.{2 + idx}/24", f"192.168.0.{2 + idx}/24"
+        if nics == 2:
+            intfs = (
+                Intf(f"{name}-eth0", (outer,), "s1", "outer"),
+                Intf(f"{name}-eth1", (inner,), "s2", "inner"),
+            )
+            inner_if = f"{name}-eth1"
+        else:
+            intfs = (Intf(f"{name}-eth0", (outer, inner), "s1", "inner"),)
+            inner_if = f"{name}-eth0"
+        vips = ((f"{VIP_NAT_OUTER}/24", f"{name}-eth0"), (f"{VIP_NAT_INNER}/24", inner_if))
+        nodes.append(NodePlan(name=name, role="director", intfs=intfs, vips=vips))
+    nodes += [
+        NodePlan(
+            name=f"rs{i}",
+            role="realserver",
+            intfs=(Intf(f"rs{i}-eth0", (f"{_nth(RS_BASE_NAT, i)}/24",), inner_switch, "inner"),),
+            gateway=VIP_NAT_INNER,
+        )
+        for i in range(1, params.n_rs + 1)
+    ]
+    switches = ("s1", "s2") if nics == 2 else ("s1",)
+    layout = "nat" if nics == 2 else "nat1"
+    plan = Plan(layout, params, tuple(nodes), switches, VIP_NAT_OUTER, VIP_NAT_INNER)
+    return dataclasses.replace(plan, reach=tuple(_nat_reach(plan)))
+
+
+def make_plan(layout: str, params: LayoutParams | None = None) -> Plan:
+    """The plan of ``layout`` ("dr", "nat", "nat1") with ``params`` (defaults if None)."""
+    params = params or LayoutParams()
+    if layout == "dr":
+        return dr_plan(params)
+    if layout == "nat":
+        return nat_plan(params, nics=2)
+    if layout == "nat1":
+        return nat_plan(params, nics=1)
+    raise PlanError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+
+
+def _addr(node: NodePlan, intf_index: int = 0) -> str:
+    return node.intfs[intf_index].addrs[0].split("/")[0]
+
+
+def _dr_reach(plan: Plan) -> list[Reach]:
+    fw, d1 = plan.node("fw"), plan.node("d1")
+    out: list[Reach] = []
+    for c in plan.clients:
+        out.append(Reach(c.name, "VIP", plan.vip, True, "the director holds the VIP; the firewall admits ping to it"))
+        out.append(Reach(c.name, "fw", FW_OUTER, True, "same segment"))
+        out.append(Reach(c.name, d1.name, _addr(d1), False, "the firewall admits only the VIP's services"))
+        for rs in plan.realservers:
+            out.append(Reach(c.name, rs.name, rs.ip, False, "the firewall admits only the VIP's services"))
+    for rs in plan.realservers:
+        out.append(Reach(rs.name, plan.clients[0].name, plan.clients[0].ip, True, "real servers route through the firewall"))
+        out.append(Reach(rs.name, fw.name, FW_INNER, True, "same LAN"))
+        out.append(Reach(rs.name, d1.name, _addr(d1), True, "same LAN"))
+    out.append(Reach(d1.name, plan.realservers[0].name, plan.realservers[0].ip, True, "same LAN"))
+    return out
+
+
+def _nat_reach(plan: Plan) -> list[Reach]:
+    out: list[Reach] = []
+    d1, d2 = plan.node("d1"), plan.node("d2")
+    inner_idx = 1 if len(d1.intfs) == 2 else 0
+    for c in plan.clients:
+        out.append(Reach(c.name, "VIP", plan.vip, True, "the master director holds the outer VIP"))
+        out.append(Reach(c.name, d1.name, _addr(d1), True, "same outer segment"))
+        out.append(Reach(c.name, d2.name, _addr(d2), True, "same outer segment"))
+        for rs in plan.realservers:
+            out.append(Reach(c.name, rs.name, rs.ip, False, "clients have no route to the private network"))
+    for rs in plan.realservers:
+        out.append(Reach(rs.name, "inner-VIP", VIP_NAT_INNER, True, "the master holds the inner gateway VIP"))
+        out.append(Reach(rs.name, d2.name, d2.intfs[inner_idx].addrs[-1].split("/")[0], True, "same inner segment"))
+        out.append(
+            Reach(rs.name, plan.clients[0].name, plan.clients[0].ip, False,
+                  "directors do not route; only the director's NAT joins the two sides")
+        )
+    return out

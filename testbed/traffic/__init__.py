@@ -1,0 +1,1 @@
+"""Load generators and servers that run inside the layout's hosts."""

@@ -1,0 +1,1 @@
+"""keepalived-style failover: VRRP v2/v3 codec, state machine, daemon, keepalived.conf."""
