@@ -13,6 +13,7 @@ it creates one group per host under ``lvs-testbed/<run-id>/`` and removes it aga
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -145,10 +146,8 @@ class CgroupCpu:
     def pids(self) -> list[int]:
         pids: set[int] = set()
         for f in self.procs_files:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 pids.update(int(x) for x in f.read_text().split())
-            except FileNotFoundError:
-                pass
         return sorted(pids)
 
     def usage_s(self) -> float:

@@ -15,6 +15,7 @@ never runs ``mn -c``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -183,10 +184,8 @@ def _pids_to_kill(records: list[Record], own_pid: int) -> set[int]:
             inodes[d["inode"]] = d["host"]
         if rec.kind == "cgroup":
             for g in d["dirs"]:
-                try:
+                with contextlib.suppress(FileNotFoundError, ValueError):
                     pids.update(int(x) for x in Path(g, "cgroup.procs").read_text().split())
-                except (FileNotFoundError, ValueError):
-                    pass
     if inodes:
         verified: dict[int, bool] = {}
         for pid in all_pids():
@@ -211,10 +210,8 @@ def kill_pids(pids: set[int], grace_s: float = 2.0) -> list[int]:
     starts = {pid: proc_starttime(pid) for pid in pids}
     alive = {p for p, s in starts.items() if s is not None}
     for pid in alive:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
         alive = {p for p in alive if proc_starttime(p) == starts[p] and not _is_zombie(p)}
@@ -222,10 +219,8 @@ def kill_pids(pids: set[int], grace_s: float = 2.0) -> list[int]:
             break
         time.sleep(0.05)
     for pid in alive:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     return sorted(p for p, s in starts.items() if s is not None)
 
 

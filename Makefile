@@ -1,0 +1,33 @@
+# Every user-facing target sets itself up first, so each is one command on a fresh machine.
+# Run as root (Mininet, namespaces, cgroups, apt): sudo make <target>.
+
+VENV := .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test test-unit lint clean help
+
+help:
+	@echo "sudo make setup      install everything (apt packages, Open vSwitch, .venv); idempotent"
+	@echo "sudo make demo       bring up each layout, check it, shaped iperf3 run, exit clean"
+	@echo "sudo make test       lint + unit tests + integration tests (root, Mininet)"
+	@echo "sudo make test-unit  the fast tier: no root, no Mininet"
+	@echo "sudo make lint       ruff"
+	@echo "sudo make clean      remove what killed runs left behind (tracked resources only)"
+
+setup:
+	scripts/provision.sh
+
+demo: setup
+	$(BIN)/lvs-testbed demo
+
+lint: setup
+	$(BIN)/ruff check testbed tests topos
+
+test: lint
+	$(BIN)/pytest tests
+
+test-unit: setup
+	$(BIN)/pytest tests/unit
+
+clean: setup
+	$(BIN)/lvs-testbed clean
