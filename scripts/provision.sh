@@ -56,13 +56,22 @@ stamp=.venv/.lvs-testbed-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
   log "installing the project (editable, with dev extras)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
-  .venv/bin/python -m pip install -q -e '.[dev]'
+  # pip's chatter goes to a log; it is shown only if the install fails.
+  if ! .venv/bin/python -m pip install -q -e '.[dev]' >.venv/pip-install.log 2>&1; then
+    cat .venv/pip-install.log >&2
+    exit 1
+  fi
   echo "$want" >"$stamp"
 else
   log "python packages up to date"
 fi
 
-# Put the CLI on root's PATH so Mininet hosts (which inherit it) and users can call it.
-ln -sf "$here/.venv/bin/lvs-testbed" /usr/local/bin/lvs-testbed
+# Put the CLI on root's PATH (sudo's secure_path has /usr/local/bin). Another checkout's link
+# is left alone; a dangling one is replaced.
+link=/usr/local/bin/lvs-testbed
+if [ ! -e "$link" ]; then
+  ln -sfn "$here/.venv/bin/lvs-testbed" "$link"
+elif [ "$(readlink -f "$link")" != "$(readlink -f "$here/.venv/bin/lvs-testbed")" ]; then
+  log "note: $link belongs to another checkout ($(readlink "$link")); use $here/.venv/bin/lvs-testbed"
+fi
 log "ready: $(.venv/bin/lvs-testbed --version 2>/dev/null || echo 'lvs-testbed')"
