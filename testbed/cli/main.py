@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from testbed import __version__
-from testbed.cli import demo, doctor, net
+from testbed.cli import demo, director, doctor, net
 
 app = typer.Typer(
     name="lvs-testbed",
@@ -38,6 +38,7 @@ def _root(
 doctor.register(app)
 net.register(app)
 demo.register(app)
+director.register(app)
 
 
 def main() -> None:

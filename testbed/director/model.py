@@ -307,6 +307,10 @@ class Director:
             raise IpvsError(errno.ESRCH, "No such service")
         return svc
 
+    def trashed_dests(self) -> list[Dest]:
+        """Deleted real servers that connections still use (their replies still pass)."""
+        return list(self._trash.values())
+
     def timeouts(self) -> tuple[int, int, int]:
         """(tcp, tcpfin, udp) seconds, as `ipvsadm -L --timeout` shows them."""
         tcp = self.conns.tcp_timeouts_s

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from mininet.node import OVSSwitch
 from testbed.net.registry import CleanReport, Run
 from testbed.net.shaping import Shaping, require_netem
 from testbed.topo.layouts import TOPOS, LvsTopo
-from testbed.topo.plan import LayoutParams, Plan, Reach
+from testbed.topo.plan import LayoutParams, Plan, Reach, ipvsadm_rules
 
 
 class Terminated(KeyboardInterrupt):
@@ -108,12 +109,13 @@ class Testbed:
         if os.geteuid() != 0:
             raise PermissionError("building a layout needs root (Mininet): run with sudo")
         setLogLevel("output" if self.quiet else "info")
-        _put_own_commands_on_path()
         self.run = Run(self.kind)
         try:
+            _prepare_host_environment(self.run.dir)
             self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
             self.net.build()
             self.net.start()
+            self.start_services()
         except BaseException:
             self.stop()
             raise
@@ -137,6 +139,50 @@ class Testbed:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    # -- what runs on the hosts ----------------------------------------------------------
+    def start_services(self) -> None:
+        """Real servers serve HTTP and UDP echo; directors run the userspace director with
+        the layout's default services (unless ``director`` is not "python")."""
+        for rs in self.plan.realservers:
+            binds = [rs.ip] + [v.split("/")[0] for v in rs.lo_vips]
+            argv = [sys.executable, "-m", "testbed.traffic.servers", "--name", rs.name]
+            for addr in binds:
+                argv += ["--bind", addr]
+            self.spawn(rs.name, argv, "servers")
+        if self.params.director == "python":
+            rules = self.run.dir / "rules.ipvsadm"
+            rules.write_text(ipvsadm_rules(self.plan))
+            for d in self.plan.directors:
+                self.start_director(d.name, rules)
+        for rs in self.plan.realservers:
+            _wait_for(lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
+                      f"{rs.name}'s HTTP server", self.run.dir / f"{rs.name}.servers.log")
+
+    def start_director(self, name: str, rules: Path | None = None) -> None:
+        """Start the director daemon on host ``name`` and wait for its control socket."""
+        p = self.params
+        argv = [sys.executable, "-m", "testbed", "director", "run", "--io", p.io_mode,
+                "--batch", str(p.batch), "--wait-us", str(p.wait_us), "--table-bits", str(p.table_bits)]
+        for intf in self.plan.node(name).intfs:
+            argv += ["--iface", intf.name]
+        if rules is not None:
+            argv += ["--rules", str(rules)]
+        proc = self.spawn(name, argv, "director")
+        index = self.run.dir / f"{name}.director.json"
+        _wait_for(lambda: index.exists() or proc.poll() is not None, f"director on {name}",
+                  self.run.dir / f"{name}.director.log")
+        if proc.poll() is not None:
+            log = (self.run.dir / f"{name}.director.log").read_text()
+            raise RuntimeError(f"the director on {name} exited: {log.strip()[-500:]}")
+
+    def spawn(self, host: str, argv: list[str], what: str):
+        """Start ``argv`` in ``host``, logging to ``<run dir>/<host>.<what>.log``."""
+        log = open(self.run.dir / f"{host}.{what}.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            return self.net[host].popen(argv, stdout=log, stderr=subprocess.STDOUT)
+        finally:
+            log.close()
 
     # -- checks ----------------------------------------------------------------------------
     def check_reachability(self, timeout_s: float = 1.0) -> list[ReachResult]:
@@ -165,10 +211,28 @@ def _fields(params: LayoutParams) -> dict:
     return {k: getattr(params, k) for k in params.__dataclass_fields__}
 
 
-def _put_own_commands_on_path() -> None:
-    """Hosts inherit our environment: make ``lvs-testbed`` (next to this interpreter, in the
-    venv) callable inside them."""
-    bindir = str(Path(sys.executable).parent)
-    path = os.environ.get("PATH", "").split(os.pathsep)
-    if bindir not in path:
-        os.environ["PATH"] = os.pathsep.join([bindir, *path])
+def _prepare_host_environment(run_dir: Path) -> None:
+    """Hosts inherit our environment: put ``lvs-testbed`` (next to this interpreter, in the
+    venv) and a plain ``ipvsadm`` (as the LVS-HOWTO types it) on their PATH, and tell them
+    the run directory, where directors keep their control sockets."""
+    shims = run_dir / "bin"
+    shims.mkdir(exist_ok=True)
+    cli = Path(sys.executable).parent / "lvs-testbed"
+    shim = shims / "ipvsadm"
+    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m testbed ipvsadm "$@"\n')
+    shim.chmod(0o755)
+    path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
+    for bindir in (str(cli.parent), str(shims)):
+        if bindir not in path:
+            path.insert(0, bindir)
+    os.environ["PATH"] = os.pathsep.join(path)
+    os.environ["LVS_TESTBED_RUN_DIR"] = str(run_dir)
+
+
+def _wait_for(ready, what: str, log: Path | None = None, timeout_s: float = 15.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not ready():
+        if time.monotonic() > deadline:
+            tail = log.read_text()[-500:] if log is not None and log.exists() else ""
+            raise RuntimeError(f"{what} did not start within {timeout_s:g} s. {tail}".strip())
+        time.sleep(0.05)

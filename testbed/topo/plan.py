@@ -34,6 +34,7 @@ MAX_NODES_PER_ROLE = 200  # addresses .11 .. .210 stay inside the /24s
 LAYOUTS = ("dr", "nat", "nat1")
 SWITCH_KINDS = ("bridge", "ovs")
 DIRECTOR_KINDS = ("python", "openflow", "none")
+IO_MODES = ("ring", "frame")
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,11 @@ class LayoutParams:
     cpu_period_us: int | None = None
     switch: str = "bridge"
     director: str = "python"
+    scheduler: str = "rr"
+    io_mode: str = "ring"
+    batch: int = 64
+    wait_us: int = 0
+    table_bits: int = 12
 
     def __post_init__(self) -> None:
         for name in ("n_rs", "n_clients"):
@@ -97,6 +103,14 @@ class LayoutParams:
             raise PlanError(f"switch must be one of {', '.join(SWITCH_KINDS)}, got {self.switch!r}")
         if self.director not in DIRECTOR_KINDS:
             raise PlanError(f"director must be one of {', '.join(DIRECTOR_KINDS)}, got {self.director!r}")
+        if self.io_mode not in IO_MODES:
+            raise PlanError(f"io_mode must be one of {', '.join(IO_MODES)}, got {self.io_mode!r}")
+        if not 1 <= self.batch <= 4096:
+            raise PlanError(f"batch must be from 1 to 4096 frames, got {self.batch!r}")
+        if not 0 <= self.wait_us <= 1_000_000:
+            raise PlanError(f"wait_us must be from 0 to 1000000, got {self.wait_us!r}")
+        if not 8 <= self.table_bits <= 20:
+            raise PlanError(f"table_bits must be from 8 to 20, got {self.table_bits!r}")
         if self.director == "openflow" and self.switch != "ovs":
             raise PlanError("director=openflow needs switch=ovs (an OpenFlow switch)")
 
@@ -292,6 +306,19 @@ def make_plan(layout: str, params: LayoutParams | None = None) -> Plan:
     if layout == "nat1":
         return nat_plan(params, nics=1)
     raise PlanError(f"unknown layout {layout!r}; known: {', '.join(LAYOUTS)}")
+
+
+def ipvsadm_rules(plan: Plan) -> str:
+    """The layout's default services in ``ipvsadm -S`` form: each service on the VIP over
+    every real server, weight 1, forwarded as the layout does (DR: -g, NAT: -m)."""
+    fwd = "-g" if plan.layout == "dr" else "-m"
+    lines = []
+    for svc in plan.services:
+        flag = "-t" if svc.proto == "tcp" else "-u"
+        lines.append(f"-A {flag} {plan.vip}:{svc.port} -s {plan.params.scheduler}")
+        for rs in plan.realservers:
+            lines.append(f"-a {flag} {plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1")
+    return "\n".join(lines) + "\n"
 
 
 def _addr(node: NodePlan, intf_index: int = 0) -> str:

@@ -1,0 +1,108 @@
+"""``lvs-testbed director run|stats`` and ``lvs-testbed ipvsadm ...``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+
+from testbed.cli.common import fail
+
+director_app = typer.Typer(help="The userspace IPVS director: run it, read its counters.",
+                           no_args_is_help=True)
+
+
+@director_app.command("run")
+def run(
+    iface: list[str] = typer.Option(..., "--iface", "-i", help="A NIC to forward on (repeat for two NICs)."),
+    name: str = typer.Option("", "--name", help="Director name (default: the host part of the first NIC, e.g. d1)."),
+    io: str = typer.Option("ring", "--io", help="ring: PACKET_MMAP rings, a batch per wake-up; "
+                           "frame: one system call per frame."),
+    batch: int = typer.Option(64, "--batch", help="Frames handled per port per wake-up, at most."),
+    wait_us: int = typer.Option(0, "--wait-us", help="After a wake-up, wait this long (us) for more frames "
+                                "unless a full batch is there: the interrupt-coalescing knob."),
+    table_bits: int = typer.Option(12, "--table-bits", help="Connection table size: 2^bits buckets (8..20)."),
+    rules: Path = typer.Option(None, "--rules", exists=True, dir_okay=False,
+                               help="Rules to load at start, in `ipvsadm -S` format."),
+    no_kernel_bypass: bool = typer.Option(False, "--no-kernel-bypass",
+                                          help="Do not keep the local kernel off the services' traffic."),
+) -> None:
+    """Run the director in this network namespace (inside a director host) until SIGTERM."""
+    from testbed.director.daemon import DaemonConfig, run_daemon
+    from testbed.director.ports import PortError
+
+    try:
+        cfg = DaemonConfig(
+            interfaces=iface, name=name, io_mode=io, batch=batch, wait_us=wait_us,
+            table_bits=table_bits, rules=rules.read_text() if rules else None,
+            kernel_bypass=not no_kernel_bypass,
+        )
+        if not 8 <= table_bits <= 20:
+            raise ValueError(f"--table-bits must be 8..20, got {table_bits}")
+        run_daemon(cfg)
+    except (ValueError, PortError, RuntimeError) as exc:
+        fail(str(exc))
+
+
+@director_app.command("stats")
+def stats(
+    director: str = typer.Option(None, "--director", "-d", help="Director name (default: the one in this namespace)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
+) -> None:
+    """Frame counters (forwarded, ignored and dropped by reason), CPU and table figures."""
+    from testbed.director.control import ControlError, find_director, request
+
+    try:
+        reply = request(find_director(director), {"op": "stats"})
+    except ControlError as exc:
+        fail(str(exc))
+    data = reply["stats"]
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    frames = data["frames"]
+    lines = [
+        f"director {data['name']}: {data['io_mode']} I/O, batch {data['batch']}, wait {data['wait_us']} us, "
+        f"up {data['uptime_s']:.0f} s, CPU {data['cpu_s']:.2f} s",
+        f"frames: rx {frames['rx']}, forwarded {frames['forwarded']}, queued for ARP {frames['queued']}; "
+        f"connections {data['connections']}",
+    ]
+    for label in ("ignored", "dropped"):
+        if frames[label]:
+            lines.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(frames[label].items())))
+    print("\n".join(lines))
+
+
+def ipvsadm(ctx: typer.Context) -> None:
+    """ipvsadm for the testbed's director: the same options and output as ipvsadm.
+
+    Run it on a director host (`d1 ipvsadm -L -n` in the CLI; hosts also have a plain `ipvsadm`
+    command); elsewhere name the director first: `lvs-testbed ipvsadm --director d1 -L -n`.
+    """
+    from testbed.director.control import ControlError, find_director, request
+
+    argv = list(ctx.args)
+    name = None
+    if len(argv) >= 2 and argv[0] in ("--director", "-d"):
+        name, argv = argv[1], argv[2:]
+    stdin_text = None
+    if argv and argv[0] in ("-R", "--restore"):
+        stdin_text = sys.stdin.read()
+    try:
+        reply = request(find_director(name), {"op": "ipvsadm", "argv": argv, "stdin": stdin_text})
+    except ControlError as exc:
+        fail(str(exc))
+    sys.stdout.write(reply.get("out", ""))
+    sys.stderr.write(reply.get("err", ""))
+    raise typer.Exit(reply.get("rc", 1))
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(director_app, name="director")
+    app.command(
+        "ipvsadm",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        add_help_option=False,
+    )(ipvsadm)

@@ -1,0 +1,240 @@
+"""The director daemon: ports, the forwarding loop, timers and the control socket.
+
+One thread, one loop: wait on the ports and the control socket, drain each port (a batch at
+most), flush transmit rings, serve control requests, and run the timers (connection expiry,
+the 2-second rate estimator, ARP refresh, route reload). Started inside a director host by
+``lvs-testbed director run``; SIGTERM or SIGINT stops it cleanly (the kernel bypass rules are
+removed, the socket too).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import resource
+import select
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from testbed.director import ipvsadm, kernel
+from testbed.director.control import ControlServer, socket_path, write_index
+from testbed.director.forwarder import Forwarder
+from testbed.director.model import Director
+from testbed.director.neighbours import Neighbours, routes_from_ip_json
+from testbed.director.ports import Port, RingPort, open_port
+
+EXPIRE_EVERY_S = 1.0
+ROUTES_EVERY_S = 5.0
+MAX_SLEEP_S = 0.5
+
+
+@dataclass
+class DaemonConfig:
+    """How the daemon runs. ``batch`` frames at most per port per wake-up; ``wait_us``: after
+    a wake-up, wait this long for more frames unless a full batch is already there (the
+    coalescing knob; 0 = handle frames as soon as they come)."""
+
+    interfaces: list[str]
+    name: str = ""
+    io_mode: str = "ring"
+    batch: int = 64
+    wait_us: int = 0
+    table_bits: int = 12
+    rules: str | None = None
+    run_dir: Path | None = None
+    kernel_bypass: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.interfaces:
+            raise ValueError("a director needs at least one interface (--iface)")
+        if self.io_mode not in ("frame", "ring"):
+            raise ValueError(f"unknown I/O mode {self.io_mode!r}: frame or ring")
+        if not 1 <= self.batch <= 4096:
+            raise ValueError(f"batch must be 1..4096 frames, got {self.batch}")
+        if not 0 <= self.wait_us <= 1_000_000:
+            raise ValueError(f"wait must be 0..1000000 us, got {self.wait_us}")
+        if not self.name:
+            self.name = self.interfaces[0].split("-")[0]
+
+
+def _ip_json(*args: str) -> list:
+    res = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True)
+    return json.loads(res.stdout or "[]")
+
+
+def primary_ipv4(ifname: str) -> int:
+    """The interface's first IPv4 address that is not a /32 (a VIP is usually a /32)."""
+    addrs = [a for entry in _ip_json("-4", "addr", "show", "dev", ifname) for a in entry.get("addr_info", [])]
+    if not addrs:
+        raise ValueError(f"interface {ifname} has no IPv4 address")
+    addrs.sort(key=lambda a: a.get("prefixlen", 32) == 32)
+    return int(ipaddress.IPv4Address(addrs[0]["local"]))
+
+
+class DirectorDaemon:
+    def __init__(self, cfg: DaemonConfig) -> None:
+        self.cfg = cfg
+        self.director = Director(cfg.table_bits)
+        self.ports: list[Port] = []
+        self.running = False
+        self.started_at = time.monotonic()
+        self.wakeups = 0
+        self.batches_full = 0
+        self.control: ControlServer | None = None
+        self.index_path: Path | None = None
+
+    # -- setup and teardown -------------------------------------------------------------
+    def open(self) -> None:
+        cfg = self.cfg
+        run_dir = cfg.run_dir or Path(os.environ.get("LVS_TESTBED_RUN_DIR", f"/run/lvs-testbed/director-{os.getpid()}"))
+        run_dir.mkdir(parents=True, exist_ok=True)
+        self.run_dir = run_dir
+        try:
+            for name in cfg.interfaces:
+                self.ports.append(open_port(name, primary_ipv4(name), cfg.io_mode))
+            by_name = {p.name: p for p in self.ports}
+            self.neigh = Neighbours(by_name, self._routes())
+            self.forwarder = Forwarder(self.director, self.neigh)
+            if cfg.rules:
+                res = ipvsadm.run(["-R"], self.director, cfg.rules, now=time.monotonic())
+                if res.rc != 0:
+                    raise ValueError(f"the initial rules were refused: {res.err.strip()}")
+            self.control = ControlServer(socket_path(run_dir, cfg.name))
+            self.index_path = write_index(run_dir, cfg.name, os.getpid())
+            self._services_changed(time.monotonic())
+        except BaseException:
+            self.close()
+            raise
+        if kernel.ip_forward_enabled():
+            print("warning: ip_forward=1 here: the kernel will forward NAT replies a second "
+                  "time (directors run with ip_forward=0)", file=sys.stderr)
+
+    def close(self) -> None:
+        if self.cfg.kernel_bypass:
+            kernel.remove()
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+        if self.index_path is not None and self.index_path.exists():
+            self.index_path.unlink()
+        for port in self.ports:
+            port.close()
+        self.ports = []
+
+    def _routes(self):
+        return routes_from_ip_json(_ip_json("route", "show", "table", "main"), {p.name for p in self.ports})
+
+    def _services_changed(self, now: float) -> None:
+        self.forwarder.refresh_services()
+        if self.cfg.kernel_bypass:
+            kernel.apply(self.director)
+        # Ask for the real servers' MACs now, so the first packets need not wait.
+        for svc in self.director.services():
+            for dest in svc.dests:
+                hop = self.neigh.hop_for(dest.addr)
+                if hop is not None and hop.mac is None:
+                    self.neigh.solicit(hop, now)
+        for port in self.ports:
+            port.flush()
+
+    # -- control --------------------------------------------------------------------------
+    def handle_request(self, msg: dict) -> dict:
+        op = msg.get("op")
+        now = time.monotonic()
+        if op == "ipvsadm":
+            before = self.director.snapshot()
+            res = ipvsadm.run(list(msg.get("argv", [])), self.director, msg.get("stdin"), now=now)
+            if self.director.snapshot() != before:
+                self._services_changed(now)
+            return {"rc": res.rc, "out": res.out, "err": res.err}
+        if op == "stats":
+            return {"rc": 0, "stats": self.stats(now)}
+        return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
+
+    def stats(self, now: float) -> dict:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {
+            "name": self.cfg.name,
+            "io_mode": self.cfg.io_mode,
+            "batch": self.cfg.batch,
+            "wait_us": self.cfg.wait_us,
+            "uptime_s": now - self.started_at,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+            "wakeups": self.wakeups,
+            "batches_full": self.batches_full,
+            "frames": self.forwarder.counters(),
+            "ipvs_drops": dict(self.director.drops),
+            "connections": len(self.director.conns),
+            "table": self.director.conns.chain_stats(),
+            "ports": {p.name: {"tx_frames": p.tx_frames, "tx_dropped": p.tx_dropped} for p in self.ports},
+        }
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> None:
+        cfg = self.cfg
+        poller = select.poll()
+        for port in self.ports:
+            poller.register(port.fileno(), select.POLLIN)
+        poller.register(self.control.fileno(), select.POLLIN)
+        control_fd = self.control.fileno()
+        handle = self.forwarder.handle
+        batch, wait_s = cfg.batch, cfg.wait_us / 1e6
+        rings = all(isinstance(p, RingPort) for p in self.ports)
+        next_expire = next_routes = time.monotonic()
+        self.running = True
+        while self.running:
+            now = time.monotonic()
+            timeout_ms = max(0, min(next_expire - now, MAX_SLEEP_S)) * 1000
+            # Ring ports may still hold frames from the last wake-up: do not sleep then.
+            if rings and any(p.ready_frames(1) for p in self.ports):
+                timeout_ms = 0
+            try:
+                events = poller.poll(timeout_ms)
+            except InterruptedError:
+                continue
+            self.wakeups += 1
+            if wait_s and timeout_ms and events:
+                if not (rings and all(p.ready_frames(batch) for p in self.ports)):
+                    time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
+            now = time.monotonic()
+            for port in self.ports:
+                if port.drain(handle, batch, now) == batch:
+                    self.batches_full += 1
+            for port in self.ports:
+                port.flush()
+            if any(fd == control_fd for fd, _ in events):
+                self.control.serve_one(self.handle_request)
+            if now >= next_expire:
+                self.director.expire(now)
+                self.director.tick(now)
+                self.neigh.refresh(now)
+                next_expire = now + EXPIRE_EVERY_S
+                if now >= next_routes:
+                    self.neigh.set_routes(self._routes())
+                    next_routes = now + ROUTES_EVERY_S
+                for port in self.ports:
+                    port.flush()
+
+    def stop(self, *_args) -> None:
+        self.running = False
+
+
+def run_daemon(cfg: DaemonConfig) -> None:
+    """Open, run until SIGTERM/SIGINT, close."""
+    daemon = DirectorDaemon(cfg)
+    signal.signal(signal.SIGTERM, daemon.stop)
+    signal.signal(signal.SIGINT, daemon.stop)
+    daemon.open()
+    try:
+        print(f"director {cfg.name}: {', '.join(cfg.interfaces)} ({cfg.io_mode} I/O, batch {cfg.batch}, "
+              f"wait {cfg.wait_us} us); control socket {daemon.control.path}", flush=True)
+        daemon.run()
+    finally:
+        daemon.close()
