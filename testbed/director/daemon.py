@@ -200,9 +200,10 @@ class DirectorDaemon:
             except InterruptedError:
                 continue
             self.wakeups += 1
-            if wait_s and timeout_ms and events:
-                if not (rings and all(p.ready_frames(batch) for p in self.ports)):
-                    time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
+            if wait_s and timeout_ms and events and not (
+                rings and all(p.ready_frames(batch) for p in self.ports)
+            ):
+                time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
             now = time.monotonic()
             for port in self.ports:
                 if port.drain(handle, batch, now) == batch:

@@ -24,8 +24,6 @@ from testbed.director.conntable import INPUT, OUTPUT, TH_ACK, TH_FIN, TH_RST, TH
 from testbed.director.model import Director, Fwd
 from testbed.director.neighbours import Neighbours
 from testbed.director.packet import (
-    ARP_REPLY,
-    ARP_REQUEST,
     ETH_P_ARP,
     IPPROTO_ICMP,
     IPPROTO_TCP,
@@ -47,6 +45,7 @@ from testbed.director.packet import (
     snat,
 )
 
+_PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
 _SYN_ONLY_MASK = TH_SYN | TH_ACK | TH_RST | TH_FIN
 _DROP_NAMES = {d: d.name.lower().replace("_", "-") for d in Drop}
 TUN_MTU = 1500
@@ -134,15 +133,14 @@ class Forwarder:
         if r.__class__ is Drop:
             self._drop(r)
             return
-        op, sender_mac, sender_ip, _target_mac, _target_ip = r
-        if op == ARP_REPLY or op == ARP_REQUEST:
-            self.neigh.learn(sender_ip, sender_mac, port, now)
+        _op, sender_mac, sender_ip, _target_mac, _target_ip = r  # a request or a reply
+        self.neigh.learn(sender_ip, sender_mac, port, now)
         self.ignored["arp"] += 1  # the kernel answers ARP; we only learn from it
 
     def _inbound(self, frame, l3, proto, src, dst, l4, ip_end, csum_partial, now) -> None:
         """Client -> VIP (ip_vs_in)."""
         d = self.director
-        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        if proto in _PORT_PROTOS:
             r = parse_ports(frame, l4, ip_end, proto)
             if r.__class__ is Drop:
                 self._drop(r)
@@ -225,7 +223,7 @@ class Forwarder:
     def _outbound(self, frame, l3, proto, src, dst, l4, ip_end, csum_partial, now) -> None:
         """NAT real server -> client (ip_vs_out)."""
         d = self.director
-        if proto == IPPROTO_TCP or proto == IPPROTO_UDP:
+        if proto in _PORT_PROTOS:
             r = parse_ports(frame, l4, ip_end, proto)
             if r.__class__ is Drop:
                 self._drop(r)
