@@ -16,7 +16,9 @@ def demo(
     firewall, a summary. Everything is torn down before it exits."""
     require_root("`demo`")
     from testbed.demo import run_demo
+    from testbed.net.network import handle_termination
 
+    handle_termination()
     ok = run_demo(console, n_rs=rs, shaped_mbit=shaped_mbit)
     if not ok:
         raise typer.Exit(1)

@@ -85,7 +85,7 @@ def ipvsadm(ctx: typer.Context) -> None:
 
     argv = list(ctx.args)
     name = None
-    if len(argv) >= 2 and argv[0] in ("--director", "-d"):
+    if len(argv) >= 2 and argv[0] == "--director":  # not -d: that is ipvsadm's delete-server
         name, argv = argv[1], argv[2:]
     stdin_text = None
     if argv and argv[0] in ("-R", "--restore"):

@@ -147,6 +147,8 @@ class ControlServer:
                 try:
                     data = _read_all(conn)
                     message = json.loads(data)
+                    if not isinstance(message, dict):
+                        raise ValueError("a request is one JSON object")
                     reply = handle(message)
                 except (OSError, ValueError, ControlError) as exc:
                     reply = {"rc": 2, "out": "", "err": f"bad control request: {exc}\n"}

@@ -173,7 +173,8 @@ class DirectorDaemon:
             "ipvs_drops": dict(self.director.drops),
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
-            "ports": {p.name: {"tx_frames": p.tx_frames, "tx_dropped": p.tx_dropped} for p in self.ports},
+            "ports": {p.name: {"tx_frames": p.tx_frames, "tx_dropped": p.tx_dropped,
+                               "ring_resyncs": getattr(p, "resyncs", 0)} for p in self.ports},
         }
 
     # -- the loop -------------------------------------------------------------------------
@@ -205,12 +206,16 @@ class DirectorDaemon:
             ):
                 time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
             now = time.monotonic()
+            ready_fds = {fd for fd, _ in events}
             for port in self.ports:
-                if port.drain(handle, batch, now) == batch:
+                got = port.drain(handle, batch, now)
+                if got == batch:
                     self.batches_full += 1
+                elif not got and rings and port.fileno() in ready_fds and port.resync():
+                    port.drain(handle, batch, now)
             for port in self.ports:
                 port.flush()
-            if any(fd == control_fd for fd, _ in events):
+            if control_fd in ready_fds:
                 self.control.serve_one(self.handle_request)
             if now >= next_expire:
                 self.director.expire(now)

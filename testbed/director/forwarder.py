@@ -160,7 +160,7 @@ class Forwarder:
                     self.dropped["no-real-server"] += 1
                     return
             dest = conn.dest
-            if not dest.available:
+            if dest is not None and not dest.available:
                 # ip_vs_in: the real server was deleted; drop silently, keep the timer.
                 self.dropped["real-server-deleted"] += 1
                 return
@@ -173,15 +173,16 @@ class Forwarder:
             if conn is None:
                 return
             dest = conn.dest
-            if not dest.available:
+            if dest is not None and not dest.available:
                 self.dropped["real-server-deleted"] += 1
                 return
         else:
             self.ignored["unsupported-l4"] += 1
             return
-        stats = dest.stats
-        stats.inpkts += 1
-        stats.inbytes += ip_end - l3
+        if dest is not None:
+            stats = dest.stats
+            stats.inpkts += 1
+            stats.inbytes += ip_end - l3
         if csum_partial and proto != IPPROTO_ICMP:
             complete_l4_checksum(frame, l4, ip_end, proto)
         if not decrement_ttl(frame, l3):
@@ -230,7 +231,7 @@ class Forwarder:
                 return
             sport, dport, flags = r
             conn = d.lookup_out(proto, src, sport, dst, dport)
-            if conn is None:
+            if conn is None or conn.fwd is not Fwd.NAT:
                 self.ignored["not-a-connection"] += 1  # a real server's own traffic: no relay
                 return
             if proto == IPPROTO_TCP:
@@ -252,16 +253,18 @@ class Forwarder:
             # The error quotes the client's packet as the real server saw it: CIP -> RIP.
             qproto, qsrc, qsport, qdst, qdport = icmp_embedded_flow(frame, inner)
             conn = d.lookup_out(qproto, qdst, qdport, qsrc, qsport)
-            if conn is None:
+            if conn is None or conn.fwd is not Fwd.NAT:
                 self.ignored["icmp-no-connection"] += 1
                 return
             icmp_error_snat(frame, l3, l4, inner, ip_end, conn.vaddr, conn.vport)
         else:
             self.ignored["unsupported-l4"] += 1
             return
-        stats = conn.dest.stats
-        stats.outpkts += 1
-        stats.outbytes += ip_end - l3
+        dest = conn.dest
+        if dest is not None and dest.available:
+            stats = dest.stats
+            stats.outpkts += 1
+            stats.outbytes += ip_end - l3
         if not decrement_ttl(frame, l3):
             self.dropped["ttl-exceeded"] += 1
             return

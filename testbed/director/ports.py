@@ -211,6 +211,7 @@ class RingPort(Port):
         self.rx_i = 0
         self.tx_i = 0
         self.pending = 0
+        self.resyncs = 0
         self.sock.setblocking(False)
 
     def fileno(self) -> int:
@@ -220,6 +221,20 @@ class RingPort(Port):
         """Whether ``at_least`` frames are waiting (one status word read)."""
         off = ((self.rx_i + at_least - 1) & (self.rx_count - 1)) * FRAME_SLOT_BYTES
         return bool(U32.unpack_from(self.mm, off)[0] & TP_STATUS_USER)
+
+    def resync(self) -> bool:
+        """Skip a hole in the ring. Several CPUs fill slots concurrently, and now and then a
+        slot is left to the kernel while later ones hold frames (seen here under overload);
+        reading strictly in order would then wait forever. Called when poll reports frames
+        that `drain` cannot find; moves to the next ready slot. Returns True if it moved."""
+        mm, count = self.mm, self.rx_count
+        for step in range(1, count):
+            i = (self.rx_i + step) & (count - 1)
+            if U32.unpack_from(mm, i * FRAME_SLOT_BYTES)[0] & TP_STATUS_USER:
+                self.rx_i = i
+                self.resyncs += 1
+                return True
+        return False
 
     def drain(self, handler, max_frames: int, now: float) -> int:
         mm, view = self.mm, self.view

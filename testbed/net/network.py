@@ -91,6 +91,8 @@ class Testbed:
             tb.net["c1"].cmd("ping -c1", tb.plan.vip)
     """
 
+    __test__ = False  # not a pytest test class, despite the name
+
     def __init__(self, layout: str, params: LayoutParams | None = None, kind: str | None = None,
                  quiet: bool = True):
         if layout not in TOPOS:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 
 
@@ -64,11 +65,14 @@ def run_client(host: str, port: int = 5201, duration_s: int = 3, udp: bool = Fal
     return summarize(result.json) if result is not None else {"error": "no result from libiperf"}
 
 
-def run_server(port: int = 5201) -> dict:
+def run_server(port: int = 5201, bind: str | None = None) -> dict:
     import iperf3
 
     server = iperf3.Server()
     server.port = port
+    if bind:
+        # In DR the real server must answer from the VIP: bind to it, not to 0.0.0.0.
+        server.bind_address = bind
     server.json_output = True
     result = server.run()
     return {"error": result.error} if result is not None and result.error else {"ok": True}
@@ -79,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="role", required=True)
     srv = sub.add_parser("server", help="serve one test, then exit")
     srv.add_argument("--port", type=int, default=5201)
+    srv.add_argument("--bind", default=None, help="listen on this address only")
     cli = sub.add_parser("client", help="run one test and print a JSON summary")
     cli.add_argument("host")
     cli.add_argument("--port", type=int, default=5201)
@@ -89,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     cli.add_argument("--reverse", action="store_true")
     args = parser.parse_args(argv)
     if args.role == "server":
-        out = run_server(args.port)
+        out = run_server(args.port, args.bind)
     else:
         out = run_client(args.host, args.port, args.duration_s, args.udp, args.bandwidth_bps,
                          args.blksize, args.reverse)
@@ -115,10 +120,14 @@ def wait_listening(host, port: int, proto: str = "tcp", timeout_s: float = 5.0) 
     return False
 
 
-def iperf_between(server, client, dst_ip: str, port: int = 5201, **client_opts) -> dict:
+def iperf_between(server, client, dst_ip: str, port: int = 5201, server_bind: str | None = None,
+                  **client_opts) -> dict:
     """One iperf3 test from Mininet host ``client`` to ``server`` (reached at ``dst_ip``),
     each side in its own process inside its host. Returns `summarize`'s figures."""
-    srv = server.popen([sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(port)])
+    argv = [sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(port)]
+    if server_bind:
+        argv += ["--bind", server_bind]
+    srv = server.popen(argv)
     try:
         if not wait_listening(server, port):
             return {"error": f"iperf3 server on {server.name} did not start"}
@@ -129,7 +138,14 @@ def iperf_between(server, client, dst_ip: str, port: int = 5201, **client_opts) 
                 argv.append(flag)
             elif value not in (None, False):
                 argv += [flag, str(value)]
-        out, err = client.popen(argv).communicate()
+        proc = client.popen(argv)
+        limit_s = int(client_opts.get("duration_s") or 10) + 20
+        try:
+            out, err = proc.communicate(timeout=limit_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            return {"error": f"iperf3 client on {client.name} did not finish within {limit_s} s"}
         try:
             return json.loads(out)
         except json.JSONDecodeError:
