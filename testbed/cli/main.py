@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from testbed import __version__
-from testbed.cli import bench, demo, director, doctor, net
+from testbed.cli import bench, demo, director, doctor, experiment, net
 
 app = typer.Typer(
     name="lvs-testbed",
@@ -39,6 +39,7 @@ doctor.register(app)
 net.register(app)
 demo.register(app)
 director.register(app)
+experiment.register(app)
 bench.register(app)
 
 

@@ -1,0 +1,181 @@
+"""Open-loop load generators that run inside a client host and print a JSON summary.
+
+- ``udp-rr``: small UDP requests at a set rate, each echoed by a real server (so inbound and
+  outbound packet rates are equal, as in the seed's 3000 in / 3000 out), with loss and RTT
+  percentiles. Requests carry a sequence number and a send timestamp.
+- ``tcp-crr``: short TCP connections at a set rate (connect, small request, small reply,
+  close), enough to build the seed's ~62,000 table entries at ~2,000 connections/s.
+
+Open loop: sends are scheduled at start + i/rate whatever the answers do, so an overloaded
+director shows up as loss, not as a slower sender; the rate actually sent is measured and
+reported (the fidelity check compares it with the target). Rates use measured elapsed time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import socket
+import struct
+import sys
+import time
+
+HEADER = struct.Struct("!Qd")  # sequence number, send time (monotonic seconds)
+
+
+def percentiles(values: list[float], points: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
+    if not values:
+        return {f"p{int(p)}": float("nan") for p in points}
+    ordered = sorted(values)
+    out = {}
+    for p in points:
+        k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
+        out[f"p{int(p)}"] = ordered[k]
+    return out
+
+
+def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_bytes: int = 64,
+           drain_s: float = 0.5) -> dict:
+    """Send ``rate_pps`` requests per second for ``duration_s``; count echoes and RTTs."""
+    payload_bytes = max(payload_bytes, HEADER.size)
+    pad = b"\0" * (payload_bytes - HEADER.size)
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 8 << 20)
+    sock.connect((dst, port))
+    sock.setblocking(False)
+    interval = 1.0 / rate_pps
+    sent = received = send_errors = 0
+    rtts_ms: list[float] = []
+    pack, unpack, clock = HEADER.pack, HEADER.unpack_from, time.monotonic
+    start = clock()
+    end = start + duration_s
+    next_send = start
+    while True:
+        now = clock()
+        if now >= end:
+            break
+        # Send what is due (catching up in a burst if we fell behind), then read replies.
+        while next_send <= now and next_send < end:
+            try:
+                sock.send(pack(sent, clock()) + pad)
+            except (BlockingIOError, OSError):
+                send_errors += 1
+            sent += 1
+            next_send = start + sent * interval
+        for _ in range(64):
+            try:
+                data = sock.recv(2048)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError:
+                break  # ICMP unreachable reported on the connected socket
+            received += 1
+            rtts_ms.append((clock() - unpack(data)[1]) * 1000)
+        if next_send > clock():
+            time.sleep(min(0.0002, max(0.0, next_send - clock())))
+    send_elapsed = clock() - start
+    deadline = clock() + drain_s
+    while clock() < deadline:
+        try:
+            data = sock.recv(2048)
+            received += 1
+            rtts_ms.append((clock() - unpack(data)[1]) * 1000)
+        except (BlockingIOError, InterruptedError):
+            time.sleep(0.001)
+        except OSError:
+            break
+    sock.close()
+    return {
+        "workload": "udp-rr",
+        "target_pps": rate_pps,
+        "sent": sent - send_errors,
+        "send_errors": send_errors,
+        "received": received,
+        "elapsed_s": send_elapsed,
+        "sent_pps": (sent - send_errors) / send_elapsed,
+        "received_pps": received / send_elapsed,
+        "loss_pct": 100.0 * (1 - received / sent) if sent else 0.0,
+        "rtt_ms": percentiles(rtts_ms),
+    }
+
+
+async def _one_conn(dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float]) -> None:
+    t0 = time.monotonic()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(dst, port), timeout_s)
+        writer.write(b"GET / HTTP/1.0\r\n\r\n")
+        await asyncio.wait_for(reader.read(), timeout_s)
+        writer.close()
+        stats["ok"] += 1
+        lat_ms.append((time.monotonic() - t0) * 1000)
+    except (OSError, asyncio.TimeoutError):
+        stats["failed"] += 1
+
+
+async def _tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float) -> dict:
+    stats = {"ok": 0, "failed": 0}
+    lat_ms: list[float] = []
+    tasks = set()
+    start = time.monotonic()
+    started = 0
+    while True:
+        now = time.monotonic()
+        if now - start >= duration_s:
+            break
+        due = int((now - start) * rate_cps) + 1
+        while started < due:
+            task = asyncio.create_task(_one_conn(dst, port, timeout_s, stats, lat_ms))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            started += 1
+        await asyncio.sleep(min(0.001, 1 / rate_cps))
+    elapsed = time.monotonic() - start
+    if tasks:
+        await asyncio.wait(tasks, timeout=timeout_s + 1)
+    return {
+        "workload": "tcp-crr",
+        "target_cps": rate_cps,
+        "started": started,
+        "completed": stats["ok"],
+        "failed": stats["failed"],
+        "elapsed_s": elapsed,
+        "started_cps": started / elapsed,
+        "completed_cps": stats["ok"] / elapsed,
+        "latency_ms": percentiles(lat_ms),
+    }
+
+
+def tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float = 3.0) -> dict:
+    """Open ``rate_cps`` short connections per second for ``duration_s``."""
+    return asyncio.run(_tcp_crr(dst, port, rate_cps, duration_s, timeout_s))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m testbed.traffic.loadgen")
+    sub = parser.add_subparsers(dest="workload", required=True)
+    u = sub.add_parser("udp-rr", help="UDP request/response at a set rate (open loop)")
+    u.add_argument("dst")
+    u.add_argument("--port", type=int, default=7)
+    u.add_argument("--rate-pps", type=float, required=True)
+    u.add_argument("--duration-s", type=float, default=5)
+    u.add_argument("--payload-bytes", type=int, default=64)
+    t = sub.add_parser("tcp-crr", help="short TCP connections at a set rate (open loop)")
+    t.add_argument("dst")
+    t.add_argument("--port", type=int, default=80)
+    t.add_argument("--rate-cps", type=float, required=True)
+    t.add_argument("--duration-s", type=float, default=5)
+    t.add_argument("--timeout-s", type=float, default=3)
+    args = parser.parse_args(argv)
+    if args.workload == "udp-rr":
+        out = udp_rr(args.dst, args.port, args.rate_pps, args.duration_s, args.payload_bytes)
+    else:
+        out = tcp_crr(args.dst, args.port, args.rate_cps, args.duration_s, args.timeout_s)
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
