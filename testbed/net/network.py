@@ -8,6 +8,7 @@ SIGTERM/SIGHUP, which `handle_termination` turns into an exception).
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import subprocess
@@ -152,6 +153,8 @@ class Testbed:
             for addr in binds:
                 argv += ["--bind", addr]
             self.spawn(rs.name, argv, "servers")
+            if rs.lo_vips:
+                self._prepare_tunnel(rs.name)
         if self.params.director == "python":
             rules = self.run.dir / "rules.ipvsadm"
             rules.write_text(ipvsadm_rules(self.plan))
@@ -160,6 +163,15 @@ class Testbed:
         for rs in self.plan.realservers:
             _wait_for(lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
                       f"{rs.name}'s HTTP server", self.run.dir / f"{rs.name}.servers.log")
+
+    def _prepare_tunnel(self, name: str) -> None:
+        """Let a DR real server also take TUN (IP-in-IP) traffic for the VIP on its lo: the
+        kernel's tunl0 where the kernel has ipip, a userspace decapsulator where it has not."""
+        if _kernel_has_ipip():
+            self.net[name].check("ip link set tunl0 up")
+            self.net[name].set_sysctls({"net.ipv4.conf.tunl0.rp_filter": 0, "net.ipv4.conf.all.rp_filter": 0})
+        else:
+            self.spawn(name, [sys.executable, "-m", "testbed.traffic.ipipd"], "ipipd")
 
     def start_director(self, name: str, rules: Path | None = None) -> None:
         """Start the director daemon on host ``name`` and wait for its control socket."""
@@ -229,6 +241,13 @@ def _prepare_host_environment(run_dir: Path) -> None:
             path.insert(0, bindir)
     os.environ["PATH"] = os.pathsep.join(path)
     os.environ["LVS_TESTBED_RUN_DIR"] = str(run_dir)
+
+
+@functools.cache
+def _kernel_has_ipip() -> bool:
+    from testbed.traffic.ipipd import kernel_has_ipip
+
+    return kernel_has_ipip()
 
 
 def _wait_for(ready, what: str, log: Path | None = None, timeout_s: float = 15.0) -> None:

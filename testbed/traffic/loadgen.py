@@ -21,18 +21,16 @@ import struct
 import sys
 import time
 
+from testbed.measure.analysis import percentiles
+
 HEADER = struct.Struct("!Qd")  # sequence number, send time (monotonic seconds)
 
 
-def percentiles(values: list[float], points: tuple[float, ...] = (50, 90, 99)) -> dict[str, float]:
+def _percentiles(values: list[float]) -> dict[str, float]:
+    """RTT/latency percentiles; NaN when nothing came back (overload shows as loss)."""
     if not values:
-        return {f"p{int(p)}": float("nan") for p in points}
-    ordered = sorted(values)
-    out = {}
-    for p in points:
-        k = min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))
-        out[f"p{int(p)}"] = ordered[k]
-    return out
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    return percentiles(values)
 
 
 def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_bytes: int = 64,
@@ -97,7 +95,7 @@ def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_byte
         "sent_pps": (sent - send_errors) / send_elapsed,
         "received_pps": received / send_elapsed,
         "loss_pct": 100.0 * (1 - received / sent) if sent else 0.0,
-        "rtt_ms": percentiles(rtts_ms),
+        "rtt_ms": _percentiles(rtts_ms),
     }
 
 
@@ -143,7 +141,7 @@ async def _tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, time
         "elapsed_s": elapsed,
         "started_cps": started / elapsed,
         "completed_cps": stats["ok"] / elapsed,
-        "latency_ms": percentiles(lat_ms),
+        "latency_ms": _percentiles(lat_ms),
     }
 
 

@@ -1,0 +1,47 @@
+"""Pure parts of the traffic tools: percentiles, IP-in-IP unwrapping, malformed frames."""
+
+import random
+import struct
+
+from testbed.director.packet import Drop, parse_ipv4, parse_l3, parse_ports
+from testbed.traffic.ipipd import inner_packet
+from testbed.traffic.loadgen import _percentiles
+from testbed.traffic.rawsend import malformed_frame
+
+
+def test_latency_percentiles_are_nan_when_nothing_came_back():
+    assert str(_percentiles([])["p99"]) == "nan"
+    assert _percentiles([1.0, 3.0])["p50"] == 2.0
+
+
+def ip_header(proto: int, total: int) -> bytes:
+    return struct.pack("!BBHHHBBHII", 0x45, 0, total, 0, 0, 64, proto, 0, 0x0A000002, 0x0A00000B)
+
+
+def test_inner_packet_unwraps_ipip_only():
+    inner = ip_header(6, 40) + bytes(20)
+    outer = ip_header(4, 20 + len(inner)) + inner
+    assert inner_packet(outer) == inner
+    assert inner_packet(ip_header(17, 48) + inner[:28]) is None  # not protocol 4
+    assert inner_packet(outer[:30]) is None
+
+
+def test_malformed_frames_are_all_refused_by_the_parser():
+    """Every kind rawsend makes is malformed or not forwardable: none parses to TCP/UDP ports
+    that a director would schedule."""
+    rng = random.Random(7)
+    mac = bytes(6)
+    forwardable = 0
+    for _ in range(2000):
+        frame = malformed_frame(rng, mac, mac, 0x0A00010B, 0x0A000064)
+        r = parse_l3(frame)
+        if r.__class__ is Drop:
+            continue
+        l3, _ = r
+        r = parse_ipv4(frame, l3)
+        if r.__class__ is Drop:
+            continue
+        proto, _src, _dst, l4, ip_end = r
+        if proto in (6, 17) and parse_ports(frame, l4, ip_end, proto).__class__ is not Drop:
+            forwardable += 1
+    assert forwardable < 2000 * 0.05
