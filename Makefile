@@ -4,11 +4,12 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test test-unit lint clean help
+.PHONY: setup demo bench test test-unit lint clean help
 
 help:
 	@echo "sudo make setup      install everything (apt packages, Open vSwitch, .venv); idempotent"
 	@echo "sudo make demo       bring up each layout, check it, shaped iperf3 run, exit clean"
+	@echo "sudo make bench      director vs kernel forwarding: delivered pps and ratios"
 	@echo "sudo make test       lint + unit tests + integration tests (root, Mininet)"
 	@echo "sudo make test-unit  the fast tier: no root, no Mininet"
 	@echo "sudo make lint       ruff"
@@ -19,6 +20,9 @@ setup:
 
 demo: setup
 	$(BIN)/lvs-testbed demo
+
+bench: setup
+	$(BIN)/lvs-testbed bench
 
 lint: setup
 	$(BIN)/ruff check testbed tests topos

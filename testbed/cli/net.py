@@ -50,7 +50,15 @@ def up(
     switch: SwitchKind = typer.Option(SwitchKind.bridge, "--switch",
                                       help="bridge (Linux bridge, fast) or ovs (OVS userspace datapath)."),
     director: DirectorKind = typer.Option(DirectorKind.python, "--director",
-                                          help="Which director forwards the VIP's traffic."),
+                                          help="Which director forwards the VIP's traffic (none: "
+                                          "start it yourself with `d1 lvs-testbed director run`)."),
+    scheduler: str = typer.Option("rr", "--scheduler", "-s", help="Scheduler of the default services "
+                                  "(rr wrr lc wlc sed nq sh dh mh lblc)."),
+    io: str = typer.Option("ring", "--io", help="Director packet I/O: ring (batched) or frame (per frame)."),
+    batch: int = typer.Option(64, "--batch", help="Director: frames per wake-up, at most."),
+    wait_us: int = typer.Option(0, "--wait-us", help="Director: wait for more frames after a wake-up, us "
+                                "(interrupt coalescing)."),
+    table_bits: int = typer.Option(12, "--table-bits", help="Director: connection table of 2^bits buckets (8..20)."),
     no_cli: bool = typer.Option(False, "--no-cli", help="Run the self-check (reachability as the "
                                 "layout intends) and exit: 0 if it holds."),
     script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
@@ -70,6 +78,7 @@ def up(
             bw_inner_mbit=bw_inner_mbit, ethernet_overhead=ethernet_overhead, delay_ms=delay_ms,
             loss_pct=loss_pct, queue_pkts=queue_pkts, director_cpu=director_cpu,
             cpu_period_us=cpu_period_us, switch=switch.value, director=director.value,
+            scheduler=scheduler, io_mode=io, batch=batch, wait_us=wait_us, table_bits=table_bits,
         )
     except PlanError as exc:
         fail(str(exc), 2)

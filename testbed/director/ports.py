@@ -30,6 +30,7 @@ PACKET_VERSION = 10
 PACKET_RX_RING = 5
 PACKET_TX_RING = 13
 PACKET_IGNORE_OUTGOING = 23
+PACKET_STATISTICS = 6
 TPACKET_V2 = 1
 ETH_P_ALL = 0x0003
 SO_ATTACH_FILTER = 26
@@ -124,9 +125,18 @@ class Port:
         self.mac = mac if mac is not None else interface_mac(name)
         self.tx_frames = 0
         self.tx_dropped = 0
+        self._kernel_drops = 0
 
     def fileno(self) -> int:
         raise NotImplementedError
+
+    def kernel_drops(self) -> int:
+        """Frames the kernel dropped because this socket's buffer or ring was full, since
+        the port opened: the analogue of a NIC's receive overruns. (The kernel's counter
+        resets when read, so it is accumulated here.)"""
+        _packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        self._kernel_drops += drops
+        return self._kernel_drops
 
     def drain(self, handler, max_frames: int, now: float) -> int:
         raise NotImplementedError

@@ -21,6 +21,8 @@ import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
 
+from testbed.director.schedulers import SCHEDULERS
+
 VIP_DR = "10.0.0.100"
 VIP_NAT_OUTER = "10.0.1.100"
 VIP_NAT_INNER = "192.168.0.254"
@@ -103,6 +105,8 @@ class LayoutParams:
             raise PlanError(f"switch must be one of {', '.join(SWITCH_KINDS)}, got {self.switch!r}")
         if self.director not in DIRECTOR_KINDS:
             raise PlanError(f"director must be one of {', '.join(DIRECTOR_KINDS)}, got {self.director!r}")
+        if self.scheduler not in SCHEDULERS:
+            raise PlanError(f"scheduler must be one of {', '.join(sorted(SCHEDULERS))}, got {self.scheduler!r}")
         if self.io_mode not in IO_MODES:
             raise PlanError(f"io_mode must be one of {', '.join(IO_MODES)}, got {self.io_mode!r}")
         if not 1 <= self.batch <= 4096:

@@ -1,0 +1,260 @@
+"""What the layout experiments share: one measured trial at an offered rate, a capacity
+search, and the director-side counters read around a trial.
+
+A *trial* offers small UDP requests at a set rate (open loop, split over the clients), each
+echoed by a real server, for a few seconds, and reads around it: the clients' own figures
+(sent and answered, RTT), the director's CPU (its cgroup), its service counters as
+``ipvsadm --stats`` keeps them (InPkts = client to server, OutPkts = server to client, the
+seed's "3000 in / 3000 out"), the drops its packet sockets saw (the analogue of a NIC's
+overruns), and the host's CPU for the fidelity check. Rates use measured elapsed time.
+
+A *capacity search* ramps the offered rate geometrically until answers fall short, then
+bisects between the last carried and the first failed rate; the capacity is the highest
+answered rate seen, and the knee comes from `testbed.measure.analysis.find_knee`.
+
+Runs inside an experiment's point process (root, Mininet); pure helpers are split out so the
+arithmetic is unit-tested.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+
+from testbed.measure.analysis import check_fidelity, cpu_busy_fraction, find_knee
+from testbed.measure.host import read_proc_stat
+
+KIND_TO_LAYOUT = {"dr": "dr", "tun": "dr", "nat": "nat", "nat1": "nat1"}
+KIND_TO_FWD = {"dr": "-g", "tun": "-i", "nat": "-m", "nat1": "-m"}
+KINDS = tuple(KIND_TO_LAYOUT)
+CARRIED_FRAC = 0.98  # a rate is carried when this share of the requests is answered
+
+
+@dataclass
+class Trial:
+    """One offered rate, measured. Rates in packets/s over measured time."""
+
+    offered_pps: float
+    sent_pps: float = 0.0
+    answered_pps: float = 0.0
+    loss_frac: float = 1.0
+    rtt_p50_ms: float = float("nan")
+    rtt_p99_ms: float = float("nan")
+    director_cores: float = 0.0
+    director_in_pps: float = 0.0
+    director_out_pps: float = 0.0
+    director_socket_drops: int = 0
+    host_busy_frac: float = 0.0
+    elapsed_s: float = 0.0
+    invalid_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def carried(self) -> bool:
+        return self.sent_pps > 0 and self.answered_pps >= CARRIED_FRAC * self.sent_pps
+
+    def row(self) -> dict:
+        out = asdict(self)
+        out["invalid_reasons"] = "; ".join(self.invalid_reasons)
+        out["carried"] = self.carried
+        return out
+
+
+def set_forwarding(tb, kind: str) -> None:
+    """Switch every real server of every service to the forwarding method of ``kind``."""
+    d1 = tb.net["d1"]
+    fwd = KIND_TO_FWD[kind]
+    for svc in tb.plan.services:
+        flag = "-t" if svc.proto == "tcp" else "-u"
+        for rs in tb.plan.realservers:
+            out = d1.cmd(f"ipvsadm -e {flag} {tb.plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1; echo rc=$?")
+            if not out.rstrip().endswith("rc=0"):
+                raise RuntimeError(f"could not switch {rs.name} to {kind}: {out.strip()}")
+
+
+def service_totals(stats_text: str) -> tuple[int, int]:
+    """(InPkts, OutPkts) summed over the service lines of `ipvsadm -L -n --stats --exact`."""
+    in_pkts = out_pkts = 0
+    for line in stats_text.splitlines():
+        m = re.match(r"(TCP|UDP|FWM)\s+\S+\s+(\d+)\s+(\d+)\s+(\d+)", line)
+        if m:
+            in_pkts += int(m.group(3))
+            out_pkts += int(m.group(4))
+    return in_pkts, out_pkts
+
+
+def director_socket_drops(stats: dict) -> int:
+    return sum(int(p.get("kernel_drops", 0)) for p in stats.get("ports", {}).values())
+
+
+def _director_stats(host) -> dict:
+    try:
+        return json.loads(host.cmd("lvs-testbed director stats --json"))
+    except json.JSONDecodeError:
+        return {}
+
+
+def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int = 64,
+              director: str = "d1") -> Trial:
+    """Offer ``rate_pps`` UDP echo requests to the VIP from every client for ``duration_s``."""
+    d = tb.net[director]
+    clients = [tb.net[c.name] for c in tb.plan.clients]
+    per_client = rate_pps / len(clients)
+    stats0, ipvs0 = _director_stats(d), service_totals(d.cmd("ipvsadm -L -n --stats --exact"))
+    cpu0, host0, t0 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
+    procs = [
+        c.popen([sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", tb.plan.vip,
+                 "--rate-pps", f"{per_client:.3f}", "--duration-s", f"{duration_s:g}",
+                 "--payload-bytes", str(payload_bytes)])
+        for c in clients
+    ]
+    outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
+    elapsed = time.monotonic() - t0
+    cpu1, host1 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"]
+    stats1, ipvs1 = _director_stats(d), service_totals(d.cmd("ipvsadm -L -n --stats --exact"))
+    trial = Trial(offered_pps=rate_pps, elapsed_s=elapsed)
+    sent = sum(o.get("sent", 0) for o in outs)
+    answered = sum(o.get("received", 0) for o in outs)
+    send_s = max((o.get("elapsed_s", 0.0) for o in outs), default=0.0) or duration_s
+    trial.sent_pps = sent / send_s
+    trial.answered_pps = answered / send_s
+    trial.loss_frac = 1 - answered / sent if sent else 1.0
+    rtts = [o["rtt_ms"] for o in outs if "rtt_ms" in o]
+    if rtts:
+        trial.rtt_p50_ms = max(r["p50"] for r in rtts)
+        trial.rtt_p99_ms = max(r["p99"] for r in rtts)
+    # The director's counters move only while requests flow: rate them over the senders'
+    # measured sending time, not over the whole trial with its start-up and drain.
+    trial.director_cores = (cpu1 - cpu0) / send_s
+    trial.director_in_pps = (ipvs1[0] - ipvs0[0]) / send_s
+    trial.director_out_pps = (ipvs1[1] - ipvs0[1]) / send_s
+    trial.director_socket_drops = director_socket_drops(stats1) - director_socket_drops(stats0)
+    trial.host_busy_frac = cpu_busy_fraction(host0, host1)
+    trial.invalid_reasons = list(
+        check_fidelity(target_pps=rate_pps, achieved_pps=trial.sent_pps,
+                       host_cpu_busy_frac=trial.host_busy_frac).reasons
+    )
+    return trial
+
+
+def next_rate(trials: list[Trial], start_pps: float, factor: float, max_pps: float,
+              bisections: int) -> float | None:
+    """The next rate a capacity search offers, or None when it is done (pure).
+
+    Geometric ramp from ``start_pps`` while rates are carried; after the first failure,
+    ``bisections`` more trials, each halving the interval between the best carried rate and
+    the lowest failed one."""
+    if not trials:
+        return start_pps
+    first_fail = next((i for i, t in enumerate(trials) if not t.carried), None)
+    if first_fail is None:
+        nxt = trials[-1].offered_pps * factor
+        return nxt if nxt <= max_pps else None
+    if len(trials) - 1 - first_fail >= bisections:
+        return None
+    hi = min(t.offered_pps for t in trials if not t.carried)
+    lo = max((t.offered_pps for t in trials if t.carried and t.offered_pps < hi), default=None)
+    return None if lo is None else (lo + hi) / 2
+
+
+@dataclass
+class Capacity:
+    trials: list[Trial]
+    capacity_pps: float  # highest answered request rate seen
+    knee_offered_pps: float | None
+    fitted_capacity_pps: float | None
+
+    @property
+    def valid_trials(self) -> list[Trial]:
+        return [t for t in self.trials if not t.invalid_reasons]
+
+    def at_capacity(self) -> Trial:
+        """The trial with the highest answered rate."""
+        return max(self.trials, key=lambda t: t.answered_pps)
+
+
+def find_capacity(tb, start_pps: float = 1000, factor: float = 2.0, max_pps: float = 200_000,
+                  duration_s: float = 2.0, bisections: int = 2, payload_bytes: int = 64,
+                  log=None) -> Capacity:
+    """Ramp, then bisect, until the director stops answering what it is offered."""
+    trials: list[Trial] = []
+    while (rate := next_rate(trials, start_pps, factor, max_pps, bisections)) is not None:
+        trial = udp_trial(tb, rate, duration_s, payload_bytes)
+        if log is not None:
+            log.info("offered %.0f pps: sent %.0f, answered %.0f (loss %.1f%%), director %.2f cores",
+                     rate, trial.sent_pps, trial.answered_pps, 100 * trial.loss_frac, trial.director_cores)
+        trials.append(trial)
+    knee = find_knee([t.offered_pps for t in trials], [t.answered_pps for t in trials],
+                     loss_frac=[t.loss_frac for t in trials], max_loss_frac=1 - CARRIED_FRAC)
+    return Capacity(trials, max(t.answered_pps for t in trials), knee.knee_offered_pps, knee.capacity_pps)
+
+
+@contextmanager
+def layout_up(kind: str, point_id: str, quota_cores: float | None = None, **layout_kw):
+    """A fresh layout for ``kind`` (dr, tun, nat, nat1) with the director's knobs set; the
+    real servers switched to TUN for ``tun``. Torn down on exit whatever happens."""
+    from testbed.net.network import Testbed
+    from testbed.topo.plan import LayoutParams
+
+    layout_kw.setdefault("n_rs", 3)
+    layout_kw.setdefault("n_clients", 2)
+    params = LayoutParams(director_cpu=quota_cores, **layout_kw)
+    with Testbed(KIND_TO_LAYOUT[kind], params, kind=f"exp-{point_id}"[:60]) as tb:
+        tb.wait_ready()
+        if kind == "tun":
+            set_forwarding(tb, "tun")
+        yield tb
+
+
+def capacity_summary(cap: Capacity) -> dict:
+    """The figures every capacity-search point reports (answered = requests/s echoed)."""
+    best = cap.at_capacity()
+    in_out = best.director_in_pps + best.director_out_pps
+    return {
+        "capacity_pps": cap.capacity_pps,
+        "knee_offered_pps": cap.knee_offered_pps,
+        "fitted_capacity_pps": cap.fitted_capacity_pps,
+        "director_in_pps": best.director_in_pps,
+        "director_out_pps": best.director_out_pps,
+        "director_total_pps": in_out,
+        "director_cores": best.director_cores,
+        "director_us_per_pkt": best.director_cores / in_out * 1e6 if in_out else None,
+        "director_socket_drops": sum(t.director_socket_drops for t in cap.trials),
+        "rtt_p99_ms_at_capacity": best.rtt_p99_ms,
+        "host_busy_frac": best.host_busy_frac,
+        "trials": len(cap.trials),
+    }
+
+
+def capacity_invalid(cap: Capacity) -> list[str]:
+    """A capacity is invalid when the trial that set it was (the sender short of its target,
+    or the host saturated): then the emulator, not the director, may have set the figure."""
+    return cap.at_capacity().invalid_reasons
+
+
+def capacity_point(ctx, kind: str, quota_cores: float | None, start_pps: float = 1000,
+                   duration_s: float = 2.0, payload_bytes: int = 64, **layout_kw):
+    """The body of a capacity-search point: a fresh layout, a search, the standard figures."""
+    from testbed.experiments import PointResult
+
+    with layout_up(kind, ctx.point_id, quota_cores, **layout_kw) as tb:
+        cap = find_capacity(tb, start_pps=start_pps, duration_s=duration_s,
+                            payload_bytes=payload_bytes, log=ctx.log)
+    return PointResult(summary=capacity_summary(cap), samples=[t.row() for t in cap.trials],
+                       invalid_reasons=capacity_invalid(cap))
+
+
+def director_pid(tb, name: str = "d1") -> int:
+    return json.loads((tb.run.dir / f"{name}.director.json").read_text())["pid"]
+
+
+def rss_kb(pid: int) -> int:
+    """Resident memory of a process, from /proc/<pid>/status."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
