@@ -28,6 +28,15 @@ def run(
                                help="Rules to load at start, in `ipvsadm -S` format."),
     no_kernel_bypass: bool = typer.Option(False, "--no-kernel-bypass",
                                           help="Do not keep the local kernel off the services' traffic."),
+    sync_iface: str = typer.Option(None, "--sync-iface", metavar="IF",
+                                   help="Sync connections with the peer director over this NIC "
+                                   "(UDP multicast 224.0.0.81:8848, as IPVS): send updates for "
+                                   "the connections forwarded here and apply the peer's, so a "
+                                   "failover keeps them. Off by default."),
+    sync_id: int = typer.Option(0, "--sync-id", metavar="N",
+                                help="Sync ID 0..255 put in our messages; with 0 every peer's "
+                                "messages are applied, otherwise only those with the same ID "
+                                "(needs --sync-iface)."),
 ) -> None:
     """Run the director in this network namespace (inside a director host) until SIGTERM."""
     from testbed.director.daemon import DaemonConfig, run_daemon
@@ -37,7 +46,7 @@ def run(
         cfg = DaemonConfig(
             interfaces=iface, name=name, io_mode=io, batch=batch, wait_us=wait_us,
             table_bits=table_bits, rules=rules.read_text() if rules else None,
-            kernel_bypass=not no_kernel_bypass,
+            kernel_bypass=not no_kernel_bypass, sync_iface=sync_iface, sync_id=sync_id,
         )
         if not 8 <= table_bits <= 20:
             raise ValueError(f"--table-bits must be 8..20, got {table_bits}")
@@ -72,6 +81,15 @@ def stats(
     for label in ("ignored", "dropped"):
         if frames[label]:
             lines.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(frames[label].items())))
+    sync = data.get("sync")
+    if sync:
+        sent, got = sync["sent"], sync["received"]
+        malformed = sum(got["malformed"].values())
+        lines.append(
+            f"sync (ID {sync['sync_id']}): sent {sent['messages_sent']} messages "
+            f"({sent['conns_queued']} updates, {sent['send_errors']} send errors); received "
+            f"{got['messages']} messages, applied {got['conns_applied']} updates, ignored "
+            f"{got['ignored_sync_id']} of other sync IDs, malformed {malformed}")
     print("\n".join(lines))
 
 

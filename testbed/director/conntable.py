@@ -120,12 +120,14 @@ class Connection:
     (changing a real server's method later does not change existing connections, as in IPVS).
     A template has caddr = client address & netmask, cport 0, state NONE and `n_control`
     counting the connections it pins; a connection it pins has it as `control`.
+    `in_pkts` and `old_state` belong to connection sync (sync.py), as in IPVS: inbound
+    packets counted only while sync is on, and the state last sent to the backup.
     """
 
     __slots__ = (
         "proto", "caddr", "cport", "vaddr", "vport", "daddr", "dport",
         "fwd", "dest", "service", "state", "flags", "timeout", "expires",
-        "control", "n_control", "armed",
+        "control", "n_control", "armed", "in_pkts", "old_state",
     )
 
     def __init__(self, proto: int, caddr: int, cport: int, vaddr: int, vport: int,
@@ -151,6 +153,8 @@ class Connection:
         # Deadline of this connection's authoritative entry in the expiry heap; _UNHASHED
         # when not in a table.
         self.armed = _UNHASHED
+        self.in_pkts = 0
+        self.old_state = NONE
 
     @property
     def is_template(self) -> bool:

@@ -2,9 +2,10 @@
 
 One thread, one loop: wait on the ports and the control socket, drain each port (a batch at
 most), flush transmit rings, serve control requests, and run the timers (connection expiry,
-the 2-second rate estimator, ARP refresh, route reload). Started inside a director host by
-``lvs-testbed director run``; SIGTERM or SIGINT stops it cleanly (the kernel bypass rules are
-removed, the socket too).
+the 2-second rate estimator, ARP refresh, route reload); with ``sync_iface``, also connection
+sync with the peer directors (sync.py: our updates out, theirs in). Started inside a
+director host by ``lvs-testbed director run``; SIGTERM or SIGINT stops it cleanly (the kernel
+bypass rules are removed, the socket too).
 """
 
 from __future__ import annotations
@@ -22,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from testbed.director import ipvsadm, kernel
+from testbed.director.conntable import INPUT, OUTPUT, TH_ACK, TH_SYN
 from testbed.director.control import ControlServer, socket_path, write_index
 from testbed.director.forwarder import Forwarder
 from testbed.director.model import Director
 from testbed.director.neighbours import Neighbours, routes_from_ip_json
 from testbed.director.ports import Port, RingPort, open_port
+from testbed.director.sync import ConnectionSync, MulticastTransport, check_sync_id
 
 EXPIRE_EVERY_S = 1.0
 ROUTES_EVERY_S = 5.0
@@ -37,7 +40,11 @@ MAX_SLEEP_S = 0.5
 class DaemonConfig:
     """How the daemon runs. ``batch`` frames at most per port per wake-up; ``wait_us``: after
     a wake-up, wait this long for more frames unless a full batch is already there (the
-    coalescing knob; 0 = handle frames as soon as they come)."""
+    coalescing knob; 0 = handle frames as soon as they come). ``sync_iface``: run connection
+    sync on this NIC, as master and backup at once (send updates for the connections this
+    director forwards, apply its peers' updates); ``sync_id`` (0..255) marks our messages,
+    and a director with sync ID 0 applies every sync ID, one with another ID only its own,
+    as IPVS's sync daemon does."""
 
     interfaces: list[str]
     name: str = ""
@@ -48,6 +55,8 @@ class DaemonConfig:
     rules: str | None = None
     run_dir: Path | None = None
     kernel_bypass: bool = True
+    sync_iface: str | None = None
+    sync_id: int = 0
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -59,6 +68,14 @@ class DaemonConfig:
             raise ValueError(f"batch must be 1..4096 frames, got {self.batch}")
         if not 0 <= self.wait_us <= 1_000_000:
             raise ValueError(f"wait must be 0..1000000 us, got {self.wait_us}")
+        check_sync_id(self.sync_id)
+        if self.sync_iface is not None:
+            name = self.sync_iface
+            if not 1 <= len(name) <= 15 or "/" in name or any(c.isspace() for c in name):
+                raise ValueError(f"sync interface must be an interface name (1..15 characters, "
+                                 f"no '/' or spaces), got {name!r}")
+        elif self.sync_id:
+            raise ValueError("a sync ID needs a sync interface (--sync-iface)")
         if not self.name:
             self.name = self.interfaces[0].split("-")[0]
 
@@ -88,6 +105,7 @@ class DirectorDaemon:
         self.batches_full = 0
         self.control: ControlServer | None = None
         self.index_path: Path | None = None
+        self.sync: ConnectionSync | None = None
 
     # -- setup and teardown -------------------------------------------------------------
     def open(self) -> None:
@@ -101,6 +119,10 @@ class DirectorDaemon:
             by_name = {p.name: p for p in self.ports}
             self.neigh = Neighbours(by_name, self._routes())
             self.forwarder = Forwarder(self.director, self.neigh)
+            if cfg.sync_iface is not None:
+                transport = MulticastTransport(cfg.sync_iface, primary_ipv4(cfg.sync_iface))
+                self.sync = ConnectionSync(self.director, transport, cfg.sync_id)
+                self.forwarder.sync = self.sync.sender.conn_in
             if cfg.rules:
                 res = ipvsadm.run(["-R"], self.director, cfg.rules, now=time.monotonic())
                 if res.rc != 0:
@@ -118,6 +140,9 @@ class DirectorDaemon:
     def close(self) -> None:
         if self.cfg.kernel_bypass:
             kernel.remove()
+        if self.sync is not None:
+            self.sync.close()
+            self.sync = None
         if self.control is not None:
             self.control.close()
             self.control = None
@@ -145,8 +170,17 @@ class DirectorDaemon:
 
     # -- control --------------------------------------------------------------------------
     def handle_request(self, msg: dict) -> dict:
+        try:
+            return self._handle_request(msg)
+        except (TypeError, ValueError, KeyError) as exc:
+            return {"rc": 2, "out": "", "err": f"bad control request: {exc}\n"}
+
+    def _handle_request(self, msg: dict) -> dict:
         op = msg.get("op")
         now = time.monotonic()
+        if op == "prefill":
+            added = self.prefill(int(msg["count"]), now)
+            return {"rc": 0, "out": f"{added} connections added\n", "err": ""}
         if op == "ipvsadm":
             before = self.director.snapshot()
             res = ipvsadm.run(list(msg.get("argv", [])), self.director, msg.get("stdin"), now=now)
@@ -156,6 +190,28 @@ class DirectorDaemon:
         if op == "stats":
             return {"rc": 0, "stats": self.stats(now)}
         return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
+
+    def prefill(self, count: int, now: float) -> int:
+        """Fill the table with ``count`` ESTABLISHED TCP connections from made-up clients
+        (100.64.0.0/10, which no layout uses) to the first TCP service, scheduled as real
+        ones would be: the connection-table experiment's load, as the seed's ~62,000 entries."""
+        if not 0 <= count <= 5_000_000:
+            raise ValueError(f"prefill count must be 0..5000000, got {count}")
+        svc = next((s for s in self.director.services() if s.proto == 6 and not s.fwmark), None)
+        if svc is None:
+            raise ValueError("prefill needs a TCP service")
+        added = 0
+        for i in range(count):
+            caddr = 0x64400000 | (i >> 14)  # 100.64.x.y, 2^14 ports per address
+            cport = 1024 + (i & 0x3FFF)
+            conn = self.director.schedule_new(svc, 6, caddr, cport, svc.addr, svc.port, now)
+            if conn is None:
+                break
+            self.director.on_tcp_packet(conn, INPUT, TH_SYN, now)
+            self.director.on_tcp_packet(conn, OUTPUT, TH_SYN | TH_ACK, now)
+            self.director.on_tcp_packet(conn, INPUT, TH_ACK, now)
+            added += 1
+        return added
 
     def stats(self, now: float) -> dict:
         usage = resource.getrusage(resource.RUSAGE_SELF)
@@ -173,7 +229,9 @@ class DirectorDaemon:
             "ipvs_drops": dict(self.director.drops),
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
+            "sync": self.sync.counters() if self.sync is not None else None,
             "ports": {p.name: {"tx_frames": p.tx_frames, "tx_dropped": p.tx_dropped,
+                               "kernel_drops": p.kernel_drops(),
                                "ring_resyncs": getattr(p, "resyncs", 0)} for p in self.ports},
         }
 
@@ -185,6 +243,11 @@ class DirectorDaemon:
             poller.register(port.fileno(), select.POLLIN)
         poller.register(self.control.fileno(), select.POLLIN)
         control_fd = self.control.fileno()
+        sync = self.sync
+        sync_fd = -1
+        if sync is not None:
+            sync_fd = sync.fileno()
+            poller.register(sync_fd, select.POLLIN)
         handle = self.forwarder.handle
         batch, wait_s = cfg.batch, cfg.wait_us / 1e6
         rings = all(isinstance(p, RingPort) for p in self.ports)
@@ -192,7 +255,12 @@ class DirectorDaemon:
         self.running = True
         while self.running:
             now = time.monotonic()
-            timeout_ms = max(0, min(next_expire - now, MAX_SLEEP_S)) * 1000
+            wake_at = next_expire
+            if sync is not None:
+                deadline = sync.deadline_s()
+                if deadline is not None and deadline < wake_at:
+                    wake_at = deadline  # a partly filled sync message is due
+            timeout_ms = max(0, min(wake_at - now, MAX_SLEEP_S)) * 1000
             # Ring ports may still hold frames from the last wake-up: do not sleep then.
             if rings and any(p.ready_frames(1) for p in self.ports):
                 timeout_ms = 0
@@ -217,6 +285,10 @@ class DirectorDaemon:
                 port.flush()
             if control_fd in ready_fds:
                 self.control.serve_one(self.handle_request)
+            if sync is not None:
+                if sync_fd in ready_fds:
+                    sync.on_readable(now)
+                sync.tick(now)
             if now >= next_expire:
                 self.director.expire(now)
                 self.director.tick(now)
@@ -239,8 +311,9 @@ def run_daemon(cfg: DaemonConfig) -> None:
     signal.signal(signal.SIGINT, daemon.stop)
     daemon.open()
     try:
+        sync = f"; connection sync on {cfg.sync_iface} (sync ID {cfg.sync_id})" if cfg.sync_iface else ""
         print(f"director {cfg.name}: {', '.join(cfg.interfaces)} ({cfg.io_mode} I/O, batch {cfg.batch}, "
-              f"wait {cfg.wait_us} us); control socket {daemon.control.path}", flush=True)
+              f"wait {cfg.wait_us} us); control socket {daemon.control.path}{sync}", flush=True)
         daemon.run()
     finally:
         daemon.close()

@@ -19,8 +19,9 @@ daemon (daemon.py) owns the sockets, the clock and the timers.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 
-from testbed.director.conntable import INPUT, OUTPUT, TH_ACK, TH_FIN, TH_RST, TH_SYN
+from testbed.director.conntable import CLOSE, INPUT, OUTPUT, TH_ACK, TH_FIN, TH_RST, TH_SYN, TIME_WAIT, Connection
 from testbed.director.model import Director, Fwd
 from testbed.director.neighbours import Neighbours
 from testbed.director.packet import (
@@ -46,6 +47,7 @@ from testbed.director.packet import (
 )
 
 _PORT_PROTOS = (IPPROTO_TCP, IPPROTO_UDP)
+_REUSABLE_STATES = (TIME_WAIT, CLOSE)  # is_new_conn_expected() with conn_reuse_mode 1
 _SYN_ONLY_MASK = TH_SYN | TH_ACK | TH_RST | TH_FIN
 _DROP_NAMES = {d: d.name.lower().replace("_", "-") for d in Drop}
 TUN_MTU = 1500
@@ -65,6 +67,10 @@ class Forwarder:
         self._ip_id = 0
         self.vips: frozenset[int] = frozenset()
         self.nat_rips: frozenset[int] = frozenset()
+        self.sync: Callable[[Connection, float], None] | None = None
+        """Connection sync's hook (sync.SyncSender.conn_in), called after every packet a
+        client sends on a connection, where ip_vs_in calls ip_vs_sync_conn; None (the
+        default) costs the fast path one attribute test."""
         self.refresh_services()
 
     def refresh_services(self) -> None:
@@ -147,6 +153,12 @@ class Forwarder:
                 return
             sport, dport, flags = r
             conn = d.lookup_in(proto, src, sport, dst, dport)
+            if (conn is not None and proto == IPPROTO_TCP and flags & _SYN_ONLY_MASK == TH_SYN
+                    and conn.state in _REUSABLE_STATES and not conn.n_control):
+                # conn_reuse_mode=1: a new SYN on a connection that is closing (the client
+                # reused its port) expires the old entry and is scheduled afresh.
+                d.conns.remove(conn)
+                conn = None
             if conn is None:
                 svc = d.find_service(proto, dst, dport)
                 if svc is None:
@@ -179,6 +191,8 @@ class Forwarder:
         else:
             self.ignored["unsupported-l4"] += 1
             return
+        if self.sync is not None:
+            self.sync(conn, now)
         if dest is not None:
             stats = dest.stats
             stats.inpkts += 1

@@ -21,6 +21,7 @@ QUEUE_FRAMES_MAX = 16  # frames held per unresolved hop (the kernel holds up to 
 ARP_RETRY_S = 1.0  # ask again at most this often while unresolved
 ARP_REFRESH_S = 30.0  # re-ask a known hop this long after it was last confirmed
 ROUTE_CACHE_MAX = 65536
+QUEUE_GIVE_UP_S = 3.0  # drop what waits for a hop that has not answered for this long
 
 
 @dataclass(frozen=True)
@@ -53,13 +54,14 @@ def routes_from_ip_json(entries: list[dict], port_names: set[str]) -> list[Route
 class Neighbour:
     """A next hop on one port: its MAC once known, and frames waiting for it."""
 
-    __slots__ = ("ip", "port", "mac", "queue", "asked_at", "confirmed_at")
+    __slots__ = ("ip", "port", "mac", "queue", "queue_since", "asked_at", "confirmed_at")
 
     def __init__(self, ip: int, port) -> None:
         self.ip = ip
         self.port = port
         self.mac: bytes | None = None
         self.queue: list[bytearray] = []
+        self.queue_since = 0.0
         self.asked_at = -1e18
         self.confirmed_at = -1e18
 
@@ -113,6 +115,8 @@ class Neighbours:
             port.send(frame)
             return True
         if len(hop.queue) < QUEUE_FRAMES_MAX:
+            if not hop.queue:
+                hop.queue_since = now
             hop.queue.append(bytearray(frame))
         else:
             self.queue_dropped += 1
@@ -141,7 +145,16 @@ class Neighbours:
 
     def refresh(self, now: float) -> None:
         """Re-ask hops not confirmed for ARP_REFRESH_S (their MAC may have moved, as a
-        VIP does on failover); called from the daemon's timer, not per packet."""
+        VIP does on failover), ask again for unresolved hops with frames waiting, and drop
+        frames that waited QUEUE_GIVE_UP_S in vain (the kernel gives up after ~3 probes).
+        Called from the daemon's timer, not per packet."""
         for hop in self.by_ip.values():
-            if hop.mac is not None and now - hop.confirmed_at >= ARP_REFRESH_S:
-                self.solicit(hop, now)
+            if hop.mac is not None:
+                if now - hop.confirmed_at >= ARP_REFRESH_S:
+                    self.solicit(hop, now)
+            elif hop.queue:
+                if now - hop.queue_since >= QUEUE_GIVE_UP_S:
+                    self.queue_dropped += len(hop.queue)
+                    hop.queue = []
+                else:
+                    self.solicit(hop, now)

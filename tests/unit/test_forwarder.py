@@ -723,3 +723,29 @@ def test_accounting_holds_over_a_mixed_sequence():
         assert accounted(lab.fwd)
     assert lab.fwd.rx == 200
     assert lab.fwd.forwarded and lab.fwd.queued and lab.fwd.ignored and lab.fwd.dropped
+
+
+def test_a_new_syn_on_a_closing_connection_is_scheduled_afresh():
+    """conn_reuse_mode=1: a client that reuses its port while the director still holds the old
+    connection in TIME_WAIT/CLOSE gets a new connection (counted, rescheduled), not the old
+    real server by accident. In DR the director sees only the client's side: FIN then RST
+    takes the entry to CLOSE."""
+    lab = dr_lab()
+    first = one_frame(lab.handle(dr_tcp(5555), LAN), LAN)[:6]
+    lab.handle(dr_tcp(5555, ACK), LAN)
+    lab.handle(dr_tcp(5555, RST), LAN)
+    def conns() -> int:
+        return sum(d.stats.conns for svc in lab.director.services() for d in svc.dests)
+
+    conns_before = conns()
+    again = one_frame(lab.handle(dr_tcp(5555), LAN, now=2.0), LAN)[:6]
+    assert conns() == conns_before + 1
+    assert again != first  # rr moved on to the next real server
+    assert len([c for c in lab.director.conns if not c.is_template]) == 1
+
+
+def test_a_syn_on_an_established_connection_is_not_rescheduled():
+    lab = dr_lab()
+    first = one_frame(lab.handle(dr_tcp(6666), LAN), LAN)[:6]
+    lab.handle(dr_tcp(6666, ACK), LAN)
+    assert one_frame(lab.handle(dr_tcp(6666), LAN), LAN)[:6] == first

@@ -234,3 +234,20 @@ def test_refresh_re_asks_only_hops_not_confirmed_lately():
     n.refresh(50.0)
     [request] = B.take()
     assert parse(request).get_protocol(arp.arp).dst_ip == "192.168.0.12"
+
+
+def test_frames_waiting_for_a_silent_hop_are_dropped_after_three_seconds():
+    """The refresh timer asks again for a hop with frames waiting and gives up on them after
+    QUEUE_GIVE_UP_S, counting them as dropped, as the kernel's unresolved queue does."""
+    from testbed.director.neighbours import QUEUE_GIVE_UP_S
+
+    port = FakePort("p0", "02:00:00:00:00:01", "10.0.0.2")
+    nb = Neighbours({"p0": port}, [Route(0x0A000000, 24, "p0")])
+    hop = nb.hop_for(0x0A00000B)
+    nb.send_or_queue(hop, bytearray(60), now=10.0)
+    nb.send_or_queue(hop, bytearray(60), now=10.5)
+    asked = len(port.sent)
+    nb.refresh(11.2)
+    assert len(port.sent) == asked + 1  # asked again while frames wait
+    nb.refresh(10.0 + QUEUE_GIVE_UP_S + 0.1)
+    assert hop.queue == [] and nb.queue_dropped == 2

@@ -1,0 +1,69 @@
+"""The pure parts of the layout experiments' harness: the capacity search's next rate, the
+ipvsadm counters it reads, and what counts as carried."""
+
+import pytest
+
+from testbed.experiments.common import Trial, next_rate, service_totals
+from testbed.experiments.shaping import wire_limit_pps
+
+
+def trial(offered, answered, sent=None):
+    sent = offered if sent is None else sent
+    return Trial(offered_pps=offered, sent_pps=sent, answered_pps=answered)
+
+
+def test_search_ramps_geometrically_while_carried():
+    assert next_rate([], 1000, 2, 1e6, 2) == 1000
+    assert next_rate([trial(1000, 1000)], 1000, 2, 1e6, 2) == 2000
+    assert next_rate([trial(1000, 1000), trial(2000, 1999)], 1000, 2, 1e6, 2) == 4000
+
+
+def test_search_stops_at_the_ceiling_when_never_saturated():
+    assert next_rate([trial(1000, 1000), trial(2000, 2000)], 1000, 2, 3000, 2) is None
+
+
+def test_search_bisects_after_the_first_failure_then_stops():
+    trials = [trial(1000, 1000), trial(2000, 2000), trial(4000, 2500)]
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 3000
+    trials.append(trial(3000, 2500))
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 2500
+    trials.append(trial(2500, 2500))
+    assert next_rate(trials, 1000, 2, 1e6, 2) is None
+
+
+def test_search_gives_up_when_even_the_first_rate_fails():
+    assert next_rate([trial(1000, 10)], 1000, 2, 1e6, 2) is None
+
+
+def test_carried_means_98_percent_answered():
+    assert trial(1000, 980).carried and not trial(1000, 979).carried
+    assert not trial(1000, 0, sent=0).carried
+
+
+def test_service_totals_sum_service_lines_only():
+    text = """IP Virtual Server version 1.2.1 (size=4096)
+Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes
+  -> RemoteAddress:Port
+TCP  10.0.1.100:80                       4       22       20     1472     1768
+  -> 192.168.0.11:80                     1        5        5      342      442
+UDP  10.0.1.100:7                        3        3        3       93       93
+  -> 192.168.0.11:7                      1        1        1       31       31
+"""
+    assert service_totals(text) == (25, 23)
+
+
+def test_wire_limit_of_64_byte_payloads():
+    # 14 + 20 + 8 + 64 = 106-byte frames, 130 bytes on the wire: 9,615 per second at 10 Mbit/s.
+    assert wire_limit_pps(10, 64) == pytest.approx(9615.4, abs=0.1)
+
+
+def test_every_listed_experiment_registers_without_importing_mininet():
+    import subprocess
+    import sys
+
+    code = ("import sys, testbed.experiments as e; names = sorted(e.load_experiments()); "
+            "print(' '.join(names)); print('mininet' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
+    for name in ("capacity", "cpu-quota", "shaping", "coalescing", "nic-layout", "conntable-size", "soak"):
+        assert name in out[0].split()
+    assert out[1] == "False"
