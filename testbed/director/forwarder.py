@@ -21,7 +21,17 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-from testbed.director.conntable import CLOSE, INPUT, OUTPUT, TH_ACK, TH_FIN, TH_RST, TH_SYN, TIME_WAIT, Connection
+from testbed.director.conntable import (
+    CLOSE,
+    INPUT,
+    OUTPUT,
+    TH_ACK,
+    TH_FIN,
+    TH_RST,
+    TH_SYN,
+    TIME_WAIT,
+    Connection,
+)
 from testbed.director.model import Director, Fwd
 from testbed.director.neighbours import Neighbours
 from testbed.director.packet import (
