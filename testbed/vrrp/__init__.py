@@ -7,7 +7,14 @@ The pure parts, importable without root or sockets:
 * ``state``: the Initialize/Backup/Master/Fault machine and sync groups, driven by an
   injected clock and emitting actions (send advert, add/remove VIPs, GARP, notify).
 * ``config``: the common subset of keepalived.conf, parsed into dataclasses and rendered back.
+* ``lvsconfig``: virtual_server blocks as ipvsadm command lines for the director.
+* ``generate``: the NAT layouts' default keepalived.conf for d1 and d2, from the address plan.
 
-The daemon (sockets, VIPs, GARP, notify scripts) sits on top of these and is the only part
-that needs root.
+On top of them, testable without root through injected hosts and clocks:
+
+* ``daemon``: the VRRP speaker (``lvs-testbed vrrp run``): adverts, VIPs, GARPs, notify and
+  track scripts, tracked interfaces, counters, a control socket.
+* ``checker``: keepalived's LVS side: services on the director, TCP_CHECK and HTTP_GET.
+* ``transport``: the real host under the daemon (raw sockets, AF_PACKET, ``ip``, /sys);
+  the only part that needs root.
 """

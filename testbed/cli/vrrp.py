@@ -1,0 +1,189 @@
+"""``lvs-testbed vrrp run|status|show-config|check-config``: keepalived-style failover.
+
+Thin: the daemon is ``testbed.vrrp.daemon``, the NAT pair's configuration
+``testbed.vrrp.generate``, the parser ``testbed.vrrp.config``. Domain errors become a
+message and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from testbed.cli.common import fail
+
+vrrp_app = typer.Typer(
+    help="keepalived-style failover for the NAT director pair: run the VRRP daemon, read its "
+    "state, print or check a keepalived.conf.",
+    no_args_is_help=True,
+)
+
+
+@vrrp_app.command("run")
+def run(
+    config: Path = typer.Option(
+        ..., "--config", "-f", exists=True, dir_okay=False, help="The keepalived.conf to run."
+    ),
+    name: str = typer.Option(
+        None, "--name", help="Daemon name (default: router_id, else the interface's host part)."
+    ),
+    director: str = typer.Option(
+        None,
+        "--director",
+        help="Director that gets the virtual_server blocks (default: the one in this namespace).",
+    ),
+    vrrp_only: bool = typer.Option(
+        False, "--vrrp-only", help="Run VRRP only, no health checker (keepalived --vrrp)."
+    ),
+    check_only: bool = typer.Option(
+        False, "--check-only", help="Run the health checker only (keepalived --check)."
+    ),
+    dont_release_ipvs: bool = typer.Option(
+        False,
+        "--dont-release-ipvs",
+        help="Leave the virtual services on the director at exit (keepalived -I).",
+    ),
+) -> None:
+    """Run the VRRP daemon in this network namespace (on a director host) until SIGTERM."""
+    from testbed.vrrp.checker import CheckerSetupError
+    from testbed.vrrp.config import ConfigError
+    from testbed.vrrp.daemon import DaemonError, run_daemon
+
+    if vrrp_only and check_only:
+        fail("--vrrp-only and --check-only exclude each other", 2)
+    try:
+        code = run_daemon(
+            str(config),
+            name=name,
+            director=director,
+            vrrp=not check_only,
+            check=not vrrp_only,
+            release_ipvs=not dont_release_ipvs,
+        )
+    except (ConfigError, DaemonError, CheckerSetupError) as exc:
+        fail(str(exc))
+    except PermissionError as exc:
+        fail(f"{exc}: the VRRP daemon needs root (raw sockets, ip addr)")
+    raise typer.Exit(code)
+
+
+@vrrp_app.command("status")
+def status(
+    name: str = typer.Option(
+        None, "--name", help="Daemon name (default: the one in this namespace)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
+) -> None:
+    """Each instance's state, priorities, master, advert counters and last transition."""
+    from testbed.director.control import ControlError, find_daemon, request
+    from testbed.vrrp.daemon import CONTROL
+
+    try:
+        reply = request(find_daemon(CONTROL, name), {"op": "status"}, what=CONTROL.what)
+    except ControlError as exc:
+        fail(str(exc))
+    data = reply["status"]
+    if as_json:
+        print(json.dumps(data, indent=2, sort_keys=True))
+        return
+    print(format_status(data))
+
+
+def format_status(data: dict) -> str:
+    """The status table (pure, for tests)."""
+    columns = ("INSTANCE", "STATE", "PRIO", "EFF", "MASTER", "ADV-IN", "ADV-OUT", "LAST TRANSITION")
+    rows = []
+    for inst in data["instances"]:
+        last = inst["transitions"][-1] if inst["transitions"] else None
+        when = "-"
+        if last is not None:
+            ago_s = data["wall_s"] - last["wall_s"]
+            when = f"{last['previous']}->{last['state']} {ago_s:.1f} s ago"
+        rows.append(
+            (
+                inst["name"],
+                inst["state"],
+                str(inst["priority"]),
+                str(inst["effective_priority"]),
+                inst["master"] or "-",
+                str(inst["adverts_received"]),
+                str(inst["adverts_sent"]),
+                when,
+            )
+        )
+    widths = [max(len(r[i]) for r in (columns, *rows)) for i in range(len(columns) - 1)]
+    lines = [f"VRRP daemon {data['name']} (pid {data['pid']})"]
+    for row in (columns, *rows):
+        cells = [cell.ljust(width) for cell, width in zip(row[:-1], widths, strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+    for group in data["groups"]:
+        lines.append(
+            f"sync group {group['name']}: {group['state']} ({', '.join(group['members'])})"
+        )
+    for inst in data["instances"]:
+        drops = {k: v for k, v in inst["drops"].items() if v}
+        if drops:
+            text = ", ".join(f"{k} {v}" for k, v in sorted(drops.items()))
+            lines.append(f"{inst['name']} drops: {text}")
+    for vs in data["virtual_servers"]:
+        alive = sum(rs["alive"] for rs in vs["real_servers"])
+        lines.append(
+            f"virtual server {vs['service']}: {alive}/{len(vs['real_servers'])} real servers alive"
+        )
+    return "\n".join(lines)
+
+
+@vrrp_app.command("show-config")
+def show_config(
+    layout: str = typer.Argument(..., help="nat or nat1."),
+    director: str = typer.Option("d1", "--director", help="d1 (MASTER) or d2 (BACKUP)."),
+    advert_int: float = typer.Option(
+        1.0, "--advert-int", help="Advertisement interval in seconds (whole seconds for v2)."
+    ),
+    version: int = typer.Option(2, "--version", help="VRRP version, 2 or 3."),
+    rs: int = typer.Option(3, "--rs", help="Number of real servers in the layout."),
+) -> None:
+    """Print the keepalived.conf the NAT layouts give a director."""
+    from testbed.topo.plan import LayoutParams, PlanError, make_plan
+    from testbed.vrrp.config import render_config
+    from testbed.vrrp.generate import GenerateError, nat_pair_config
+
+    try:
+        plan = make_plan(layout, LayoutParams(n_rs=rs))
+        config = nat_pair_config(plan, director, advert_int_s=advert_int, version=version)
+    except (PlanError, GenerateError) as exc:
+        raise typer.BadParameter(str(exc)) from exc
+    print(render_config(config), end="")
+
+
+@vrrp_app.command("check-config")
+def check_config(
+    file: Path = typer.Argument(..., dir_okay=False, help="The keepalived.conf to check."),
+) -> None:
+    """Parse a keepalived.conf: warnings and errors with line numbers; non-zero on errors."""
+    from testbed.vrrp.checker import CheckerSetupError
+    from testbed.vrrp.config import ConfigError, load_config
+    from testbed.vrrp.daemon import DaemonError, check_runnable, print_warnings
+
+    try:
+        config, warnings = load_config(file)
+        n_warnings = print_warnings(str(file), warnings, config)
+        check_runnable(config)
+    except OSError as exc:
+        fail(f"{file}: {exc.strerror or exc}")
+    except (ConfigError, DaemonError, CheckerSetupError) as exc:
+        fail(str(exc))
+    counts = (
+        (len(config.instances), "vrrp_instance"),
+        (len(config.sync_groups), "vrrp_sync_group"),
+        (len(config.scripts), "vrrp_script"),
+        (len(config.virtual_servers), "virtual_server"),
+    )
+    summary = ", ".join(f"{n} {what}" for n, what in counts)
+    print(f"{file}: OK ({summary}; {n_warnings} warning(s))")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(vrrp_app, name="vrrp")

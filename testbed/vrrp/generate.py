@@ -1,0 +1,159 @@
+"""The default keepalived.conf of the NAT layouts' director pair, built from the address plan.
+
+What it is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
+start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
+with this configuration. It is a :class:`~testbed.vrrp.config.Config`, rendered with
+``config.render_config``, so the same text runs under real keepalived 2.2.7.
+
+What it makes, per director:
+
+* ``VI_OUTER`` (VRID 51) on the outer NIC holding the outer VIP 10.0.1.100/24, and
+  ``VI_INNER`` (VRID 52) on the inner NIC holding the real servers' gateway 192.168.0.254/24;
+  in ``nat1`` both instances sit on the one NIC.
+* A ``vrrp_sync_group`` ``VG_NAT`` with both, so the pair fails over as one: a backup that
+  took only the outer VIP would accept clients whose replies go to the other director.
+* With two NICs, each instance also tracks the other NIC (``track_interface``). The sync
+  group alone already faults both instances when either NIC goes down; the tracking makes
+  each instance's own configuration say so, as keepalived users write it.
+* One ``virtual_server`` per service of the plan on the outer VIP, over every real server,
+  ``lb_kind NAT``, ``lb_algo`` from the plan's scheduler, ``inhibit_on_failure`` (a failed
+  real server is quiesced with weight 0 rather than removed, so its connections drain).
+  ``tcp 80`` is checked with ``HTTP_GET`` of ``/`` expecting 200; another TCP service would
+  get a ``TCP_CHECK``. UDP services get no checker: keepalived users check UDP with
+  ``MISC_CHECK`` (a script) or 2.2's ``UDP_CHECK``, neither of which this testbed
+  implements, and a real_server without a checker is simply always alive.
+
+What it is not: a general keepalived.conf generator; the DR layout has one director and no
+VRRP pair.
+"""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Address, IPv4Interface
+
+from testbed.topo.plan import NodePlan, Plan, Service
+
+from .config import (
+    Config,
+    GlobalDefs,
+    HttpGet,
+    RealServer,
+    TcpCheck,
+    TrackInterface,
+    UrlCheck,
+    VirtualAddress,
+    VirtualServer,
+    VrrpInstance,
+    VrrpSyncGroup,
+)
+
+NAT_LAYOUTS = ("nat", "nat1")
+ROLES = {"d1": ("MASTER", 150), "d2": ("BACKUP", 100)}
+OUTER_INSTANCE, INNER_INSTANCE = "VI_OUTER", "VI_INNER"
+VRIDS = {OUTER_INSTANCE: 51, INNER_INSTANCE: 52}
+SYNC_GROUP = "VG_NAT"
+DEFAULT_DELAY_LOOP_S = 5.0
+DEFAULT_CONNECT_TIMEOUT_S = 2.0
+DEFAULT_RETRY = 1
+DEFAULT_DELAY_BEFORE_RETRY_S = 1.0
+HTTP_CHECK_PATH = "/"
+HTTP_CHECK_STATUS = 200
+
+
+class GenerateError(ValueError):
+    """The layout, director or a parameter has no NAT-pair configuration."""
+
+
+def nat_pair_config(
+    plan: Plan,
+    director: str,
+    *,
+    advert_int_s: float = 1.0,
+    version: int = 2,
+    track_other_nic: bool = True,
+    delay_loop_s: float = DEFAULT_DELAY_LOOP_S,
+) -> Config:
+    """keepalived.conf for ``director`` ("d1" or "d2") of a NAT ``plan`` ("nat" or "nat1")."""
+    if plan.layout not in NAT_LAYOUTS:
+        raise GenerateError(
+            f"the {plan.layout!r} layout has no director pair; VRRP configurations exist for "
+            f"{', '.join(NAT_LAYOUTS)}"
+        )
+    if director not in ROLES:
+        raise GenerateError(f"unknown director {director!r}: d1 (master) or d2 (backup)")
+    if version not in (2, 3):
+        raise GenerateError(f"VRRP version must be 2 or 3, not {version}")
+    if version == 2 and advert_int_s != int(advert_int_s):
+        raise GenerateError(f"VRRPv2 advertises in whole seconds, not {advert_int_s}")
+    upper = 255 if version == 2 else 40.95
+    if not 0 < advert_int_s <= upper:
+        raise GenerateError(f"the advert interval must be in (0, {upper}] s, not {advert_int_s}")
+    node = plan.node(director)
+    state, priority = ROLES[director]
+    (outer_vip, outer_if), (inner_vip, inner_if) = node.vips
+    instances = {}
+    for name, vip, nic, other in (
+        (OUTER_INSTANCE, outer_vip, outer_if, inner_if),
+        (INNER_INSTANCE, inner_vip, inner_if, outer_if),
+    ):
+        tracked = [TrackInterface(other)] if track_other_nic and other != nic else []
+        instances[name] = VrrpInstance(
+            name=name,
+            virtual_router_id=VRIDS[name],
+            state=state,
+            interface=nic,
+            priority=priority,
+            advert_int_s=float(advert_int_s),
+            virtual_ipaddresses=[_vip(vip, nic)],
+            track_interfaces=tracked,
+        )
+    return Config(
+        global_defs=GlobalDefs(router_id=director, vrrp_version=version),
+        instances=instances,
+        sync_groups={SYNC_GROUP: VrrpSyncGroup(SYNC_GROUP, [OUTER_INSTANCE, INNER_INSTANCE])},
+        virtual_servers=[
+            _virtual_server(plan, svc, plan.realservers, delay_loop_s) for svc in plan.services
+        ],
+    )
+
+
+def _vip(cidr: str, dev: str) -> VirtualAddress:
+    iface = IPv4Interface(cidr)
+    return VirtualAddress(iface.ip, iface.network.prefixlen, dev=dev)
+
+
+def _virtual_server(
+    plan: Plan, svc: Service, realservers: list[NodePlan], delay_loop_s: float
+) -> VirtualServer:
+    return VirtualServer(
+        address=IPv4Address(plan.vip),
+        port=svc.port,
+        delay_loop_s=float(delay_loop_s),
+        lb_algo=plan.params.scheduler,
+        lb_kind="NAT",
+        protocol=svc.proto.upper(),
+        real_servers=[
+            RealServer(
+                address=IPv4Address(rs.ip),
+                port=svc.port,
+                weight=1,
+                inhibit_on_failure=True,
+                checkers=_checkers(svc),
+            )
+            for rs in realservers
+        ],
+    )
+
+
+def _checkers(svc: Service) -> list[HttpGet | TcpCheck]:
+    timing = {
+        "connect_timeout_s": DEFAULT_CONNECT_TIMEOUT_S,
+        "retry": DEFAULT_RETRY,
+        "delay_before_retry_s": DEFAULT_DELAY_BEFORE_RETRY_S,
+    }
+    if svc.proto != "tcp":
+        return []  # no UDP checker in this testbed (see the module docstring)
+    if svc.name == "http":
+        url = UrlCheck(HTTP_CHECK_PATH, ((HTTP_CHECK_STATUS, HTTP_CHECK_STATUS),))
+        return [HttpGet(urls=[url], **timing)]
+    return [TcpCheck(**timing)]
