@@ -89,6 +89,13 @@ def run(
     recorded and the sweep goes on; Ctrl-C stops the running point and keeps what was measured,
     and `--resume RUN_DIR` finishes the run later.
     """
+    run_experiment(name, param or [], repeat, results, resume, timeout_s, progress, report)
+
+
+def run_experiment(name: str, param: list[str], repeat: int | None, results: Path | None,
+                   resume: Path | None, timeout_s: float | None, progress: bool, report: bool) -> Path:
+    """`experiment run`'s work, shared with `reproduce`: plan or resume, run, render; exits
+    non-zero (typer.Exit) on bad input, failed points or an interruption."""
     from testbed.experiments.framework import (
         ExperimentError,
         SweepError,
@@ -132,6 +139,7 @@ def run(
         _render(run_dir)
     if c["n_failed"]:
         raise typer.Exit(1)
+    return run_dir
 
 
 def _render(run_dir: Path) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from testbed import __version__
-from testbed.cli import bench, demo, director, doctor, experiment, net, vrrp
+from testbed.cli import bench, demo, director, doctor, experiment, net, reproduce, vrrp
 
 app = typer.Typer(
     name="lvs-testbed",
@@ -41,6 +41,7 @@ demo.register(app)
 director.register(app)
 experiment.register(app)
 bench.register(app)
+reproduce.register(app)
 vrrp.register(app)
 
 
