@@ -59,6 +59,19 @@ def up(
     wait_us: int = typer.Option(0, "--wait-us", help="Director: wait for more frames after a wake-up, us "
                                 "(interrupt coalescing)."),
     table_bits: int = typer.Option(12, "--table-bits", help="Director: connection table of 2^bits buckets (8..20)."),
+    ha: str = typer.Option("vrrp", "--ha", help="NAT layouts: vrrp (our keepalived-compatible daemon, "
+                           "with health checks), keepalived (Debian's keepalived, VRRP only) or none "
+                           "(static VIPs on d1)."),
+    advert_int_s: float = typer.Option(1.0, "--advert-int-s", help="VRRP advertisement interval, s "
+                                       "(whole seconds for VRRPv2)."),
+    vrrp_version: int = typer.Option(2, "--vrrp-version", help="VRRP version: 2 (RFC 3768) or 3 (RFC 5798)."),
+    conn_sync: bool = typer.Option(True, "--conn-sync/--no-conn-sync",
+                                   help="Sync connections from master to backup (as IPVS's sync daemon)."),
+    config: list[str] = typer.Option(None, "--config", metavar="DIRECTOR=FILE",
+                                     help="Use this keepalived.conf for a director (e.g. d1=my.conf); "
+                                     "the others get generated ones."),
+    show_config: bool = typer.Option(False, "--show-config", help="Print the keepalived.conf each "
+                                     "director would run, and exit."),
     no_cli: bool = typer.Option(False, "--no-cli", help="Run the self-check (reachability as the "
                                 "layout intends) and exit: 0 if it holds."),
     script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
@@ -79,14 +92,56 @@ def up(
             loss_pct=loss_pct, queue_pkts=queue_pkts, director_cpu=director_cpu,
             cpu_period_us=cpu_period_us, switch=switch.value, director=director.value,
             scheduler=scheduler, io_mode=io, batch=batch, wait_us=wait_us, table_bits=table_bits,
+            ha=ha, advert_int_s=advert_int_s, vrrp_version=vrrp_version, conn_sync=conn_sync,
         )
     except PlanError as exc:
         fail(str(exc), 2)
+    configs = _parse_configs(config or [], layout.value, params)
+    if show_config:
+        _show_configs(layout.value, params, configs)
+        return
     require_root(f"`up {layout.value}`")
-    _run_layout(layout.value, params, no_cli, script, verbose)
+    _run_layout(layout.value, params, no_cli, script, verbose, configs)
 
 
-def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool) -> None:
+def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:
+    """``d1=FILE`` pairs, checked: a known director, a readable keepalived.conf that parses."""
+    from testbed.topo.plan import make_plan
+    from testbed.vrrp.config import ConfigError, load_config
+
+    directors = {d.name for d in make_plan(layout, params).directors}
+    configs = {}
+    for item in items:
+        name, sep, path = item.partition("=")
+        if not sep or name not in directors:
+            fail(f"--config takes DIRECTOR=FILE with DIRECTOR one of {', '.join(sorted(directors))}; got {item!r}", 2)
+        if not make_plan(layout, params).has_pair:
+            fail(f"--config is for NAT layouts with failover on (--ha vrrp or keepalived), not {layout}", 2)
+        try:
+            load_config(path)
+        except (OSError, ConfigError) as exc:
+            fail(f"{path}: {exc}", 2)
+        configs[name] = path
+    return configs
+
+
+def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
+    from pathlib import Path
+
+    from testbed.net.network import generated_keepalived_conf
+    from testbed.topo.plan import make_plan
+
+    plan = make_plan(layout, params)
+    if not plan.has_pair:
+        fail(f"layout {layout} has no failover pair (NAT layouts with --ha vrrp or keepalived)", 2)
+    for d in plan.directors:
+        text = Path(configs[d.name]).read_text() if d.name in configs else generated_keepalived_conf(plan, d.name)
+        print(f"# ---- {d.name}: keepalived.conf ----")
+        print(text)
+
+
+def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool,
+                configs: dict[str, str] | None = None) -> None:
     from testbed.net.cpu import CpuQuotaError
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
@@ -94,7 +149,7 @@ def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose:
     from testbed.net.shaping import ShapingError
 
     handle_termination()
-    testbed = Testbed(layout, params, kind=f"up-{layout}", quiet=not verbose)
+    testbed = Testbed(layout, params, kind=f"up-{layout}", quiet=not verbose, configs=configs)
     ok = True
     try:
         testbed.start()
@@ -112,7 +167,7 @@ def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose:
                 err_console.print("[yellow]warning:[/] reachability differs from the plan: type `check`")
             console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
             LvsCLI(testbed, script=str(script) if script else None)
-    except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError) as exc:
+    except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
         ok = False
         err_console.print(f"[bold red]error:[/] {exc}")
     except Terminated:
@@ -167,6 +222,33 @@ def clean(
         raise typer.Exit(1)
 
 
+def failover(
+    how: str = typer.Option("kill", "--how", help="kill (crash the master's daemons), link (its NICs "
+                            "down) or shutdown (stop its VRRP daemon cleanly)."),
+    probe_pps: float = typer.Option(200.0, "--probe-pps", help="UDP probe rate through the VIP during it."),
+    run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout)."),
+) -> None:
+    """Fail the master director of a running NAT layout (started with `up nat` elsewhere) and
+    report the takeover time, the RFC bound and the probe's outage and loss."""
+    from testbed.net.failover import HOWS, measure
+    from testbed.net.hosts import HostsError, RunHosts
+
+    require_root("`failover`")
+    if how not in HOWS:
+        fail(f"--how must be one of {', '.join(HOWS)}", 2)
+    try:
+        hosts = RunHosts.live(run)
+        plan = hosts.plan()
+    except HostsError as exc:
+        fail(str(exc))
+    if not plan.has_pair:
+        fail(f"run {hosts.run_dir.name} is not a NAT layout with a director pair")
+    master = next((d.name for d in plan.directors if f"{plan.vip}/" in hosts.cmd(d.name, "ip -4 -o addr show")), "d1")
+    backup = "d2" if master == "d1" else "d1"
+    console.print(measure(hosts, plan, how, master, backup, probe_pps=probe_pps).text(), highlight=False)
+
+
 def register(app: typer.Typer) -> None:
     app.command()(up)
     app.command()(clean)
+    app.command()(failover)

@@ -8,7 +8,9 @@ SIGTERM/SIGHUP, which `handle_termination` turns into an exception).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import os
 import signal
 import subprocess
@@ -25,6 +27,8 @@ from testbed.net.registry import CleanReport, Run
 from testbed.net.shaping import Shaping, require_netem
 from testbed.topo.layouts import TOPOS, LvsTopo
 from testbed.topo.plan import LayoutParams, Plan, Reach, ipvsadm_rules
+
+LAYOUT_FILE = "layout.json"
 
 
 class Terminated(KeyboardInterrupt):
@@ -95,7 +99,7 @@ class Testbed:
     __test__ = False  # not a pytest test class, despite the name
 
     def __init__(self, layout: str, params: LayoutParams | None = None, kind: str | None = None,
-                 quiet: bool = True):
+                 quiet: bool = True, configs: dict[str, str] | None = None):
         if layout not in TOPOS:
             raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
         self.params = params or LayoutParams()
@@ -103,6 +107,7 @@ class Testbed:
         self.plan: Plan = self.topo.plan
         self.kind = kind or layout
         self.quiet = quiet
+        self.configs = dict(configs or {})  # director name -> keepalived.conf path
         self.run: Run | None = None
         self.net: TrackedMininet | None = None
 
@@ -114,6 +119,9 @@ class Testbed:
         setLogLevel("output" if self.quiet else "info")
         self.run = Run(self.kind)
         try:
+            # Other processes (failover, lab checks) rebuild the plan from this.
+            (self.run.dir / LAYOUT_FILE).write_text(json.dumps(
+                {"layout": self.plan.layout, "params": dataclasses.asdict(self.params)}))
             _prepare_host_environment(self.run.dir)
             self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
             self.net.build()
@@ -155,14 +163,80 @@ class Testbed:
             self.spawn(rs.name, argv, "servers")
             if rs.lo_vips:
                 self._prepare_tunnel(rs.name)
+        pair = self.plan.has_pair
+        ours_configure = pair and self.params.ha == "vrrp"  # our VRRP daemon applies virtual_servers
         if self.params.director == "python":
-            rules = self.run.dir / "rules.ipvsadm"
-            rules.write_text(ipvsadm_rules(self.plan))
+            rules = None
+            if not ours_configure:
+                rules = self.run.dir / "rules.ipvsadm"
+                rules.write_text(ipvsadm_rules(self.plan))
             for d in self.plan.directors:
                 self.start_director(d.name, rules)
         for rs in self.plan.realservers:
             _wait_for(lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
                       f"{rs.name}'s HTTP server", self.run.dir / f"{rs.name}.servers.log")
+        if pair:
+            for d in self.plan.directors:
+                self.start_failover_daemon(d.name)
+            self.wait_master("d1")
+
+    # -- failover (NAT pair) ----------------------------------------------------------------
+    def keepalived_conf(self, name: str) -> Path:
+        """The director's keepalived.conf in the run directory: the user's (``configs``) or
+        one generated for the layout (`testbed.vrrp.generate`)."""
+        path = self.run.dir / f"{name}.keepalived.conf"
+        if not path.exists():
+            if name in self.configs:
+                path.write_text(Path(self.configs[name]).read_text())
+            else:
+                path.write_text(generated_keepalived_conf(self.plan, name))
+        return path
+
+    def start_failover_daemon(self, name: str) -> None:
+        """Start the VRRP speaker on ``name``: ours (`lvs-testbed vrrp run`), or Debian's
+        keepalived (VRRP only) with ``ha="keepalived"``."""
+        conf = self.keepalived_conf(name)
+        if self.params.ha == "keepalived":
+            argv = ["keepalived", "-n", "-l", "-D", "--vrrp", "-f", str(conf),
+                    "-p", str(self.run.dir / f"{name}.keepalived.pid"),
+                    "-r", str(self.run.dir / f"{name}.keepalived-vrrp.pid")]
+            self.spawn(name, argv, "keepalived")
+            return
+        argv = [sys.executable, "-m", "testbed", "vrrp", "run", "--config", str(conf), "--name", name]
+        proc = self.spawn(name, argv, "vrrp")
+        index = self.run.dir / f"{name}.vrrp.json"
+        _wait_for(lambda: index.exists() or proc.poll() is not None, f"VRRP daemon on {name}",
+                  self.run.dir / f"{name}.vrrp.log")
+        if proc.poll() is not None:
+            log = (self.run.dir / f"{name}.vrrp.log").read_text()
+            raise RuntimeError(f"the VRRP daemon on {name} exited: {log.strip()[-500:]}")
+
+    def restore(self, how: str, name: str = "d1") -> None:
+        """Undo `testbed.net.failover.inject`: restart the daemons a kill or shutdown stopped,
+        or bring the links back up. With preempt (the default) the master takes over again."""
+        if how == "link":
+            for intf in self.plan.node(name).intfs:
+                self.net[name].check(f"ip link set {intf.name} up")
+            return
+        if how == "kill" and self.params.director == "python":
+            rules = None
+            if self.params.ha != "vrrp":
+                rules = self.run.dir / "rules.ipvsadm"
+            self.start_director(name, rules)
+        self.start_failover_daemon(name)
+
+    def vip_holder(self) -> str | None:
+        """Which director holds the outer VIP now, seen from the directors' own addresses."""
+        vip = f"{self.plan.vip}/"
+        for d in self.plan.directors:
+            if vip in self.net[d.name].cmd("ip -4 -o addr show"):
+                return d.name
+        return None
+
+    def wait_master(self, name: str, timeout_s: float = 15.0) -> None:
+        """Wait until ``name`` holds the VIP (first election: 3 adverts plus skew)."""
+        _wait_for(lambda: self.vip_holder() == name, f"{name} becoming master",
+                  self.run.dir / f"{name}.vrrp.log", timeout_s)
 
     def _prepare_tunnel(self, name: str) -> None:
         """Let a DR real server also take TUN (IP-in-IP) traffic for the VIP on its lo: the
@@ -182,6 +256,9 @@ class Testbed:
             argv += ["--iface", intf.name]
         if rules is not None:
             argv += ["--rules", str(rules)]
+        if self.plan.has_pair and p.conn_sync:
+            # Sync connections over the inner segment, where both directors have a NIC.
+            argv += ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
         proc = self.spawn(name, argv, "director")
         index = self.run.dir / f"{name}.director.json"
         _wait_for(lambda: index.exists() or proc.poll() is not None, f"director on {name}",
@@ -248,6 +325,15 @@ def _kernel_has_ipip() -> bool:
     from testbed.traffic.ipipd import kernel_has_ipip
 
     return kernel_has_ipip()
+
+
+def generated_keepalived_conf(plan: Plan, name: str) -> str:
+    """The keepalived.conf ``up`` uses for director ``name`` of a NAT layout."""
+    from testbed.vrrp.config import render_config
+    from testbed.vrrp.generate import nat_pair_config
+
+    p = plan.params
+    return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))
 
 
 def _wait_for(ready, what: str, log: Path | None = None, timeout_s: float = 15.0) -> None:

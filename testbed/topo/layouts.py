@@ -40,7 +40,9 @@ class LvsTopo(Topo):
             if node.role == "firewall":
                 opts.update(vip=plan.vip, services=plan.services, outside_intf=node.intfs[0].name)
             elif node.role == "director":
-                opts.update(master=node.name == "d1", cpu=p.director_cpu, cpu_period_us=p.cpu_period_us)
+                # With failover on, VRRP adds and moves the VIPs; otherwise d1 holds them.
+                opts.update(master=node.name == "d1" and not plan.has_pair, cpu=p.director_cpu,
+                            cpu_period_us=p.cpu_period_us)
             self.addHost(node.name, **opts)
             for port, intf in enumerate(node.intfs):
                 shaping = Shaping(

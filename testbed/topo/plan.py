@@ -37,6 +37,7 @@ LAYOUTS = ("dr", "nat", "nat1")
 SWITCH_KINDS = ("bridge", "ovs")
 DIRECTOR_KINDS = ("python", "openflow", "none")
 IO_MODES = ("ring", "frame")
+HA_KINDS = ("vrrp", "keepalived", "none")
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class LayoutParams:
     batch: int = 64
     wait_us: int = 0
     table_bits: int = 12
+    ha: str = "vrrp"  # NAT layouts: vrrp (ours), keepalived (Debian's), none (static VIPs on d1)
+    advert_int_s: float = 1.0
+    vrrp_version: int = 2
+    conn_sync: bool = True
 
     def __post_init__(self) -> None:
         for name in ("n_rs", "n_clients"):
@@ -115,6 +120,13 @@ class LayoutParams:
             raise PlanError(f"wait_us must be from 0 to 1000000, got {self.wait_us!r}")
         if not 8 <= self.table_bits <= 20:
             raise PlanError(f"table_bits must be from 8 to 20, got {self.table_bits!r}")
+        if self.ha not in HA_KINDS:
+            raise PlanError(f"ha must be one of {', '.join(HA_KINDS)}, got {self.ha!r}")
+        if self.vrrp_version not in (2, 3):
+            raise PlanError(f"vrrp_version must be 2 or 3, got {self.vrrp_version!r}")
+        if not 0 < self.advert_int_s <= 255 or (self.vrrp_version == 2 and self.advert_int_s != int(self.advert_int_s)):
+            raise PlanError(f"advert_int_s must be whole seconds (1..255) for VRRPv2 and up to 40.95 s "
+                            f"for v3, got {self.advert_int_s!r}")
         if self.director == "openflow" and self.switch != "ovs":
             raise PlanError("director=openflow needs switch=ovs (an OpenFlow switch)")
 
@@ -207,6 +219,11 @@ class Plan:
     @property
     def clients(self) -> list[NodePlan]:
         return self.by_role("client")
+
+    @property
+    def has_pair(self) -> bool:
+        """A master/backup director pair whose VIPs fail over (NAT layouts with HA on)."""
+        return len(self.directors) == 2 and self.params.ha != "none"
 
 
 def _nth(base: str, i: int) -> str:

@@ -46,6 +46,7 @@ def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_byte
     interval = 1.0 / rate_pps
     sent = received = send_errors = 0
     rtts_ms: list[float] = []
+    answered: list[int] = []  # sequence numbers that came back, for the longest outage
     pack, unpack, clock = HEADER.pack, HEADER.unpack_from, time.monotonic
     start = clock()
     end = start + duration_s
@@ -70,7 +71,9 @@ def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_byte
             except OSError:
                 break  # ICMP unreachable reported on the connected socket
             received += 1
-            rtts_ms.append((clock() - unpack(data)[1]) * 1000)
+            seq, t_sent = unpack(data)
+            answered.append(seq)
+            rtts_ms.append((clock() - t_sent) * 1000)
         if next_send > clock():
             time.sleep(min(0.0002, max(0.0, next_send - clock())))
     send_elapsed = clock() - start
@@ -79,7 +82,9 @@ def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_byte
         try:
             data = sock.recv(2048)
             received += 1
-            rtts_ms.append((clock() - unpack(data)[1]) * 1000)
+            seq, t_sent = unpack(data)
+            answered.append(seq)
+            rtts_ms.append((clock() - t_sent) * 1000)
         except (BlockingIOError, InterruptedError):
             time.sleep(0.001)
         except OSError:
@@ -96,7 +101,17 @@ def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_byte
         "received_pps": received / send_elapsed,
         "loss_pct": 100.0 * (1 - received / sent) if sent else 0.0,
         "rtt_ms": _percentiles(rtts_ms),
+        "max_gap_ms": longest_gap(answered, sent) * interval * 1000,
     }
+
+
+def longest_gap(answered: list[int], sent: int) -> int:
+    """The longest run of consecutive requests that got no answer (an outage, in requests)."""
+    if not answered:
+        return sent
+    seqs = sorted(set(answered))
+    gaps = [seqs[0]] + [b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False)] + [sent - 1 - seqs[-1]]
+    return max(gaps)
 
 
 async def _one_conn(dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float]) -> None:

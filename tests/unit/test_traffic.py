@@ -45,3 +45,12 @@ def test_malformed_frames_are_all_refused_by_the_parser():
         if proto in (6, 17) and parse_ports(frame, l4, ip_end, proto).__class__ is not Drop:
             forwardable += 1
     assert forwardable < 2000 * 0.05
+
+
+def test_longest_gap_counts_the_longest_unanswered_run():
+    from testbed.traffic.loadgen import longest_gap
+
+    assert longest_gap([0, 1, 2, 3], 4) == 0
+    assert longest_gap([0, 1, 7, 8, 9], 10) == 5
+    assert longest_gap([3, 4], 6) == 3  # the first three never came back
+    assert longest_gap([], 5) == 5
