@@ -239,6 +239,7 @@ class DirectorDaemon:
     def run(self) -> None:
         cfg = self.cfg
         poller = select.poll()
+        port_by_fd = {port.fileno(): port for port in self.ports}
         for port in self.ports:
             poller.register(port.fileno(), select.POLLIN)
         poller.register(self.control.fileno(), select.POLLIN)
@@ -275,6 +276,9 @@ class DirectorDaemon:
                 time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
             now = time.monotonic()
             ready_fds = {fd for fd, _ in events}
+            for fd, ev in events:
+                if ev & select.POLLERR and fd in port_by_fd:
+                    port_by_fd[fd].clear_error()  # a link went down: do not spin on it
             for port in self.ports:
                 got = port.drain(handle, batch, now)
                 if got == batch:

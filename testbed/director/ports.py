@@ -67,9 +67,15 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_uint16), ("filter", ctypes.POINTER(_SockFilter))]
 
 
-# ldh [12]; jeq IPv4 -> accept; jeq ARP -> accept; jeq 802.1Q -> accept; jeq 802.1ad -> accept;
-# ret 0; accept: ret 0x40000
+# Frames for another host's MAC (flooded by a switch that has not learnt it yet, or after a
+# link change) are not ours: a NIC would not even have received them. Then only IPv4, ARP
+# and VLAN-tagged frames reach Python.
+#   ldb pkttype; jeq PACKET_OTHERHOST -> drop; ldh [12]; jeq IPv4|ARP|802.1Q|802.1ad -> accept
+_SKF_AD_PKTTYPE = 0xFFFFF000 + 4
+_PACKET_OTHERHOST = 3
 _BPF_IPV4_ARP = [
+    (0x30, 0, 0, _SKF_AD_PKTTYPE),
+    (0x15, 5, 0, _PACKET_OTHERHOST),
     (0x28, 0, 0, 12),
     (0x15, 4, 0, 0x0800),
     (0x15, 3, 0, 0x0806),
@@ -129,6 +135,11 @@ class Port:
 
     def fileno(self) -> int:
         raise NotImplementedError
+
+    def clear_error(self) -> int:
+        """Read and clear a pending socket error (e.g. ENETDOWN while the link is down), which
+        would otherwise make every poll return at once; returns the errno (0 if none)."""
+        return self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
 
     def kernel_drops(self) -> int:
         """Frames the kernel dropped because this socket's buffer or ring was full, since
