@@ -9,7 +9,7 @@ from __future__ import annotations
 import typer
 
 from testbed import __version__
-from testbed.cli import bench, demo, director, doctor, experiment, net, reproduce, vrrp
+from testbed.cli import bench, controller, demo, director, doctor, experiment, net, reproduce, vrrp
 
 app = typer.Typer(
     name="lvs-testbed",
@@ -43,6 +43,7 @@ experiment.register(app)
 bench.register(app)
 reproduce.register(app)
 vrrp.register(app)
+controller.register(app)
 
 
 def main() -> None:

@@ -20,6 +20,8 @@ from typing import Any
 
 OWNER_MASK = 0xFFFFFFFF_00000000
 FLOW_ID_MASK = 0x00000000_FFFFFFFF
+FULL_MASK = 0xFFFFFFFF_FFFFFFFF
+"""A cookie mask that selects one flow id of one owner."""
 L2_OWNER = 0x4C564C32 << 32  # "LVL2"
 LB_OWNER = 0x4C564C42 << 32  # "LVLB"
 

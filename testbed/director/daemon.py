@@ -167,6 +167,9 @@ class DirectorDaemon:
                     self.neigh.solicit(hop, now)
         for port in self.ports:
             port.flush()
+        if self.sync is not None and self.director.services():
+            # New services: ask the peer for its connections of them (a returning master).
+            self.sync.request_resync(now)
 
     # -- control --------------------------------------------------------------------------
     def handle_request(self, msg: dict) -> dict:

@@ -26,7 +26,7 @@ receivers drop it::
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
     |   Reserved 0  |    Sync ID    |      Size (whole message)     |
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
-    |  Connections  |  Version = 1  |          Spare = 0            |
+    |  Connections  |  Version = 1  |   Spare (0, or 1: resync req.) |
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
     |        Connection entry 1 (36 bytes, see below)              |
     ~                             ...                               ~
@@ -58,6 +58,12 @@ One connection entry (struct ip_vs_sync_v4, type 0 = IPv4)::
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
     |  Optional parameters: type (1 byte), length (1 byte), data    |
     +-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+-+
+
+Our one extension: a message with no connections and Spare = 1 asks the peers to send their
+whole table (as conntrackd's resync request does). A director sends it when its services
+change, so a master that crashed and came back learns even the idle connections (an idle
+connection is otherwise synced again only every 50 client packets) before it preempts.
+A kernel receiver drops such a message as not version 1.
 
 A persistence template is an entry with the TEMPLATE flag, client port 0 and the client
 address already masked (for a fwmark service: protocol 0, virtual address = the mark). The
@@ -205,15 +211,26 @@ SyncRecord = dict[str, int]
 state, flags, timeout_s, fwmark (what `Connection.to_record` gives, less expires_in_s)."""
 
 
+SPARE_RESYNC_REQUEST = 0x0001
+RESYNC_MIN_INTERVAL_S = 1.0  # at most one resync request, and one full answer, a second
+
+
 @dataclass(frozen=True)
 class SyncMessage:
     """A decoded message: its sync ID, the entries to apply, and how many entries were
     skipped because this director cannot use them (IPv6, a persistence engine, an unknown
-    mandatory parameter, protocol, state or forwarding method)."""
+    mandatory parameter, protocol, state or forwarding method); or a resync request."""
 
     sync_id: int
     records: list[SyncRecord]
     skipped: int = 0
+    resync_request: bool = False
+
+
+def encode_resync_request(sync_id: int) -> bytes:
+    """A message asking the peers for their whole table (our extension, see above)."""
+    check_sync_id(sync_id)
+    return HEADER.pack(0, sync_id, HEADER.size, 0, SYNC_PROTO_VERSION, SPARE_RESYNC_REQUEST)
 
 
 def encode_entry(record: Mapping[str, int | float]) -> bytes:
@@ -250,7 +267,11 @@ def decode_message(data: bytes) -> SyncMessage | str:
     reserved, sync_id, size, nr_conns, version, spare = HEADER.unpack_from(data, 0)
     if size != n:
         return "size-mismatch"
-    if reserved or spare or version != SYNC_PROTO_VERSION:
+    if reserved or version != SYNC_PROTO_VERSION:
+        return "not-version-1"
+    if spare:
+        if spare == SPARE_RESYNC_REQUEST and nr_conns == 0 and n == HEADER.size:
+            return SyncMessage(sync_id, [], 0, resync_request=True)
         return "not-version-1"
     records: list[SyncRecord] = []
     skipped = 0
@@ -443,6 +464,8 @@ class SyncReceiver:
         self.conns_skipped = 0
         self.conns_no_service = 0
         self.apply_errors: Counter[str] = Counter()
+        self.resync_requests = 0
+        self.on_resync_request: Callable[[float], None] | None = None
 
     def receive(self, data: bytes, now: float) -> int:
         """Decode and apply one datagram; returns how many connections were applied."""
@@ -453,6 +476,11 @@ class SyncReceiver:
             return 0
         if self.sync_id and msg.sync_id != self.sync_id:
             self.ignored_sync_id += 1
+            return 0
+        if msg.resync_request:
+            self.resync_requests += 1
+            if self.on_resync_request is not None:
+                self.on_resync_request(now)
             return 0
         self.conns_skipped += msg.skipped
         applied = 0
@@ -491,6 +519,7 @@ class SyncReceiver:
             "conns_skipped": self.conns_skipped,
             "conns_no_service": self.conns_no_service,
             "apply_errors": dict(self.apply_errors),
+            "resync_requests": self.resync_requests,
         }
 
 
@@ -510,15 +539,24 @@ class SyncTransport(Protocol):
 class ConnectionSync:
     """Master and backup at once over one transport, for the daemon's loop: give
     `sender.conn_in` to the forwarder, poll `fileno()` and call `on_readable` when it is
-    readable, and `tick` by `deadline_s()`."""
+    readable, and `tick` by `deadline_s()`. `request_resync` (after a change of services)
+    asks the peers for their whole table; a peer's request is answered with ours, each at
+    most once per RESYNC_MIN_INTERVAL_S."""
 
     def __init__(self, director: Director, transport: SyncTransport, sync_id: int = 0, *,
                  flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S) -> None:
+        self.director = director
         self.transport = transport
         self.sender = SyncSender(transport.send, sync_id,
                                  max_message_bytes=transport.max_message_bytes,
                                  flush_interval_s=flush_interval_s)
         self.receiver = SyncReceiver(director, sync_id)
+        self.receiver.on_resync_request = self._answer_later
+        self._request_due: float | None = None
+        self._answer_due: float | None = None
+        self._last_request = self._last_answer = -1e18
+        self.resyncs_requested = 0
+        self.resyncs_answered = 0
 
     def fileno(self) -> int:
         return self.transport.fileno()
@@ -527,10 +565,32 @@ class ConnectionSync:
         for data in self.transport.receive():
             self.receiver.receive(data, now)
 
+    def request_resync(self, now: float) -> None:
+        if self._request_due is None:  # a pending request covers this change too
+            self._request_due = max(now, self._last_request + RESYNC_MIN_INTERVAL_S)
+
+    def _answer_later(self, now: float) -> None:
+        if self._answer_due is None:
+            self._answer_due = max(now, self._last_answer + RESYNC_MIN_INTERVAL_S)
+
     def deadline_s(self) -> float | None:
-        return self.sender.deadline_s()
+        due = [t for t in (self.sender.deadline_s(), self._request_due, self._answer_due) if t is not None]
+        return min(due) if due else None
 
     def tick(self, now: float) -> None:
+        if self._request_due is not None and now >= self._request_due:
+            self._request_due, self._last_request = None, now
+            try:
+                self.transport.send(encode_resync_request(self.sender.sync_id))
+                self.resyncs_requested += 1
+            except OSError:
+                self.sender.send_errors += 1
+        if self._answer_due is not None and now >= self._answer_due:
+            self._answer_due, self._last_answer = None, now
+            for conn in self.director.conns:
+                self.sender.queue(conn, now)
+            self.sender.flush()
+            self.resyncs_answered += 1
         self.sender.tick(now)
 
     def counters(self) -> dict:
@@ -538,6 +598,8 @@ class ConnectionSync:
             "sync_id": self.sender.sync_id,
             "sent": self.sender.counters(),
             "received": self.receiver.counters(),
+            "resyncs_requested": self.resyncs_requested,
+            "resyncs_answered": self.resyncs_answered,
             "transport": self.transport.counters(),
         }
 

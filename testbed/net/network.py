@@ -204,9 +204,8 @@ class Testbed:
             return
         argv = [sys.executable, "-m", "testbed", "vrrp", "run", "--config", str(conf), "--name", name]
         proc = self.spawn(name, argv, "vrrp")
-        index = self.run.dir / f"{name}.vrrp.json"
-        _wait_for(lambda: index.exists() or proc.poll() is not None, f"VRRP daemon on {name}",
-                  self.run.dir / f"{name}.vrrp.log")
+        _wait_for(lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
+                  f"VRRP daemon on {name}", self.run.dir / f"{name}.vrrp.log")
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.vrrp.log").read_text()
             raise RuntimeError(f"the VRRP daemon on {name} exited: {log.strip()[-500:]}")
@@ -218,6 +217,11 @@ class Testbed:
             for intf in self.plan.node(name).intfs:
                 self.net[name].check(f"ip link set {intf.name} up")
             return
+        if how == "kill":
+            # A crashed master comes back without its VIPs, as after a reboot; left in place
+            # they would answer ARP beside the new master's.
+            for addr, intf in self.plan.node(name).vips:
+                self.net[name].cmd(f"ip addr del {addr} dev {intf} 2>/dev/null")
         if how == "kill" and self.params.director == "python":
             rules = None
             if self.params.ha != "vrrp":
@@ -226,12 +230,16 @@ class Testbed:
         self.start_failover_daemon(name)
 
     def vip_holder(self) -> str | None:
-        """Which director holds the outer VIP now, seen from the directors' own addresses."""
+        """Which director holds the outer VIP. After a crash (failover by kill) the dead master
+        still has the address configured: then the one whose VRRP daemon is MASTER wins."""
+        from testbed.net.failover import master_since, vrrp_status
+
         vip = f"{self.plan.vip}/"
-        for d in self.plan.directors:
-            if vip in self.net[d.name].cmd("ip -4 -o addr show"):
-                return d.name
-        return None
+        holders = [d.name for d in self.plan.directors if vip in self.net[d.name].cmd("ip -4 -o addr show")]
+        if len(holders) > 1:
+            alive = [h for h in holders if master_since(vrrp_status(self.run.dir, h)) is not None]
+            holders = alive or holders
+        return holders[0] if holders else None
 
     def wait_master(self, name: str, timeout_s: float = 15.0) -> None:
         """Wait until ``name`` holds the VIP (first election: 3 adverts plus skew)."""
@@ -260,9 +268,8 @@ class Testbed:
             # Sync connections over the inner segment, where both directors have a NIC.
             argv += ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
         proc = self.spawn(name, argv, "director")
-        index = self.run.dir / f"{name}.director.json"
-        _wait_for(lambda: index.exists() or proc.poll() is not None, f"director on {name}",
-                  self.run.dir / f"{name}.director.log")
+        _wait_for(lambda: _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None,
+                  f"director on {name}", self.run.dir / f"{name}.director.log")
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.director.log").read_text()
             raise RuntimeError(f"the director on {name} exited: {log.strip()[-500:]}")
@@ -334,6 +341,14 @@ def generated_keepalived_conf(plan: Plan, name: str) -> str:
 
     p = plan.params
     return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))
+
+
+def _index_of(run_dir: Path, name: str, kind: str, pid: int) -> bool:
+    """Whether the daemon ``pid`` has written its index (a killed predecessor's may linger)."""
+    try:
+        return json.loads((run_dir / f"{name}.{kind}.json").read_text()).get("pid") == pid
+    except (FileNotFoundError, json.JSONDecodeError):
+        return False
 
 
 def _wait_for(ready, what: str, log: Path | None = None, timeout_s: float = 15.0) -> None:

@@ -224,6 +224,11 @@ def kill_pids(pids: set[int], grace_s: float = 2.0) -> list[int]:
     return sorted(p for p, s in starts.items() if s is not None)
 
 
+def process_alive(pid: int) -> bool:
+    """Running (a killed child not yet reaped is a zombie: not alive)."""
+    return proc_starttime(pid) is not None and not _is_zombie(pid)
+
+
 def _is_zombie(pid: int) -> bool:
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()

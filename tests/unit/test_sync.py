@@ -697,3 +697,40 @@ def test_multicast_transport_between_two_directors_on_loopback():
     finally:
         master.close()
         replica.close()
+
+
+def test_a_returning_director_asks_for_the_whole_table_and_learns_idle_connections():
+    """A master that crashed comes back with an empty table. An idle connection is synced
+    again only every 50 client packets, so without help it would stay unknown and break when
+    the master preempts. A change of services sends a resync request; the peer answers with
+    every connection (rate-limited), and the returning director learns them all."""
+    wires = {"d1": Wire(), "d2": Wire()}
+    labs = {name: director_lab(name) for name in wires}
+    syncs = {name: ConnectionSync(labs[name].director, wires[name], 4) for name in wires}
+    open_tcp(labs["d2"], 1000, 1.0)  # d2 (master now) holds an idle connection
+    syncs["d1"].request_resync(5.0)
+    syncs["d1"].request_resync(5.02)  # a second change before it went: one request covers both
+    assert syncs["d1"].deadline_s() == 5.0
+    syncs["d1"].tick(5.05)
+    assert len(wires["d1"].sent) == 1 and decode_message(wires["d1"].sent[0]).resync_request
+    wires["d2"].inbox += wires["d1"].sent
+    syncs["d2"].on_readable(5.1)
+    syncs["d2"].tick(5.1)
+    wires["d1"].inbox += wires["d2"].sent
+    syncs["d1"].on_readable(5.2)
+    assert table(labs["d1"].director) == table(labs["d2"].director)
+    assert syncs["d2"].counters()["resyncs_answered"] == 1
+    syncs["d1"].request_resync(5.5)  # another change: not before a second after the last
+    syncs["d1"].tick(6.0)
+    assert len(wires["d1"].sent) == 1
+    syncs["d1"].tick(6.05)
+    assert len(wires["d1"].sent) == 2
+
+
+def test_a_resync_request_decodes_and_other_spare_values_do_not():
+    from testbed.director.sync import HEADER, SYNC_PROTO_VERSION, encode_resync_request
+
+    msg = decode_message(encode_resync_request(9))
+    assert msg.resync_request and msg.sync_id == 9 and msg.records == []
+    bad = HEADER.pack(0, 9, HEADER.size, 0, SYNC_PROTO_VERSION, 2)
+    assert decode_message(bad) == "not-version-1"
