@@ -65,13 +65,12 @@ class Trial:
 
 def set_forwarding(tb, kind: str) -> None:
     """Switch every real server of every service to the forwarding method of ``kind``."""
-    d1 = tb.net["d1"]
     fwd = KIND_TO_FWD[kind]
     for svc in tb.plan.services:
         flag = "-t" if svc.proto == "tcp" else "-u"
         for rs in tb.plan.realservers:
-            out = d1.cmd(f"ipvsadm -e {flag} {tb.plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1; echo rc=$?")
-            if not out.rstrip().endswith("rc=0"):
+            rc, out = tb.ipvsadm(f"-e {flag} {tb.plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1")
+            if rc != 0:
                 raise RuntimeError(f"could not switch {rs.name} to {kind}: {out.strip()}")
 
 
@@ -90,11 +89,8 @@ def director_socket_drops(stats: dict) -> int:
     return sum(int(p.get("kernel_drops", 0)) for p in stats.get("ports", {}).values())
 
 
-def _director_stats(host) -> dict:
-    try:
-        return json.loads(host.cmd("lvs-testbed director stats --json"))
-    except json.JSONDecodeError:
-        return {}
+def _director_stats(tb, director: str) -> dict:
+    return tb.director_request({"op": "stats"}, director).get("stats", {})
 
 
 def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int = 64,
@@ -103,7 +99,7 @@ def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int =
     d = tb.net[director]
     clients = [tb.net[c.name] for c in tb.plan.clients]
     per_client = rate_pps / len(clients)
-    stats0, ipvs0 = _director_stats(d), service_totals(d.cmd("ipvsadm -L -n --stats --exact"))
+    stats0, ipvs0 = _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
     cpu0, host0, t0 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
     procs = [
         c.popen([sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", tb.plan.vip,
@@ -114,7 +110,7 @@ def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int =
     outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
     elapsed = time.monotonic() - t0
     cpu1, host1 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"]
-    stats1, ipvs1 = _director_stats(d), service_totals(d.cmd("ipvsadm -L -n --stats --exact"))
+    stats1, ipvs1 = _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
     trial = Trial(offered_pps=rate_pps, elapsed_s=elapsed)
     sent = sum(o.get("sent", 0) for o in outs)
     answered = sum(o.get("received", 0) for o in outs)

@@ -40,8 +40,7 @@ class Params:
 def run_point(p: Params, ctx: PointContext) -> PointResult:
     rows = []
     with layout_up(p.kind, ctx.point_id, p.quota_cores) as tb:
-        d1 = tb.net["d1"]
-        d1.cmd(f"ipvsadm --set 900 {p.tcpfin_s} 300")
+        tb.ipvsadm(f"--set 900 {p.tcpfin_s} 300")
         per_client = p.rate_cps / len(tb.plan.clients)
         procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
                                        "--rate-cps", f"{per_client:g}", "--duration-s", f"{p.duration_s:g}"])
@@ -50,7 +49,7 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         while any(proc.poll() is None for proc in procs):
             time.sleep(SAMPLE_EVERY_S)
             states = {}
-            for line in d1.cmd("ipvsadm -L -n -c").splitlines()[2:]:
+            for line in tb.ipvsadm("-L -n -c")[1].splitlines()[2:]:
                 parts = line.split()
                 if len(parts) >= 3:
                     states[parts[2]] = states.get(parts[2], 0) + 1

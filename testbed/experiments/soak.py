@@ -32,7 +32,6 @@ class Params:
 def run_point(p: Params, ctx: PointContext) -> PointResult:
     rows = []
     with layout_up(p.kind, ctx.point_id, None) as tb:
-        d1 = tb.net["d1"]
         pid = director_pid(tb)
         per_client = p.rate_cps / len(tb.plan.clients)
         procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
@@ -41,7 +40,7 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         t0 = time.monotonic()
         while any(proc.poll() is None for proc in procs):
             time.sleep(p.sample_s)
-            stats = json.loads(d1.cmd("lvs-testbed director stats --json"))
+            stats = tb.director_request({"op": "stats"})["stats"]
             rows.append({"t_s": time.monotonic() - t0, "rss_kb": rss_kb(pid), "entries": stats["connections"],
                          "cpu_s": stats["cpu_s"]})
             ctx.log.info("t=%.0f s: rss %d kB, %d entries", rows[-1]["t_s"], rows[-1]["rss_kb"], rows[-1]["entries"])

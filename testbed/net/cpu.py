@@ -119,9 +119,15 @@ class CgroupCpu:
             if self.version == 2:
                 self._enable_v2_cpu(d)
             d.mkdir(parents=True, exist_ok=True)
+        if quota is not None:
+            self.set_quota(quota)
+
+    def set_quota(self, quota: CpuQuota | None) -> None:
+        """Enforce ``quota``, or lift any quota (None)."""
         if quota is None:
-            return
-        values = quota.v2_values() if self.version == 2 else quota.v1_values()
+            values = {"cpu.max": "max"} if self.version == 2 else {"cpu.cfs_quota_us": "-1"}
+        else:
+            values = quota.v2_values() if self.version == 2 else quota.v1_values()
         for fname, value in values.items():
             (self.dirs[0] / fname).write_text(value)
 

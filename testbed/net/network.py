@@ -203,9 +203,10 @@ class Testbed:
             self.spawn(name, argv, "keepalived")
             return
         argv = [sys.executable, "-m", "testbed", "vrrp", "run", "--config", str(conf), "--name", name]
-        proc = self.spawn(name, argv, "vrrp")
-        _wait_for(lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
-                  f"VRRP daemon on {name}", self.run.dir / f"{name}.vrrp.log")
+        with self.net[name].quota_lifted():
+            proc = self.spawn(name, argv, "vrrp")
+            _wait_for(lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
+                      f"VRRP daemon on {name}", self.run.dir / f"{name}.vrrp.log")
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.vrrp.log").read_text()
             raise RuntimeError(f"the VRRP daemon on {name} exited: {log.strip()[-500:]}")
@@ -267,12 +268,27 @@ class Testbed:
         if self.plan.has_pair and p.conn_sync:
             # Sync connections over the inner segment, where both directors have a NIC.
             argv += ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
-        proc = self.spawn(name, argv, "director")
-        _wait_for(lambda: _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None,
-                  f"director on {name}", self.run.dir / f"{name}.director.log")
+        with self.net[name].quota_lifted():
+            proc = self.spawn(name, argv, "director")
+            _wait_for(lambda: _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None,
+                      f"director on {name}", self.run.dir / f"{name}.director.log")
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.director.log").read_text()
             raise RuntimeError(f"the director on {name} exited: {log.strip()[-500:]}")
+
+    def director_request(self, message: dict, name: str = "d1", timeout_s: float = 10.0) -> dict:
+        """A control request to ``name``'s director from this process (outside the director's
+        CPU quota, unlike a command run in its host)."""
+        from testbed.director.control import request, socket_path
+
+        return request(socket_path(self.run.dir, name), message, timeout_s=timeout_s)
+
+    def ipvsadm(self, args: str, name: str = "d1") -> tuple[int, str]:
+        """``ipvsadm ARGS`` on ``name``'s director; (exit status, output)."""
+        import shlex
+
+        reply = self.director_request({"op": "ipvsadm", "argv": shlex.split(args)}, name)
+        return reply.get("rc", 1), reply.get("out", "") + reply.get("err", "")
 
     def spawn(self, host: str, argv: list[str], what: str):
         """Start ``argv`` in ``host``, logging to ``<run dir>/<host>.<what>.log``."""

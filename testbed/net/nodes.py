@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import shlex
 import tempfile
+from contextlib import contextmanager
 
 from mininet.moduledeps import pathCheck
 from mininet.node import Host
@@ -39,6 +40,7 @@ class LvsHost(Host):
         self.run = run
         self.saved_sysctls: dict[str, str] = {}
         self.cgroup: CgroupCpu | None = None
+        self.quota: CpuQuota | None = None
         Host.__init__(self, name, **params)
 
     # -- helpers ---------------------------------------------------------------------------
@@ -89,8 +91,9 @@ class LvsHost(Host):
                     # Not every driver has every offload; ethtool fails only if none applied.
                     self.cmd(f"ethtool -K {intf.name} {OFFLOADS_OFF} 2>/dev/null")
         # Accounting only inside a tracked run: plain `mn --custom` needs no cgroup.
+        self.quota = CpuQuota(cpu, cpu_period_us) if cpu is not None else None
         if cpu is not None or (accounting and self.run is not None):
-            self._join_cgroup(CpuQuota(cpu, cpu_period_us) if cpu is not None else None)
+            self._join_cgroup(self.quota)
         return result
 
     def _join_cgroup(self, quota: CpuQuota | None) -> None:
@@ -100,6 +103,19 @@ class LvsHost(Host):
             self.run.record_cgroup(self.cgroup.dirs)
         self.cgroup.create(quota)
         self.cgroup.add(self.pid)
+
+    @contextmanager
+    def quota_lifted(self):
+        """Run the body without the host's CPU quota (a daemon's start-up at 5% of a core
+        would take seconds; the quota is for the steady state being measured)."""
+        if self.cgroup is None or self.quota is None:
+            yield
+            return
+        self.cgroup.set_quota(None)
+        try:
+            yield
+        finally:
+            self.cgroup.set_quota(self.quota)
 
     def popen(self, *args, **kwargs):
         """Mininet's popen forks from the controlling process, outside the host's cgroup:
