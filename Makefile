@@ -4,10 +4,11 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo bench test test-unit lint clean help
+.PHONY: setup reproduce demo bench test test-unit lint clean help
 
 help:
 	@echo "sudo make setup      install everything (apt packages, Open vSwitch, .venv); idempotent"
+	@echo "sudo make reproduce  the seed post's scenario end to end: calibrate, measure, report (~10 min)"
 	@echo "sudo make demo       bring up each layout, check it, shaped iperf3 run, exit clean"
 	@echo "sudo make bench      director vs kernel forwarding: delivered pps and ratios"
 	@echo "sudo make test       lint + unit tests + integration tests (root, Mininet)"
@@ -17,6 +18,9 @@ help:
 
 setup:
 	scripts/provision.sh
+
+reproduce: setup
+	$(BIN)/lvs-testbed reproduce
 
 demo: setup
 	$(BIN)/lvs-testbed demo

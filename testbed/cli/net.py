@@ -52,6 +52,9 @@ def up(
     director: DirectorKind = typer.Option(DirectorKind.python, "--director",
                                           help="Which director forwards the VIP's traffic (none: "
                                           "start it yourself with `d1 lvs-testbed director run`)."),
+    controller: str = typer.Option("none", "--controller", help="With --switch ovs: l2_learning runs "
+                                   "the os-ken learning switch (--director openflow always runs the "
+                                   "OpenFlow director app)."),
     scheduler: str = typer.Option("rr", "--scheduler", "-s", help="Scheduler of the default services "
                                   "(rr wrr lc wlc sed nq sh dh mh lblc)."),
     io: str = typer.Option("ring", "--io", help="Director packet I/O: ring (batched) or frame (per frame)."),
@@ -93,6 +96,7 @@ def up(
             cpu_period_us=cpu_period_us, switch=switch.value, director=director.value,
             scheduler=scheduler, io_mode=io, batch=batch, wait_us=wait_us, table_bits=table_bits,
             ha=ha, advert_int_s=advert_int_s, vrrp_version=vrrp_version, conn_sync=conn_sync,
+            controller=controller,
         )
     except PlanError as exc:
         fail(str(exc), 2)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mininet.log import setLogLevel
 from mininet.net import Mininet
-from mininet.node import OVSSwitch
+from mininet.node import OVSSwitch, RemoteController
 
 from testbed.net.registry import CleanReport, Run
 from testbed.net.shaping import Shaping, require_netem
@@ -110,6 +110,8 @@ class Testbed:
         self.configs = dict(configs or {})  # director name -> keepalived.conf path
         self.run: Run | None = None
         self.net: TrackedMininet | None = None
+        self.controller_proc: subprocess.Popen | None = None
+        self.procs: dict[tuple[str, str], subprocess.Popen] = {}  # (host, what) -> the latest spawned
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Testbed:
@@ -124,6 +126,9 @@ class Testbed:
                 {"layout": self.plan.layout, "params": dataclasses.asdict(self.params)}))
             _prepare_host_environment(self.run.dir)
             self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
+            if self.plan.controller_app:
+                port = self.start_controller(self.plan.controller_app)
+                self.net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=port)
             self.net.build()
             self.net.start()
             self.start_services()
@@ -179,6 +184,43 @@ class Testbed:
             for d in self.plan.directors:
                 self.start_failover_daemon(d.name)
             self.wait_master("d1")
+
+    # -- OpenFlow controllers -------------------------------------------------------------
+    def start_controller(self, app: str) -> int:
+        """Start the os-ken ``app`` in the root namespace (where OVS connects to it); the
+        OpenFlow director (lb) gets the layout's default services. Returns its port."""
+        port = _free_port()
+        argv = [sys.executable, "-m", "testbed", "controller", "run", app, "--port", str(port)]
+        if app == "lb":
+            rules = self.run.dir / "rules.ipvsadm"
+            rules.write_text(ipvsadm_rules(self.plan))
+            argv += ["--rules", str(rules), "--mode", "dr" if self.plan.layout == "dr" else "nat"]
+            if self.plan.inner_vip:
+                argv += ["--gateway-ip", self.plan.inner_vip]
+        log = open(self.run.dir / "controller.log", "ab")  # noqa: SIM115 - the child owns it
+        try:
+            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            log.close()
+        self.run.record_process(proc.pid, f"controller {app}")
+        self.controller_proc = proc
+        _wait_for(lambda: _listening(port) or proc.poll() is not None, f"controller {app}",
+                  self.run.dir / "controller.log")
+        if proc.poll() is not None:
+            raise RuntimeError(f"the controller exited: {(self.run.dir / 'controller.log').read_text()[-500:]}")
+        return port
+
+    def restart_controller(self) -> None:
+        """Stop the controller and start it again on the same port (switches reconnect)."""
+        proc = self.controller_proc
+        port = int(proc.args[proc.args.index("--port") + 1])
+        proc.terminate()
+        proc.wait(timeout=10)
+        _wait_for(lambda: not _listening(port), "the old controller to close its port")
+        self.controller_proc = subprocess.Popen(proc.args, stdout=open(self.run.dir / "controller.log", "ab"),  # noqa: SIM115
+                                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.run.record_process(self.controller_proc.pid, "controller (restarted)")
+        _wait_for(lambda: _listening(port), "the controller to come back", self.run.dir / "controller.log")
 
     # -- failover (NAT pair) ----------------------------------------------------------------
     def keepalived_conf(self, name: str) -> Path:
@@ -294,9 +336,11 @@ class Testbed:
         """Start ``argv`` in ``host``, logging to ``<run dir>/<host>.<what>.log``."""
         log = open(self.run.dir / f"{host}.{what}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
-            return self.net[host].popen(argv, stdout=log, stderr=subprocess.STDOUT)
+            proc = self.net[host].popen(argv, stdout=log, stderr=subprocess.STDOUT)
         finally:
             log.close()
+        self.procs[(host, what)] = proc
+        return proc
 
     # -- checks ----------------------------------------------------------------------------
     def check_reachability(self, timeout_s: float = 1.0) -> list[ReachResult]:
@@ -357,6 +401,28 @@ def generated_keepalived_conf(plan: Plan, name: str) -> str:
 
     p = plan.params
     return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))
+
+
+def _free_port(start: int = 6653) -> int:
+    """The first port from ``start`` nothing listens on (OpenFlow's is 6653)."""
+    import socket
+
+    for port in range(start, start + 200):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+                return port
+            except OSError:
+                continue
+    raise RuntimeError("no free TCP port for the OpenFlow controller near 6653")
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
 
 
 def _index_of(run_dir: Path, name: str, kind: str, pid: int) -> bool:

@@ -57,7 +57,7 @@ class LvsHost(Host):
         for key, value in values.items():
             if key not in self.saved_sysctls:
                 self.saved_sysctls[key] = self.check(f"sysctl -n {key}").strip()
-            self.check(f"sysctl -qw {key}={value}")
+            self.check(f"sysctl -qw {key}={shlex.quote(str(value))}")
 
     def load_nft(self, ruleset: str) -> None:
         """Load an nftables ruleset into this node's namespace (through a file: the node's
@@ -171,7 +171,14 @@ class Bridge(LinuxBridge):
 
 
 class Client(LvsHost):
-    """A client: one interface on the outer segment."""
+    """A client: one interface on the outer segment. It stands for many real clients, so it
+    gets the widest range of source ports: a few clients at thousands of connections per
+    second would otherwise reuse ports within the director's TIME_WAIT and cap its table."""
+
+    def config(self, **params):
+        result = LvsHost.config(self, **params)
+        self.set_sysctls({"net.ipv4.ip_local_port_range": "1024 65535"})
+        return result
 
 
 class Firewall(LvsHost):

@@ -30,19 +30,24 @@ class LvsTopo(Topo):
     def build(self) -> None:  # noqa: D102 - Topo API
         plan, p = self.plan, self.plan.params
         for name in plan.switches:
-            if p.switch == "ovs":
-                fail_mode = "secure" if p.director == "openflow" else "standalone"
-                self.addSwitch(name, cls=OVSSwitch, datapath="user", failMode=fail_mode)
+            if p.switch == "ovs" and plan.controller_app:
+                # A controller programs the switches: without it they forward nothing.
+                self.addSwitch(name, cls=OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13")
+            elif p.switch == "ovs":
+                self.addSwitch(name, cls=OVSSwitch, datapath="user", failMode="standalone")
             else:
                 self.addSwitch(name, cls=Bridge)
+        if plan.openflow and len(plan.switches) == 2 and plan.layout != "dr":
+            # NAT without director hosts: the switches must reach each other directly.
+            self.addLink(plan.switches[0], plan.switches[1])
         for node in plan.nodes:
             opts: dict = {"cls": ROLE_CLASSES[node.role], "ip": node.intfs[0].addrs[0], "plan": node}
             if node.role == "firewall":
                 opts.update(vip=plan.vip, services=plan.services, outside_intf=node.intfs[0].name)
             elif node.role == "director":
                 # With failover on, VRRP adds and moves the VIPs; otherwise d1 holds them.
-                opts.update(master=node.name == "d1" and not plan.has_pair, cpu=p.director_cpu,
-                            cpu_period_us=p.cpu_period_us)
+                opts.update(master=node.name == "d1" and not plan.has_pair and not plan.openflow,
+                            cpu=p.director_cpu, cpu_period_us=p.cpu_period_us)
             self.addHost(node.name, **opts)
             for port, intf in enumerate(node.intfs):
                 shaping = Shaping(

@@ -38,6 +38,7 @@ SWITCH_KINDS = ("bridge", "ovs")
 DIRECTOR_KINDS = ("python", "openflow", "none")
 IO_MODES = ("ring", "frame")
 HA_KINDS = ("vrrp", "keepalived", "none")
+CONTROLLER_APPS = ("none", "l2_learning")
 
 
 @dataclass(frozen=True)
@@ -84,6 +85,7 @@ class LayoutParams:
     batch: int = 64
     wait_us: int = 0
     table_bits: int = 12
+    controller: str = "none"  # with switch=ovs: l2_learning programs the switches (director=openflow: lb)
     ha: str = "vrrp"  # NAT layouts: vrrp (ours), keepalived (Debian's), none (static VIPs on d1)
     advert_int_s: float = 1.0
     vrrp_version: int = 2
@@ -120,6 +122,10 @@ class LayoutParams:
             raise PlanError(f"wait_us must be from 0 to 1000000, got {self.wait_us!r}")
         if not 8 <= self.table_bits <= 20:
             raise PlanError(f"table_bits must be from 8 to 20, got {self.table_bits!r}")
+        if self.controller not in CONTROLLER_APPS:
+            raise PlanError(f"controller must be one of {', '.join(CONTROLLER_APPS)}, got {self.controller!r}")
+        if self.controller != "none" and self.switch != "ovs":
+            raise PlanError("a controller needs switch=ovs (OpenFlow switches)")
         if self.ha not in HA_KINDS:
             raise PlanError(f"ha must be one of {', '.join(HA_KINDS)}, got {self.ha!r}")
         if self.vrrp_version not in (2, 3):
@@ -222,8 +228,21 @@ class Plan:
 
     @property
     def has_pair(self) -> bool:
-        """A master/backup director pair whose VIPs fail over (NAT layouts with HA on)."""
-        return len(self.directors) == 2 and self.params.ha != "none"
+        """A master/backup director pair whose VIPs fail over (NAT layouts with HA on; not
+        with the OpenFlow director, which lives in the switches)."""
+        return len(self.directors) == 2 and self.params.ha != "none" and not self.openflow
+
+    @property
+    def openflow(self) -> bool:
+        """The OpenFlow director balances the VIP in the switches; the director hosts idle."""
+        return self.params.director == "openflow"
+
+    @property
+    def controller_app(self) -> str | None:
+        """The os-ken app programming the switches, if any."""
+        if self.openflow:
+            return "lb"
+        return None if self.params.controller == "none" else self.params.controller
 
 
 def _nth(base: str, i: int) -> str:
