@@ -9,7 +9,18 @@ from __future__ import annotations
 import typer
 
 from testbed import __version__
-from testbed.cli import bench, controller, demo, director, doctor, experiment, net, reproduce, vrrp
+from testbed.cli import (
+    bench,
+    controller,
+    demo,
+    director,
+    doctor,
+    experiment,
+    lab,
+    net,
+    reproduce,
+    vrrp,
+)
 
 app = typer.Typer(
     name="lvs-testbed",
@@ -44,6 +55,7 @@ bench.register(app)
 reproduce.register(app)
 vrrp.register(app)
 controller.register(app)
+lab.register(app)
 
 
 def main() -> None:

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from testbed.cli.common import console, err_console, fail, require_root
+
+if TYPE_CHECKING:
+    from testbed.labs import Lab
+    from testbed.net.network import Testbed
 
 
 class Layout(str, Enum):
@@ -105,7 +111,7 @@ def up(
         _show_configs(layout.value, params, configs)
         return
     require_root(f"`up {layout.value}`")
-    _run_layout(layout.value, params, no_cli, script, verbose, configs)
+    run_layout(layout.value, params, no_cli, script, verbose, configs)
 
 
 def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:
@@ -144,8 +150,12 @@ def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
         print(text)
 
 
-def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool,
-                configs: dict[str, str] | None = None) -> None:
+def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool,
+               configs: dict[str, str] | None = None, *, kind: str | None = None,
+               on_ready: Callable[[Testbed], None] | None = None, lab: Lab | None = None) -> None:
+    """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
+    down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
+    the layout answers (a lab's starting state), ``lab`` is the CLI's current lab."""
     from testbed.net.cpu import CpuQuotaError
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
@@ -153,11 +163,13 @@ def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose:
     from testbed.net.shaping import ShapingError
 
     handle_termination()
-    testbed = Testbed(layout, params, kind=f"up-{layout}", quiet=not verbose, configs=configs)
+    testbed = Testbed(layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs)
     ok = True
     try:
         testbed.start()
         ready = testbed.wait_ready()
+        if on_ready is not None:
+            on_ready(testbed)
         if no_cli:
             console.print(plan_table(testbed.plan))
             results = testbed.check_reachability()
@@ -170,7 +182,7 @@ def _run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose:
             if not ready:
                 err_console.print("[yellow]warning:[/] reachability differs from the plan: type `check`")
             console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
-            LvsCLI(testbed, script=str(script) if script else None)
+            LvsCLI(testbed, script=str(script) if script else None, lab=lab)
     except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
         ok = False
         err_console.print(f"[bold red]error:[/] {exc}")

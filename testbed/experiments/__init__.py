@@ -21,7 +21,7 @@ from testbed.experiments.framework import (
     register,
 )
 
-MODULES: tuple[str, ...] = ("capacity", "cpu_quota", "shaping", "coalescing", "nic_layout", "conntable", "conntable_size", "soak", "failover", "seed")
+MODULES: tuple[str, ...] = ("capacity", "cpu_quota", "shaping", "coalescing", "nic_layout", "conntable", "conntable_size", "soak", "failover", "director_compare", "seed")
 """Experiment modules under testbed/experiments, by short name (``"seed_nat"`` for
 ``testbed.experiments.seed_nat``). The one place an experiment is listed."""
 

@@ -94,23 +94,32 @@ def _director_stats(tb, director: str) -> dict:
 
 
 def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int = 64,
-              director: str = "d1") -> Trial:
-    """Offer ``rate_pps`` UDP echo requests to the VIP from every client for ``duration_s``."""
-    d = tb.net[director]
+              director: str | None = "d1", target: str | None = None) -> Trial:
+    """Offer ``rate_pps`` UDP echo requests from every client for ``duration_s`` to the VIP
+    (or ``target``). ``director`` names whose counters to read: a director host ("d1"), the
+    OpenFlow director ("of"), or None (kernel forwarding: nothing to read)."""
+    host = tb.net[director] if director in (tb.net.nameToNode if tb.net else {}) else None
+    cgroup = host.cgroup if host is not None else None
     clients = [tb.net[c.name] for c in tb.plan.clients]
     per_client = rate_pps / len(clients)
-    stats0, ipvs0 = _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
-    cpu0, host0, t0 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
+
+    def counters() -> tuple[dict, tuple[int, int]]:
+        if director is None:
+            return {}, (0, 0)
+        return _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
+
+    stats0, ipvs0 = counters()
+    cpu0, host0, t0 = cgroup.usage_s() if cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
     procs = [
-        c.popen([sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", tb.plan.vip,
+        c.popen([sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", target or tb.plan.vip,
                  "--rate-pps", f"{per_client:.3f}", "--duration-s", f"{duration_s:g}",
                  "--payload-bytes", str(payload_bytes)])
         for c in clients
     ]
     outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
     elapsed = time.monotonic() - t0
-    cpu1, host1 = d.cgroup.usage_s() if d.cgroup else 0.0, read_proc_stat()["cpu"]
-    stats1, ipvs1 = _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
+    cpu1, host1 = cgroup.usage_s() if cgroup else 0.0, read_proc_stat()["cpu"]
+    stats1, ipvs1 = counters()
     trial = Trial(offered_pps=rate_pps, elapsed_s=elapsed)
     sent = sum(o.get("sent", 0) for o in outs)
     answered = sum(o.get("received", 0) for o in outs)
@@ -174,11 +183,11 @@ class Capacity:
 
 def find_capacity(tb, start_pps: float = 1000, factor: float = 2.0, max_pps: float = 200_000,
                   duration_s: float = 2.0, bisections: int = 2, payload_bytes: int = 64,
-                  log=None) -> Capacity:
+                  log=None, director: str | None = "d1", target: str | None = None) -> Capacity:
     """Ramp, then bisect, until the director stops answering what it is offered."""
     trials: list[Trial] = []
     while (rate := next_rate(trials, start_pps, factor, max_pps, bisections)) is not None:
-        trial = udp_trial(tb, rate, duration_s, payload_bytes)
+        trial = udp_trial(tb, rate, duration_s, payload_bytes, director, target)
         if log is not None:
             log.info("offered %.0f pps: sent %.0f, answered %.0f (loss %.1f%%), director %.2f cores",
                      rate, trial.sent_pps, trial.answered_pps, 100 * trial.loss_frac, trial.director_cores)

@@ -182,6 +182,7 @@ class Testbed:
                       f"{rs.name}'s HTTP server", self.run.dir / f"{rs.name}.servers.log")
         if pair:
             for d in self.plan.directors:
+                self.net[d.name].del_vips()  # VRRP places them from now on
                 self.start_failover_daemon(d.name)
             self.wait_master("d1")
 

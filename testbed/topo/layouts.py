@@ -45,8 +45,9 @@ class LvsTopo(Topo):
             if node.role == "firewall":
                 opts.update(vip=plan.vip, services=plan.services, outside_intf=node.intfs[0].name)
             elif node.role == "director":
-                # With failover on, VRRP adds and moves the VIPs; otherwise d1 holds them.
-                opts.update(master=node.name == "d1" and not plan.has_pair and not plan.openflow,
+                # d1 holds the VIPs from the start (as `mn --custom` needs them); with failover
+                # on, the Testbed hands them to VRRP before its daemons start.
+                opts.update(master=node.name == "d1" and not plan.openflow,
                             cpu=p.director_cpu, cpu_period_us=p.cpu_period_us)
             self.addHost(node.name, **opts)
             for port, intf in enumerate(node.intfs):

@@ -23,6 +23,7 @@ TINY = {
     "conntable-size": ["rate_cps=200", "duration_s=12", "tcpfin_s=5"],
     "soak": ["rate_cps=100", "duration_s=25", "warmup_s=5", "sample_s=5"],
     "failover": ["advert_int_s=0.2", "probe_pps=100"],
+    "director-compare": ["director=python,openflow", "duration_s=1"],
 }
 
 

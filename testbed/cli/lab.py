@@ -1,0 +1,171 @@
+"""``lvs-testbed lab list|start|check|reset``: the classroom labs.
+
+Thin: the labs are `testbed.labs` (registry, steps, checks). ``start`` builds a lab's layout
+with the same code as ``up`` (`testbed.cli.net.run_layout`), puts the starting state on it and
+opens the Mininet CLI, where ``labcheck`` runs the check in-process; ``check`` and ``reset``
+reach the running lab from another terminal through the run registry (`RunHosts`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from testbed.cli.common import console, fail, require_root
+
+lab_app = typer.Typer(help="Classroom labs: list them, start one, check it, start it over.",
+                      no_args_is_help=True)
+
+NUMBER_HELP = "Lab number (see `lvs-testbed lab list`)."
+EXIT_NOT_YET = 1
+
+
+def _lab(number: int):
+    from testbed.labs import LabError, get_lab
+
+    try:
+        return get_lab(number)
+    except LabError as exc:
+        fail(str(exc), 2)
+
+
+def _shown(path: Path) -> str:
+    """A path relative to the working directory when it is inside it (shorter for handouts)."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+@lab_app.command("list")
+def list_labs(
+    teacher: bool = typer.Option(False, "--teacher", help="Also show where each lab's teacher notes are."),
+) -> None:
+    """Every lab: number, title, the layout it builds and its handout."""
+    from testbed.labs import LABS
+
+    table = Table(title="labs", show_lines=teacher)
+    columns = ["no.", "title", "layout", "handout"] + (["practises", "teacher notes"] if teacher else [])
+    for col in columns:
+        table.add_column(col, overflow="fold")
+    for lab in LABS.values():
+        row = [str(lab.number), lab.title, lab.up_command(), _shown(lab.handout)]
+        if teacher:
+            row += [lab.summary, _shown(lab.teacher_notes)]
+        table.add_row(*row)
+    console.print(table)
+    console.print("Start one with `sudo lvs-testbed lab start N`; check it from another terminal "
+                  "with `sudo lvs-testbed lab check N`.", highlight=False)
+
+
+@lab_app.command("start")
+def start(
+    number: int = typer.Argument(..., help=NUMBER_HELP),
+    script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
+                                help="Run these CLI commands, then exit (commands may also be piped in)."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+) -> None:
+    """Build the lab's layout, put its starting state on it and open the Mininet CLI
+    (type `labcheck` there to run the lab's check). Everything is removed on exit."""
+    from testbed.cli.net import run_layout
+    from testbed.labs import LabContext
+    from testbed.net.hosts import TestbedHosts
+
+    lab = _lab(number)
+    if not lab.needs_layout:
+        console.print(f"Lab {lab.number}: {lab.title}\nHandout: {_shown(lab.handout)}\n"
+                      "This lab needs no layout of its own: each experiment point builds one. Follow "
+                      f"the handout, then `lvs-testbed lab check {lab.number}`.", highlight=False)
+        return
+    require_root(f"`lab start {number}`")
+
+    def on_ready(testbed) -> None:
+        lab.prepare(LabContext(hosts=TestbedHosts(testbed), plan=testbed.plan))
+        console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\nHandout: {_shown(lab.handout)}\n"
+                      f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
+                      "in another terminal).", highlight=False)
+
+    run_layout(lab.layout, lab.params, False, script, verbose, kind=lab.run_kind, on_ready=on_ready, lab=lab)
+
+
+def _running_lab_context(lab, run_id: str | None):
+    """The context of the running lab's layout (the newest live run of it, or ``run_id``)."""
+    from testbed.labs import LabContext
+    from testbed.net.hosts import HostsError, RunHosts
+    from testbed.net.registry import list_runs, owner_alive
+
+    if run_id is None:
+        runs = [r for r in list_runs() if r.name.startswith(f"{lab.run_kind}-") and owner_alive(r) is not None]
+        if not runs:
+            fail(f"lab {lab.number} is not running: start it with `sudo lvs-testbed lab start {lab.number}` "
+                 "(or name a run with --run)")
+        run_id = max(runs, key=lambda r: r.stat().st_mtime).name
+    try:
+        hosts = RunHosts.live(run_id)
+        plan = hosts.plan()
+    except HostsError as exc:
+        fail(str(exc))
+    if plan.layout != lab.layout:
+        fail(f"run {run_id} is a {plan.layout} layout; lab {lab.number} needs {lab.layout}")
+    return LabContext(hosts=hosts, plan=plan)
+
+
+@lab_app.command("check")
+def check(
+    number: int = typer.Argument(..., help=NUMBER_HELP),
+    run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout of this lab)."),
+    results: Path = typer.Option(None, "--results", file_okay=False,
+                                 help="Results root for lab 4 (default: $LVS_TESTBED_RESULTS or ./results)."),
+    answers_dir: Path = typer.Option(None, "--answers-dir", file_okay=False,
+                                     help="Folder holding the labs' folders with your answers (default: labs/)."),
+) -> None:
+    """Run the lab's automatic check: each item ok or FAIL, with what was seen and a hint.
+    Exits 0 only if every item passes."""
+    import dataclasses
+
+    from testbed.experiments.runner import default_results_root
+    from testbed.labs import LabContext, all_ok, format_results
+
+    lab = _lab(number)
+    if lab.needs_layout:
+        require_root(f"`lab check {number}`")
+        ctx = _running_lab_context(lab, run)
+    else:
+        ctx = LabContext()
+    ctx = dataclasses.replace(ctx, results_root=results or default_results_root())
+    if answers_dir is not None:
+        ctx = dataclasses.replace(ctx, answers_dir=answers_dir)
+    outcome = lab.run_check(ctx)
+    console.print(f"lab {lab.number}: {lab.title}", highlight=False)
+    console.print(format_results(outcome), highlight=False, markup=False)
+    if not all_ok(outcome):
+        raise typer.Exit(EXIT_NOT_YET)
+
+
+@lab_app.command("reset")
+def reset(
+    number: int = typer.Argument(..., help=NUMBER_HELP),
+    run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout of this lab)."),
+) -> None:
+    """Put the lab's starting state back on its running layout, to start over."""
+    from testbed.director.control import ControlError
+    from testbed.labs import LabError
+    from testbed.net.hosts import HostsError
+
+    lab = _lab(number)
+    if not lab.needs_layout:
+        console.print(f"lab {lab.number} has no layout to reset: your results and answers stay as they are.")
+        return
+    require_root(f"`lab reset {number}`")
+    ctx = _running_lab_context(lab, run)
+    try:
+        lab.prepare(ctx)
+    except (LabError, ControlError, HostsError) as exc:
+        fail(str(exc))
+    console.print(f"lab {lab.number}: back to the starting state (run {ctx.hosts.run_dir.name})", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(lab_app, name="lab")
