@@ -9,11 +9,16 @@ reach the running lab from another terminal through the run registry (`RunHosts`
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from testbed.cli.common import console, fail, require_root
+
+if TYPE_CHECKING:
+    from testbed.labs import Lab, LabContext
+    from testbed.net.network import Testbed
 
 lab_app = typer.Typer(help="Classroom labs: list them, start one, check it, start it over.",
                       no_args_is_help=True)
@@ -22,7 +27,7 @@ NUMBER_HELP = "Lab number (see `lvs-testbed lab list`)."
 EXIT_NOT_YET = 1
 
 
-def _lab(number: int):
+def _lab(number: int) -> Lab:
     from testbed.labs import LabError, get_lab
 
     try:
@@ -81,7 +86,7 @@ def start(
         return
     require_root(f"`lab start {number}`")
 
-    def on_ready(testbed) -> None:
+    def on_ready(testbed: Testbed) -> None:
         lab.prepare(LabContext(hosts=TestbedHosts(testbed), plan=testbed.plan))
         console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\nHandout: {_shown(lab.handout)}\n"
                       f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
@@ -90,7 +95,7 @@ def start(
     run_layout(lab.layout, lab.params, False, script, verbose, kind=lab.run_kind, on_ready=on_ready, lab=lab)
 
 
-def _running_lab_context(lab, run_id: str | None):
+def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:
     """The context of the running lab's layout (the newest live run of it, or ``run_id``)."""
     from testbed.labs import LabContext
     from testbed.net.hosts import HostsError, RunHosts

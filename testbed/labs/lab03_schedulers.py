@@ -13,7 +13,7 @@ from collections import Counter
 
 from testbed.labs import actions
 from testbed.labs.model import CheckResult, Lab, LabContext
-from testbed.labs.parse import weighted_split
+from testbed.labs.parse import ServiceKey, ServiceRule, weighted_split
 from testbed.topo.plan import LayoutParams, Plan
 
 WRR_WEIGHTS = {"rs1": 3, "rs2": 2, "rs3": 1}
@@ -52,7 +52,7 @@ def _ip_names(plan: Plan) -> dict[str, str]:
     return {rs.ip: rs.name for rs in plan.realservers}
 
 
-def _check_wrr_config(plan: Plan, rules) -> CheckResult:
+def _check_wrr_config(plan: Plan, rules: dict[ServiceKey, ServiceRule]) -> CheckResult:
     name = "tcp 80: wrr with weights rs1 3, rs2 2, rs3 1, no persistence"
     svc = rules.get(("tcp", f"{plan.vip}:80"))
     if svc is None:
@@ -86,7 +86,7 @@ def _check_wrr_split(ctx: LabContext) -> CheckResult:
         "or other weights move them further")
 
 
-def _check_udp(ctx: LabContext, rules) -> list[CheckResult]:
+def _check_udp(ctx: LabContext, rules: dict[ServiceKey, ServiceRule]) -> list[CheckResult]:
     hosts, plan = ctx.need_layout()
     ip_names = _ip_names(plan)
     svc = rules.get(("udp", f"{plan.vip}:7"))

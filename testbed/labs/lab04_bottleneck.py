@@ -96,8 +96,9 @@ def evaluate_quota_fit(summary: dict) -> Evaluation:
     if len({q for q, _ in points}) < 2:
         return Evaluation(False, "too few valid points for a fit")
     fit = linear_fit([q for q, _ in points], [c for _, c in points])
-    return Evaluation(fit.r2 >= MIN_R2, f"capacity = {fit.slope:,.0f} requests/s per core x quota "
-                                        f"{fit.intercept:+,.0f}, R² {fit.r2:.3f} (at least {MIN_R2} wanted)")
+    return Evaluation(fit.r2 >= MIN_R2, f"slope {fit.slope:,.0f} requests/s per core, intercept "
+                                        f"{fit.intercept:,.0f} requests/s, R² {fit.r2:.3f} "
+                                        f"(at least {MIN_R2} wanted)")
 
 
 def evaluate_batches(summary: dict) -> Evaluation:

@@ -82,7 +82,8 @@ def solve(ctx: LabContext) -> None:
         raise LabError("d2 did not become master with VRRP blocked")
     hosts.cmd("d2", f"nft delete table inet {SPLIT_TABLE}")
     if not actions.wait_until(lambda: not is_master(vrrp_status(hosts.run_dir, "d2"))
-                              and is_master(vrrp_status(hosts.run_dir, "d1")), TAKEOVER_WAIT_S):
+                              and is_master(vrrp_status(hosts.run_dir, "d1"))
+                              and not _vips_held(hosts, plan, "d2"), TAKEOVER_WAIT_S):
         raise LabError("d2 did not step back after the split brain healed")
 
 

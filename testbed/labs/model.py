@@ -13,7 +13,7 @@ module per lab beside this one).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.director.control import ControlError
@@ -80,7 +80,7 @@ class Lab:
     prepare: Step
     solve: Step
     check: Check
-    extra_files: tuple[str, ...] = field(default=())  # further files the lab folder must hold
+    extra_files: tuple[str, ...] = ()  # further files the lab folder must hold
 
     @property
     def name(self) -> str:

@@ -29,22 +29,25 @@ def probe(dst: str, port: int, sports: list[int], timeout_s: float) -> dict[int,
         for sport in sports:
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             socks.append(s)
-            s.bind(("", sport))
+            try:
+                s.bind(("", sport))
+            except OSError:
+                continue  # the port is taken here: reported as not answered
             s.setblocking(False)
             s.sendto(f"lab probe {sport}".encode(), (dst, port))
             sel.register(s, selectors.EVENT_READ, sport)
         deadline = time.monotonic() + timeout_s
-        while not all(answered.values()):
+        while sel.get_map():
             left_s = deadline - time.monotonic()
             if left_s <= 0:
                 break
             for key, _ in sel.select(timeout=left_s):
+                sel.unregister(key.fileobj)
                 try:
                     key.fileobj.recv(2048)
                 except OSError:
                     continue  # an ICMP error for this flow: not answered
                 answered[key.data] = True
-                sel.unregister(key.fileobj)
     finally:
         for s in socks:
             s.close()
