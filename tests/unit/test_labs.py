@@ -90,10 +90,11 @@ def test_handouts_use_the_howto_vocabulary_and_name_the_check(number):
 
 
 @pytest.mark.parametrize("number", sorted(LABS))
-def test_teacher_notes_have_answers_and_leave_figures_to_measure(number):
+def test_teacher_notes_have_answers_and_measured_figures(number):
+    """Expected figures are measured ones (or a marked slot to measure), never invented."""
     text = LABS[number].teacher_notes.read_text()
     assert "## Answers" in text and "## What the check verifies" in text
-    assert "<!-- measured:" in text
+    assert "Measured here" in text or "<!-- measured:" in text
 
 
 @pytest.mark.parametrize("number", [n for n in LABS if LABS[n].needs_layout])
