@@ -263,3 +263,19 @@ def rss_kb(pid: int) -> int:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1])
     return 0
+
+
+def tcp_load(tb, rate_cps: float, duration_s: float, sample_every_s: float, sample) -> tuple[list[dict], list[dict]]:
+    """Short TCP connections to the VIP at ``rate_cps`` (split over the clients) for
+    ``duration_s``; ``sample(t_s) -> dict`` is called every ``sample_every_s`` while they run.
+    Returns the sampled rows and each client's load summary."""
+    per_client = rate_cps / len(tb.plan.clients)
+    procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
+                                   "--rate-cps", f"{per_client:g}", "--duration-s", f"{duration_s:g}"])
+             for c in tb.plan.clients]
+    rows = []
+    t0 = time.monotonic()
+    while any(proc.poll() is None for proc in procs):
+        time.sleep(sample_every_s)
+        rows.append({"t_s": time.monotonic() - t0, **sample(time.monotonic() - t0)})
+    return rows, [json.loads(proc.communicate()[0] or b"{}") for proc in procs]

@@ -10,13 +10,11 @@ with a 30 s fin timeout.
 
 from __future__ import annotations
 
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import layout_up
+from testbed.experiments.common import layout_up, tcp_load
 from testbed.experiments.results import RunData
 from testbed.measure.analysis import linear_fit
 from testbed.report import Figure, Section
@@ -38,27 +36,18 @@ class Params:
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
-    rows = []
     with layout_up(p.kind, ctx.point_id, p.quota_cores) as tb:
         tb.ipvsadm(f"--set 900 {p.tcpfin_s} 300")
-        per_client = p.rate_cps / len(tb.plan.clients)
-        procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
-                                       "--rate-cps", f"{per_client:g}", "--duration-s", f"{p.duration_s:g}"])
-                 for c in tb.plan.clients]
-        t0 = time.monotonic()
-        while any(proc.poll() is None for proc in procs):
-            time.sleep(SAMPLE_EVERY_S)
-            states = {}
+
+        def states(_t_s: float) -> dict:
+            counts: dict[str, int] = {}
             for line in tb.ipvsadm("-L -n -c")[1].splitlines()[2:]:
                 parts = line.split()
                 if len(parts) >= 3:
-                    states[parts[2]] = states.get(parts[2], 0) + 1
-            rows.append({"t_s": time.monotonic() - t0, "entries": sum(states.values()),
-                         **{f"state_{k.lower()}": v for k, v in sorted(states.items())}})
-        outs = [proc.communicate()[0] for proc in procs]
-    import json
+                    counts[parts[2]] = counts.get(parts[2], 0) + 1
+            return {"entries": sum(counts.values()), **{f"state_{k.lower()}": v for k, v in sorted(counts.items())}}
 
-    loads = [json.loads(o) for o in outs if o]
+        rows, loads = tcp_load(tb, p.rate_cps, p.duration_s, SAMPLE_EVERY_S, states)
     completed_cps = sum(x["completed_cps"] for x in loads)
     failed = sum(x["failed"] for x in loads)
     tail = [r for r in rows if r["t_s"] >= rows[-1]["t_s"] - 10] if rows else []

@@ -24,8 +24,6 @@ run, so the whole reproduction is one run directory and one report.
 from __future__ import annotations
 
 import json
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -35,6 +33,7 @@ from testbed.experiments.common import (
     capacity_summary,
     find_capacity,
     layout_up,
+    tcp_load,
 )
 from testbed.experiments.results import RESULT_FILE, RunData
 from testbed.report import Figure, Section
@@ -131,19 +130,10 @@ def capacity_step(p: Params, ctx: PointContext, quota: float, nat_capacity_pps: 
 def table_size_step(p: Params, ctx: PointContext) -> PointResult:
     kind = p.step.rsplit("-", 1)[1]
     duration = 12.0 if p.quick else 45.0
-    rows = []
     with layout_up(kind, ctx.point_id, None) as tb:
         tb.ipvsadm(f"--set 900 {SEED['tcp_fin_timeout_s']} 300")
-        per_client = SEED["requests_per_s"] / len(tb.plan.clients)
-        procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
-                                       "--rate-cps", f"{per_client:g}", "--duration-s", f"{duration:g}"])
-                 for c in tb.plan.clients]
-        t0 = time.monotonic()
-        while any(proc.poll() is None for proc in procs):
-            time.sleep(2.0)
-            stats = tb.director_request({"op": "stats"})["stats"]
-            rows.append({"t_s": time.monotonic() - t0, "entries": stats["connections"]})
-        loads = [json.loads(proc.communicate()[0] or b"{}") for proc in procs]
+        rows, loads = tcp_load(tb, SEED["requests_per_s"], duration, 2.0,
+                               lambda _t: {"entries": tb.director_request({"op": "stats"})["stats"]["connections"]})
     completed = sum(x.get("completed_cps", 0) for x in loads)
     tail = [r["entries"] for r in rows if r["t_s"] >= rows[-1]["t_s"] - 6] if rows else [0]
     reasons = [] if completed >= 0.95 * SEED["requests_per_s"] else [

@@ -3,14 +3,11 @@ size must stay flat once the table has filled (no leak, expiry keeping up)."""
 
 from __future__ import annotations
 
-import json
-import sys
-import time
 from dataclasses import dataclass, field
 from typing import Literal
 
 from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import director_pid, layout_up, rss_kb
+from testbed.experiments.common import director_pid, layout_up, rss_kb, tcp_load
 from testbed.experiments.results import RunData
 from testbed.measure.analysis import linear_fit
 from testbed.report import Figure, Section
@@ -30,21 +27,16 @@ class Params:
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
-    rows = []
     with layout_up(p.kind, ctx.point_id, None) as tb:
         pid = director_pid(tb)
-        per_client = p.rate_cps / len(tb.plan.clients)
-        procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
-                                       "--rate-cps", f"{per_client:g}", "--duration-s", f"{p.duration_s:g}"])
-                 for c in tb.plan.clients]
-        t0 = time.monotonic()
-        while any(proc.poll() is None for proc in procs):
-            time.sleep(p.sample_s)
+
+        def sample(t_s: float) -> dict:
             stats = tb.director_request({"op": "stats"})["stats"]
-            rows.append({"t_s": time.monotonic() - t0, "rss_kb": rss_kb(pid), "entries": stats["connections"],
-                         "cpu_s": stats["cpu_s"]})
-            ctx.log.info("t=%.0f s: rss %d kB, %d entries", rows[-1]["t_s"], rows[-1]["rss_kb"], rows[-1]["entries"])
-        loads = [json.loads(proc.communicate()[0] or b"{}") for proc in procs]
+            row = {"rss_kb": rss_kb(pid), "entries": stats["connections"], "cpu_s": stats["cpu_s"]}
+            ctx.log.info("t=%.0f s: rss %d kB, %d entries", t_s, row["rss_kb"], row["entries"])
+            return row
+
+        rows, loads = tcp_load(tb, p.rate_cps, p.duration_s, p.sample_s, sample)
     after = [r for r in rows if r["t_s"] >= p.warmup_s]
     rss_fit = linear_fit([r["t_s"] for r in after], [r["rss_kb"] for r in after]) if len(after) >= 2 else None
     ent_fit = linear_fit([r["t_s"] for r in after], [r["entries"] for r in after]) if len(after) >= 2 else None
