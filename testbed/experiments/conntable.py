@@ -39,8 +39,9 @@ def prefill(tb, count: int, director: str = "d1") -> None:
     from testbed.director.control import request, socket_path
 
     if count:
-        reply = request(socket_path(tb.run.dir, director), {"op": "prefill", "count": count},
-                        timeout_s=PREFILL_TIMEOUT_S)
+        with tb.net[director].quota_lifted():  # filling is set-up, not the measured steady state
+            reply = request(socket_path(tb.run.dir, director), {"op": "prefill", "count": count},
+                            timeout_s=PREFILL_TIMEOUT_S)
         if reply.get("rc") != 0:
             raise RuntimeError(f"prefill failed: {reply.get('err')}")
 

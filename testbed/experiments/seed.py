@@ -81,26 +81,25 @@ START_SHARE = {"dr": 1.2, "nat": 0.6, "nat1": 0.6, "nat-coalescing": 0.8, "table
                "table-bits-16": 0.6}
 
 
-def _nat_capacity(ctx: PointContext, quota: float, p: Params, start_pps: float, **knobs) -> tuple[dict, list, list]:
-    with layout_up("nat", ctx.point_id, quota, **knobs) as tb:
-        cap = find_capacity(tb, start_pps=start_pps, factor=1.4, duration_s=_trial_s(p),
-                            bisections=1 if p.quick else 2, log=ctx.log)
-    return capacity_summary(cap), [t.row() for t in cap.trials], capacity_invalid(cap)
-
-
 def calibrate(p: Params, ctx: PointContext) -> PointResult:
     """Capacity is proportional to the quota (see the cpu-quota experiment): measure at a
-    first guess, scale, measure again, scale once more."""
+    first guess, scale, measure again, scale once more. One layout serves every attempt: the
+    quota changes in place."""
     target_requests = p.target_total_pps / 2  # NAT carries each request and its reply
     quota, rows = FIRST_GUESS_CORES, []
-    for attempt in range(3):
-        summary, samples, invalid = _nat_capacity(ctx, quota, p, 0.6 * target_requests, **PER_FRAME)
-        rows += [{**s, "attempt": attempt, "quota_cores": quota} for s in samples]
-        total = summary["director_total_pps"]
-        ctx.log.info("quota %.4f cores: NAT %.0f pps in+out (target %.0f)", quota, total, p.target_total_pps)
-        if abs(total - p.target_total_pps) <= (0.15 if p.quick else 0.1) * p.target_total_pps:
-            break
-        quota = max(0.005, quota * target_requests / max(summary["capacity_pps"], 1.0))
+    with layout_up("nat", ctx.point_id, quota, **PER_FRAME) as tb:
+        for attempt in range(3):
+            for d in tb.plan.directors:
+                tb.net[d.name].set_cpu_quota(quota)
+            cap = find_capacity(tb, start_pps=0.6 * target_requests, factor=1.4, duration_s=_trial_s(p),
+                                bisections=1 if p.quick else 2, log=ctx.log)
+            summary, invalid = capacity_summary(cap), capacity_invalid(cap)
+            rows += [{**t.row(), "attempt": attempt, "quota_cores": quota} for t in cap.trials]
+            total = summary["director_total_pps"]
+            ctx.log.info("quota %.4f cores: NAT %.0f pps in+out (target %.0f)", quota, total, p.target_total_pps)
+            if abs(total - p.target_total_pps) <= (0.15 if p.quick else 0.1) * p.target_total_pps:
+                break
+            quota = max(0.005, quota * target_requests / max(summary["capacity_pps"], 1.0))
     result = {"quota_cores": quota, "nat_total_pps": total, "attempts": attempt + 1,
               **{k: v for k, v in summary.items() if k != "trials"}}
     return PointResult(summary=result, samples=rows, invalid_reasons=invalid)
