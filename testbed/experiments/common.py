@@ -44,7 +44,8 @@ class Trial:
     loss_frac: float = 1.0
     rtt_p50_ms: float = float("nan")
     rtt_p99_ms: float = float("nan")
-    director_cores: float = 0.0
+    director_cores: float = 0.0  # the director cgroup's CPU over the whole trial
+    director_us_per_pkt: float | None = None  # that CPU over the packets it carried meanwhile
     director_in_pps: float = 0.0
     director_out_pps: float = 0.0
     director_socket_drops: int = 0
@@ -131,9 +132,13 @@ def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int =
     if rtts:
         trial.rtt_p50_ms = max(r["p50"] for r in rtts)
         trial.rtt_p99_ms = max(r["p99"] for r in rtts)
-    # The director's counters move only while requests flow: rate them over the senders'
-    # measured sending time, not over the whole trial with its start-up and drain.
-    trial.director_cores = (cpu1 - cpu0) / send_s
+    # The director's packet counters move only while requests flow: rate them over the
+    # senders' measured sending time, not over the whole trial with its start-up and drain.
+    # Its CPU is read over the whole trial, so it is rated over that (over the sending time
+    # alone a quota of 0.25 would seem to give 0.35 cores).
+    packets = (ipvs1[0] - ipvs0[0]) + (ipvs1[1] - ipvs0[1])
+    trial.director_cores = (cpu1 - cpu0) / elapsed
+    trial.director_us_per_pkt = (cpu1 - cpu0) / packets * 1e6 if cgroup and packets else None
     trial.director_in_pps = (ipvs1[0] - ipvs0[0]) / send_s
     trial.director_out_pps = (ipvs1[1] - ipvs0[1]) / send_s
     trial.director_socket_drops = director_socket_drops(stats1) - director_socket_drops(stats0)
@@ -149,20 +154,30 @@ def next_rate(trials: list[Trial], start_pps: float, factor: float, max_pps: flo
               bisections: int) -> float | None:
     """The next rate a capacity search offers, or None when it is done (pure).
 
-    Geometric ramp from ``start_pps`` while rates are carried; after the first failure,
-    ``bisections`` more trials, each halving the interval between the best carried rate and
-    the lowest failed one."""
+    Geometric ramp from ``start_pps`` while rates are carried; if the very first rate fails,
+    the ramp steps down instead (to ``start_pps`` / 16 at most) until one is carried. Once a
+    carried rate lies below a failed one, ``bisections`` more trials, each halving the
+    interval between the best carried rate and the lowest failed one."""
     if not trials:
         return start_pps
-    first_fail = next((i for i, t in enumerate(trials) if not t.carried), None)
-    if first_fail is None:
+    if all(t.carried for t in trials):
         nxt = trials[-1].offered_pps * factor
         return nxt if nxt <= max_pps else None
-    if len(trials) - 1 - first_fail >= bisections:
-        return None
+    bracketed_at = None
+    for i in range(len(trials)):
+        seen = trials[: i + 1]
+        failed = [t.offered_pps for t in seen if not t.carried]
+        if failed and any(t.carried and t.offered_pps < min(failed) for t in seen):
+            bracketed_at = i
+            break
     hi = min(t.offered_pps for t in trials if not t.carried)
-    lo = max((t.offered_pps for t in trials if t.carried and t.offered_pps < hi), default=None)
-    return None if lo is None else (lo + hi) / 2
+    if bracketed_at is None:
+        nxt = hi / factor
+        return nxt if nxt >= start_pps / 16 else None
+    if len(trials) - 1 - bracketed_at >= bisections:
+        return None
+    lo = max(t.offered_pps for t in trials if t.carried and t.offered_pps < hi)
+    return (lo + hi) / 2
 
 
 @dataclass
@@ -226,7 +241,7 @@ def capacity_summary(cap: Capacity) -> dict:
         "director_out_pps": best.director_out_pps,
         "director_total_pps": in_out,
         "director_cores": best.director_cores,
-        "director_us_per_pkt": best.director_cores / in_out * 1e6 if in_out else None,
+        "director_us_per_pkt": best.director_us_per_pkt,
         "director_socket_drops": sum(t.director_socket_drops for t in cap.trials),
         "rtt_p99_ms_at_capacity": best.rtt_p99_ms,
         "host_busy_frac": best.host_busy_frac,

@@ -40,9 +40,17 @@ def report(run: RunData) -> list[Figure | Section]:
 
     series = run.series("quota_cores", "capacity_pps", by=["kind"])
     fits = {s.label: linear_fit(s.x, s.y) for s in series if len(set(s.x)) >= 2}
-    finding = "; ".join(
-        f"{k}: {f.slope:,.0f} requests/s per core (intercept {f.intercept:,.0f}, R² {f.r2:.3f})"
-        for k, f in fits.items()) or "Too few points for a fit."
+    parts = []
+    for s in series:
+        f = fits.get(s.label)
+        if f is not None:
+            parts.append(f"{s.label}: {f.slope:,.0f} requests/s per core "
+                         f"(intercept {f.intercept:,.0f}, R² {f.r2:.3f})")
+        else:  # one quota: the capacity, and what a fit would need
+            parts.append(f"{s.label}: " + ", ".join(f"{y:,.0f} requests/s at {x:g} of a core"
+                                                   for x, y in zip(s.x, s.y, strict=True))
+                         + " (one quota: sweep several for a fit)")
+    finding = "; ".join(parts) or "No measured points"
 
     def draw(fig) -> None:
         ax = fig.subplots()

@@ -31,8 +31,19 @@ def test_search_bisects_after_the_first_failure_then_stops():
     assert next_rate(trials, 1000, 2, 1e6, 2) is None
 
 
-def test_search_gives_up_when_even_the_first_rate_fails():
-    assert next_rate([trial(1000, 10)], 1000, 2, 1e6, 2) is None
+def test_search_steps_down_when_the_first_rate_fails_then_bisects():
+    trials = [trial(1000, 900)]
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 500
+    trials.append(trial(500, 500))
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 750  # bracketed: bisect 500..1000
+    trials += [trial(750, 750), trial(875, 800)]
+    assert next_rate(trials, 1000, 2, 1e6, 2) is None  # two bisections done
+
+
+def test_search_gives_up_when_nothing_is_carried_down_to_a_sixteenth():
+    trials = [trial(r, 0) for r in (1000, 500, 250, 125)]
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 62.5
+    assert next_rate([*trials, trial(62.5, 0)], 1000, 2, 1e6, 2) is None
 
 
 def test_carried_means_98_percent_answered():
@@ -67,3 +78,31 @@ def test_every_listed_experiment_registers_without_importing_mininet():
     for name in ("capacity", "cpu-quota", "shaping", "coalescing", "nic-layout", "conntable-size", "soak"):
         assert name in out[0].split()
     assert out[1] == "False"
+
+
+class _StubRun:
+    """Just what a report hook reads: its curves."""
+
+    def __init__(self, curves):
+        self.curves = curves
+
+    def series(self, *_args, **_kwargs):
+        return self.curves
+
+
+def _curve(label, xs, ys):
+    from testbed.experiments.results import Series
+
+    return Series(label=label, key={"kind": label}, x=xs, y=ys, y_min=ys, y_max=ys, n=[1] * len(xs),
+                  invalid_x=[], invalid_y=[])
+
+
+def test_cpu_quota_finding_fits_a_sweep_and_reports_a_single_quota_as_measured():
+    from testbed.experiments import cpu_quota
+
+    run = _StubRun([_curve("nat", [0.05, 0.1, 0.2], [1000.0, 2000.0, 4000.0]), _curve("dr", [0.1], [16211.8])])
+    figure = cpu_quota.report(run)[0]
+    assert "nat: 20,000 requests/s per core" in figure.finding
+    assert "R² 1.000" in figure.finding
+    assert "dr: 16,212 requests/s at 0.1 of a core (one quota: sweep several for a fit)" in figure.finding
+    assert not figure.finding.endswith("..")
