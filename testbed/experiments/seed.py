@@ -251,9 +251,9 @@ def judge(with_knob: list[float], without: list[float], effect: str, no_effect: 
     the knob helps, so a clear loss says no too. Anything else is inconclusive."""
     ratio = statistics.fmean(with_knob) / statistics.fmean(without)
     above, below = min(with_knob) > max(without), max(with_knob) < min(without)
-    if ratio > threshold and above or not one_sided and ratio < 1 / threshold and below:
+    if (ratio > threshold and above) or (not one_sided and ratio < 1 / threshold and below):
         return effect, ratio
-    if 1 / threshold <= ratio <= threshold or one_sided and ratio < 1 / threshold and below:
+    if (1 / threshold <= ratio <= threshold) or (one_sided and ratio < 1 / threshold and below):
         return no_effect, ratio
     return INCONCLUSIVE, ratio
 
