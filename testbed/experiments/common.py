@@ -94,6 +94,23 @@ def _director_stats(tb, director: str) -> dict:
     return tb.director_request({"op": "stats"}, director).get("stats", {})
 
 
+def wait_drained(tb, director: str | None, timeout_s: float = 10.0, quiet_s: float = 0.3) -> None:
+    """Wait until the director has worked off what an overloaded trial left queued in its
+    socket buffers or ring: its received-frame count stops moving. Otherwise the next trial
+    starts behind, spends its first second answering the last trial's requests, and a
+    director at a few percent of a core looks slower with every trial."""
+    if director is None:
+        return
+    deadline = time.monotonic() + timeout_s
+    last = _director_stats(tb, director).get("frames", {}).get("rx")
+    while time.monotonic() < deadline:
+        time.sleep(quiet_s)
+        now = _director_stats(tb, director).get("frames", {}).get("rx")
+        if now == last:
+            return
+        last = now
+
+
 def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int = 64,
               director: str | None = "d1", target: str | None = None) -> Trial:
     """Offer ``rate_pps`` UDP echo requests from every client for ``duration_s`` to the VIP
@@ -202,6 +219,8 @@ def find_capacity(tb, start_pps: float = 1000, factor: float = 2.0, max_pps: flo
     """Ramp, then bisect, until the director stops answering what it is offered."""
     trials: list[Trial] = []
     while (rate := next_rate(trials, start_pps, factor, max_pps, bisections)) is not None:
+        if not trials or not trials[-1].carried:
+            wait_drained(tb, director)
         trial = udp_trial(tb, rate, duration_s, payload_bytes, director, target)
         if log is not None:
             log.info("offered %.0f pps: sent %.0f, answered %.0f (loss %.1f%%), director %.2f cores",

@@ -106,3 +106,28 @@ def test_cpu_quota_finding_fits_a_sweep_and_reports_a_single_quota_as_measured()
     assert "R² 1.000" in figure.finding
     assert "dr: 16,212 requests/s at 0.1 of a core (one quota: sweep several for a fit)" in figure.finding
     assert not figure.finding.endswith("..")
+
+
+class _BusyDirector:
+    """A stand-in testbed whose director works off a backlog: its rx count moves, then stops."""
+
+    def __init__(self, counts):
+        self.counts = list(counts)
+        self.asked = 0
+
+    def director_request(self, _msg, _director):
+        self.asked += 1
+        rx = self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
+        return {"stats": {"frames": {"rx": rx}}}
+
+
+def test_wait_drained_returns_once_the_director_stops_receiving():
+    from testbed.experiments.common import wait_drained
+
+    tb = _BusyDirector([100, 250, 300, 300])
+    wait_drained(tb, "d1", timeout_s=5, quiet_s=0.001)
+    assert tb.asked == 4  # 100 -> 250 -> 300 -> 300: quiet
+    idle = _BusyDirector([7])
+    wait_drained(idle, "d1", timeout_s=5, quiet_s=0.001)
+    assert idle.asked == 2
+    wait_drained(None, None)  # kernel forwarding: nothing to wait for
