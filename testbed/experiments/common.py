@@ -171,12 +171,19 @@ def next_rate(trials: list[Trial], start_pps: float, factor: float, max_pps: flo
               bisections: int) -> float | None:
     """The next rate a capacity search offers, or None when it is done (pure).
 
-    Geometric ramp from ``start_pps`` while rates are carried; if the very first rate fails,
-    the ramp steps down instead (to ``start_pps`` / 16 at most) until one is carried. Once a
-    carried rate lies below a failed one, ``bisections`` more trials, each halving the
-    interval between the best carried rate and the lowest failed one."""
+    Geometric ramp from ``start_pps`` while rates are carried. A first rate that fails is
+    tried once more (a fresh layout's first second can stumble: ARP, new flows, a collector
+    pass), and if the retry is carried it stands for both; if it fails too, the ramp steps
+    down (to ``start_pps`` / 16 at most) until a rate is carried. Once a carried rate lies
+    below a failed one, ``bisections`` more trials, each halving the interval between the best
+    carried rate and the lowest failed one."""
     if not trials:
         return start_pps
+    if not trials[0].carried:
+        if len(trials) == 1:
+            return trials[0].offered_pps
+        if trials[1].offered_pps == trials[0].offered_pps:
+            trials = trials[1:]
     if all(t.carried for t in trials):
         nxt = trials[-1].offered_pps * factor
         return nxt if nxt <= max_pps else None

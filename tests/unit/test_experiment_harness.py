@@ -31,8 +31,15 @@ def test_search_bisects_after_the_first_failure_then_stops():
     assert next_rate(trials, 1000, 2, 1e6, 2) is None
 
 
-def test_search_steps_down_when_the_first_rate_fails_then_bisects():
+def test_search_retries_a_first_rate_that_stumbled_and_ramps_on_if_it_holds():
     trials = [trial(1000, 900)]
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 1000  # once more
+    trials.append(trial(1000, 1000))
+    assert next_rate(trials, 1000, 2, 1e6, 2) == 2000  # the retry stands for the first try
+
+
+def test_search_steps_down_when_the_first_rate_fails_twice_then_bisects():
+    trials = [trial(1000, 900), trial(1000, 900)]
     assert next_rate(trials, 1000, 2, 1e6, 2) == 500
     trials.append(trial(500, 500))
     assert next_rate(trials, 1000, 2, 1e6, 2) == 750  # bracketed: bisect 500..1000
@@ -41,7 +48,7 @@ def test_search_steps_down_when_the_first_rate_fails_then_bisects():
 
 
 def test_search_gives_up_when_nothing_is_carried_down_to_a_sixteenth():
-    trials = [trial(r, 0) for r in (1000, 500, 250, 125)]
+    trials = [trial(r, 0) for r in (1000, 1000, 500, 250, 125)]
     assert next_rate(trials, 1000, 2, 1e6, 2) == 62.5
     assert next_rate([*trials, trial(62.5, 0)], 1000, 2, 1e6, 2) is None
 
