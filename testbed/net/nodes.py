@@ -206,19 +206,7 @@ class Firewall(LvsHost):
         self.load_nft(firewall_ruleset(self.TABLE, vip, services, outside_intf))
         return result
 
-    def set_cpu_quota(self, fraction: float) -> None:
-        """Change the host's CPU quota in place (a calibration re-measures without rebuilding
-        the layout). Only a host built with a quota has the cgroup to change."""
-        if self.cgroup is None or self.quota is None:
-            raise RuntimeError(f"{self.name} was built without a CPU quota; give one when building it")
-        self.quota = CpuQuota(fraction, self.quota.period_us)
-        self.cgroup.set_quota(self.quota)
-
     def terminate(self) -> None:
-        if self.cgroup is not None:
-            # Daemons at a few percent of a core take seconds to exit; stopping is not measured.
-            with suppress(OSError):
-                self.cgroup.set_quota(None)
         if self.shell:
             self.cmd(f"nft delete table inet {self.TABLE} 2>/dev/null")
         LvsHost.terminate(self)
