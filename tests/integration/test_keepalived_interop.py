@@ -39,6 +39,17 @@ def stop_our_vrrp(tb: Testbed, name: str) -> None:
     assert wait_until(lambda: not (tb.run.dir / f"{name}.vrrp.json").exists(), 5)
 
 
+def hand_back_to_ours(tb: Testbed, name: str, ka) -> None:
+    """Stop keepalived on ``name`` (killed, it leaves its VIPs behind) and start our daemon
+    there again, as the module's other tests expect."""
+    if ka.poll() is None:
+        ka.kill()
+    ka.wait()
+    tb.net[name].cmd(f"ip addr del {tb.plan.vip}/24 dev {name}-eth0 2>/dev/null; "
+                     f"ip addr del {tb.plan.inner_vip}/24 dev {name}-eth1 2>/dev/null")
+    tb.start_failover_daemon(name)
+
+
 @pytest.fixture(scope="module")
 def interop():
     with Testbed("nat", LayoutParams(n_rs=1, n_clients=1)) as tb:
@@ -62,12 +73,7 @@ def test_keepalived_master_and_our_backup(interop):
         took = takeover_s(tb, failed_at)
         assert took is not None and took <= rfc_bound_s("kill", 1.0) + SLACK_S, took
     finally:
-        if ka.poll() is None:
-            ka.kill()
-        ka.wait()
-        tb.net["d1"].cmd(f"ip addr del {tb.plan.vip}/24 dev d1-eth0 2>/dev/null; "
-                         f"ip addr del {tb.plan.inner_vip}/24 dev d1-eth1 2>/dev/null")
-        tb.start_failover_daemon("d1")
+        hand_back_to_ours(tb, "d1", ka)
 
 
 def test_our_master_and_a_higher_priority_keepalived(interop):
@@ -85,12 +91,7 @@ def test_our_master_and_a_higher_priority_keepalived(interop):
         took = takeover_s(tb, failed_at, backup="d1")
         assert took is not None and took <= rfc_bound_s("kill", 1.0, backup_priority=150) + SLACK_S, took
     finally:
-        if ka.poll() is None:
-            ka.kill()
-        ka.wait()
-        tb.net["d2"].cmd(f"ip addr del {tb.plan.vip}/24 dev d2-eth0 2>/dev/null; "
-                         f"ip addr del {tb.plan.inner_vip}/24 dev d2-eth1 2>/dev/null")
-        tb.start_failover_daemon("d2")
+        hand_back_to_ours(tb, "d2", ka)
 
 
 def test_tshark_decodes_our_adverts_as_valid_vrrp(interop):
