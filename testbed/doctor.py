@@ -15,8 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.net.cpu import detect_cgroup_version
 from testbed.net.shaping import qdisc_available
+from testbed.runtime.cgroup import detect_cgroup_version
 
 SETUP = "run `sudo make setup` (scripts/provision.sh)"
 

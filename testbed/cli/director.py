@@ -61,7 +61,7 @@ def stats(
     as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
 ) -> None:
     """Frame counters (forwarded, ignored and dropped by reason), CPU and table figures."""
-    from testbed.director.control import ControlError, find_director, request
+    from testbed.runtime.control import ControlError, find_director, request
 
     try:
         reply = request(find_director(director), {"op": "stats"})
@@ -99,7 +99,7 @@ def ipvsadm(ctx: typer.Context) -> None:
     Run it on a director host (`d1 ipvsadm -L -n` in the CLI; hosts also have a plain `ipvsadm`
     command); elsewhere name the director first: `lvs-testbed ipvsadm --director d1 -L -n`.
     """
-    from testbed.director.control import ControlError, find_director, request
+    from testbed.runtime.control import ControlError, find_director, request
 
     argv = list(ctx.args)
     name = None

@@ -99,7 +99,7 @@ def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:
     """The context of the running lab's layout (the newest live run of it, or ``run_id``)."""
     from testbed.labs import LabContext
     from testbed.net.hosts import HostsError, RunHosts
-    from testbed.net.registry import list_runs, owner_alive
+    from testbed.runtime.registry import list_runs, owner_alive
 
     if run_id is None:
         runs = [r for r in list_runs() if r.name.startswith(f"{lab.run_kind}-") and owner_alive(r) is not None]
@@ -155,9 +155,9 @@ def reset(
     run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout of this lab)."),
 ) -> None:
     """Put the lab's starting state back on its running layout, to start over."""
-    from testbed.director.control import ControlError
     from testbed.labs import LabError
     from testbed.net.hosts import HostsError
+    from testbed.runtime.control import ControlError
 
     lab = _lab(number)
     if not lab.needs_layout:

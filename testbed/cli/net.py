@@ -116,8 +116,9 @@ def up(
 
 def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:
     """``d1=FILE`` pairs, checked: a known director, a readable keepalived.conf that parses."""
+    from testbed.keepalived_conf import load_config
+    from testbed.keepalived_conf.model import ConfigError
     from testbed.topo.plan import make_plan
-    from testbed.vrrp.config import ConfigError, load_config
 
     directors = {d.name for d in make_plan(layout, params).directors}
     configs = {}
@@ -156,11 +157,11 @@ def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: 
     """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
     down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
     the layout answers (a lab's starting state), ``lab`` is the CLI's current lab."""
-    from testbed.net.cpu import CpuQuotaError
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
     from testbed.net.report import plan_table, reach_table
     from testbed.net.shaping import ShapingError
+    from testbed.runtime.cgroup import CpuQuotaError
 
     handle_termination()
     testbed = Testbed(layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs)
@@ -210,7 +211,7 @@ def clean(
     import signal
     import time
 
-    from testbed.net.registry import clean_run, list_runs, owner_alive, run_root
+    from testbed.runtime.registry import clean_run, list_runs, owner_alive, run_root
 
     require_root("`clean`")
     runs = list_runs()

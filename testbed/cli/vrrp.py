@@ -1,7 +1,7 @@
 """``lvs-testbed vrrp run|status|show-config|check-config``: keepalived-style failover.
 
 Thin: the daemon is ``testbed.vrrp.daemon``, the NAT pair's configuration
-``testbed.vrrp.generate``, the parser ``testbed.vrrp.config``. Domain errors become a
+``testbed.net.pair_config``, the parser ``testbed.keepalived_conf``. Domain errors become a
 message and a non-zero exit.
 """
 
@@ -47,8 +47,8 @@ def run(
     ),
 ) -> None:
     """Run the VRRP daemon in this network namespace (on a director host) until SIGTERM."""
-    from testbed.vrrp.checker import CheckerSetupError
-    from testbed.vrrp.config import ConfigError
+    from testbed.check.checker import CheckerSetupError
+    from testbed.keepalived_conf.model import ConfigError
     from testbed.vrrp.daemon import DaemonError, run_daemon
 
     if vrrp_only and check_only:
@@ -77,7 +77,7 @@ def status(
     as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
 ) -> None:
     """Each instance's state, priorities, master, advert counters and last transition."""
-    from testbed.director.control import ControlError, find_daemon, request
+    from testbed.runtime.control import ControlError, find_daemon, request
     from testbed.vrrp.daemon import CONTROL
 
     try:
@@ -146,9 +146,9 @@ def show_config(
     rs: int = typer.Option(3, "--rs", help="Number of real servers in the layout."),
 ) -> None:
     """Print the keepalived.conf the NAT layouts give a director."""
+    from testbed.keepalived_conf import render_config
+    from testbed.net.pair_config import GenerateError, nat_pair_config
     from testbed.topo.plan import LayoutParams, PlanError, make_plan
-    from testbed.vrrp.config import render_config
-    from testbed.vrrp.generate import GenerateError, nat_pair_config
 
     try:
         plan = make_plan(layout, LayoutParams(n_rs=rs))
@@ -163,8 +163,9 @@ def check_config(
     file: Path = typer.Argument(..., dir_okay=False, help="The keepalived.conf to check."),
 ) -> None:
     """Parse a keepalived.conf: warnings and errors with line numbers; non-zero on errors."""
-    from testbed.vrrp.checker import CheckerSetupError
-    from testbed.vrrp.config import ConfigError, load_config
+    from testbed.check.checker import CheckerSetupError
+    from testbed.keepalived_conf import load_config
+    from testbed.keepalived_conf.model import ConfigError
     from testbed.vrrp.daemon import DaemonError, check_runnable, print_warnings
 
     try:

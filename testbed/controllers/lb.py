@@ -67,8 +67,8 @@ from os_ken.ofproto import ofproto_v1_3
 
 from testbed.director import ipvsadm
 from testbed.director.conntable import ESTABLISHED, INPUT, OUTPUT, PROTO_TCP, Connection
-from testbed.director.control import ControlServer, socket_path, write_index
 from testbed.director.model import Director, Fwd, int_to_ip, ip_to_int
+from testbed.runtime.control import ControlServer, socket_path, write_index
 
 from .flows import (
     FLOW_ID_MASK,
@@ -141,8 +141,9 @@ class LbConfig:
 
 def rules_from_keepalived(path: str | os.PathLike[str]) -> str:
     """The virtual_server blocks of a keepalived.conf as ``ipvsadm -R`` text."""
-    from testbed.vrrp.config import ConfigError, load_config
-    from testbed.vrrp.lvsconfig import startup_commands
+    from testbed.check.lvsconfig import startup_commands
+    from testbed.keepalived_conf import load_config
+    from testbed.keepalived_conf.model import ConfigError
 
     try:
         config = load_config(path).config

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from testbed.net.registry import Run, run_root
+from testbed.runtime.registry import Run, run_root
 
 if TYPE_CHECKING:
     from testbed.controllers.lb import LbConfig

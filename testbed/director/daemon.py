@@ -25,12 +25,12 @@ from pathlib import Path
 
 from testbed.director import ipvsadm, kernel
 from testbed.director.conntable import INPUT, OUTPUT, TH_ACK, TH_SYN
-from testbed.director.control import ControlServer, socket_path, write_index
 from testbed.director.forwarder import Forwarder
 from testbed.director.model import Director
 from testbed.director.neighbours import Neighbours, routes_from_ip_json
 from testbed.director.ports import Port, RingPort, open_port
 from testbed.director.sync import ConnectionSync, MulticastTransport, check_sync_id
+from testbed.runtime.control import ControlServer, socket_path, write_index
 
 EXPIRE_EVERY_S = 1.0
 ROUTES_EVERY_S = 5.0

@@ -36,7 +36,7 @@ class Params:
 
 
 def prefill(tb, count: int, director: str = "d1") -> None:
-    from testbed.director.control import request, socket_path
+    from testbed.runtime.control import request, socket_path
 
     if count:
         with tb.net[director].quota_lifted():  # filling is set-up, not the measured steady state
@@ -47,7 +47,7 @@ def prefill(tb, count: int, director: str = "d1") -> None:
 
 
 def table_stats(tb, director: str = "d1") -> dict:
-    from testbed.director.control import request, socket_path
+    from testbed.runtime.control import request, socket_path
 
     return request(socket_path(tb.run.dir, director), {"op": "stats"})["stats"]["table"]
 

@@ -16,7 +16,6 @@ import sys
 import time
 from collections.abc import Callable
 
-from testbed.director.control import request, socket_path
 from testbed.labs.model import LabError
 from testbed.labs.parse import (
     REQUEST_MARK,
@@ -31,6 +30,7 @@ from testbed.labs.parse import (
     request_names,
 )
 from testbed.net.hosts import HostAccess
+from testbed.runtime.control import request, socket_path
 from testbed.topo.plan import Plan, ipvsadm_rules
 
 

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.director.control import ControlError
 from testbed.net.hosts import HostAccess, HostsError
+from testbed.runtime.control import ControlError
 from testbed.topo.plan import LayoutParams, Plan
 
 LABS_DIR = Path(__file__).resolve().parents[2] / "labs"

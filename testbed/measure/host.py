@@ -7,7 +7,7 @@ what a Mininet host printed (``parse_net_dev(host.cmd("cat /proc/net/dev"))``: e
 its own network namespace, hence its own /proc/net/dev) and tests can feed fixed text.
 
 Not for: rates or verdicts (`testbed.measure.analysis` turns two readings into those) or
-creating cgroups (`testbed.net.cpu`).
+creating cgroups (`testbed.runtime.cgroup`).
 """
 
 from __future__ import annotations

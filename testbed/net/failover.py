@@ -22,8 +22,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from testbed.director.control import ControlError, request, socket_path
 from testbed.net.hosts import HostAccess
+from testbed.runtime.control import ControlError, request, socket_path
 
 HOWS = ("kill", "link", "shutdown")
 

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 from typing import Protocol
 
-from testbed.net.registry import list_runs, owner_alive, proc_starttime, read_records
+from testbed.runtime.registry import list_runs, owner_alive, proc_starttime, read_records
 
 
 class HostAccess(Protocol):

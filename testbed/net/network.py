@@ -23,8 +23,8 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
-from testbed.net.registry import CleanReport, Run
 from testbed.net.shaping import Shaping, require_netem
+from testbed.runtime.registry import CleanReport, Run
 from testbed.topo.layouts import TOPOS, LvsTopo
 from testbed.topo.plan import LayoutParams, Plan, Reach, ipvsadm_rules
 
@@ -226,7 +226,7 @@ class Testbed:
     # -- failover (NAT pair) ----------------------------------------------------------------
     def keepalived_conf(self, name: str) -> Path:
         """The director's keepalived.conf in the run directory: the user's (``configs``) or
-        one generated for the layout (`testbed.vrrp.generate`)."""
+        one generated for the layout (`testbed.net.pair_config`)."""
         path = self.run.dir / f"{name}.keepalived.conf"
         if not path.exists():
             if name in self.configs:
@@ -322,7 +322,7 @@ class Testbed:
     def director_request(self, message: dict, name: str = "d1", timeout_s: float = 10.0) -> dict:
         """A control request to ``name``'s director from this process (outside the director's
         CPU quota, unlike a command run in its host)."""
-        from testbed.director.control import request, socket_path
+        from testbed.runtime.control import request, socket_path
 
         return request(socket_path(self.run.dir, name), message, timeout_s=timeout_s)
 
@@ -397,8 +397,8 @@ def _kernel_has_ipip() -> bool:
 
 def generated_keepalived_conf(plan: Plan, name: str) -> str:
     """The keepalived.conf ``up`` uses for director ``name`` of a NAT layout."""
-    from testbed.vrrp.config import render_config
-    from testbed.vrrp.generate import nat_pair_config
+    from testbed.keepalived_conf import render_config
+    from testbed.net.pair_config import nat_pair_config
 
     p = plan.params
     return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))

@@ -22,8 +22,8 @@ from mininet.moduledeps import pathCheck
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
-from testbed.net.cpu import CgroupCpu, CpuQuota
-from testbed.net.registry import kill_pids, netns_inode, pids_in_netns
+from testbed.runtime.cgroup import CgroupCpu, CpuQuota
+from testbed.runtime.registry import kill_pids, netns_inode, pids_in_netns
 from testbed.topo.plan import NodePlan, Service
 
 OFFLOADS_OFF = "tx off tso off gso off gro off"

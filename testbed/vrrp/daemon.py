@@ -66,19 +66,19 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Protocol
 
-from testbed.director.control import ControlServer, DaemonKind, socket_path, write_index
-
-from . import lvsconfig
-from .checker import CheckerThread, HealthChecker, director_ipvsadm
-from .checker import validate as validate_checks
-from .config import (
+from testbed.check import lvsconfig
+from testbed.check.checker import CheckerThread, HealthChecker, director_ipvsadm
+from testbed.check.checker import validate as validate_checks
+from testbed.keepalived_conf import load_config
+from testbed.keepalived_conf.model import (
     Config,
     ConfigWarning,
     VirtualAddress,
     VrrpInstance,
     VrrpScript,
-    load_config,
 )
+from testbed.runtime.control import ControlServer, DaemonKind, socket_path, write_index
+
 from .packet import VRRP_MCAST_GROUP, Advert, DropReason, Expected, encode, parse_ipv4, validate
 from .state import (
     Action,

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Address
 
-from .config import (
+from testbed.keepalived_conf.model import (
     DEFAULT_GARP_MASTER_DELAY_S,
     DEFAULT_GARP_MASTER_REFRESH_REPEAT,
     DEFAULT_GARP_MASTER_REFRESH_S,
@@ -47,6 +47,7 @@ from .config import (
     Config,
     VirtualAddress,
 )
+
 from .packet import V2_MAX_INTERVAL_S, V3_MAX_INTERVAL_CS, Advert, AuthType, Expected
 
 MAX_BACKUP_PRIORITY = 254

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.net.registry import all_pids, list_runs, netns_inode
+from testbed.runtime.registry import all_pids, list_runs, netns_inode
 
 
 def pytest_collection_modifyitems(config, items):

@@ -10,7 +10,7 @@ import time
 
 from testbed.net.failover import master_since, vrrp_status
 from testbed.net.network import Testbed
-from testbed.net.registry import process_alive
+from testbed.runtime.registry import process_alive
 
 PORT = 5201
 SLACK_S = 0.1  # the allowance over the RFC bound

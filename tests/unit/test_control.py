@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from testbed.director.control import (
+from testbed.runtime.control import (
     INDEX_SUFFIX,
     ControlError,
     ControlServer,

@@ -39,8 +39,8 @@ from testbed.controllers.lb import (
 )
 from testbed.controllers.runner import ControllerError, check_port_free
 from testbed.director import ipvsadm
-from testbed.director.control import request
 from testbed.director.model import int_to_ip, ip_to_int
+from testbed.runtime.control import request
 
 OFP = ofproto_v1_3
 VMAC = DEFAULT_VIP_MAC

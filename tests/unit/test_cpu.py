@@ -4,7 +4,7 @@ import pathlib
 
 import pytest
 
-from testbed.net.cpu import CgroupCpu, CpuQuota, CpuQuotaError, detect_cgroup_version
+from testbed.runtime.cgroup import CgroupCpu, CpuQuota, CpuQuotaError, detect_cgroup_version
 
 
 def test_fraction_of_one_core_with_short_period():

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from testbed.director import ipvsadm
-from testbed.director.model import Director
-from testbed.vrrp.config import parse_config
-from testbed.vrrp.lvsconfig import (
+from testbed.check.lvsconfig import (
     delete_real_server_argv,
     delete_service_argv,
     describe,
@@ -19,6 +16,9 @@ from testbed.vrrp.lvsconfig import (
     service_argv,
     startup_commands,
 )
+from testbed.director import ipvsadm
+from testbed.director.model import Director
+from testbed.keepalived_conf import parse_config
 
 
 def one_vs(body: str, head: str = "10.0.1.100 80"):

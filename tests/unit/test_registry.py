@@ -5,8 +5,8 @@ import sys
 
 import pytest
 
-from testbed.net import registry
-from testbed.net.registry import (
+from testbed.runtime import registry
+from testbed.runtime.registry import (
     Run,
     clean_run,
     list_runs,

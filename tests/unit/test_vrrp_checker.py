@@ -15,9 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from testbed.director import ipvsadm
-from testbed.director.model import Director
-from testbed.vrrp.checker import (
+from testbed.check.checker import (
     BOOTSTRAP_DELAY_S,
     CheckerSetupError,
     CheckerThread,
@@ -27,7 +25,10 @@ from testbed.vrrp.checker import (
     tcp_check,
     validate,
 )
-from testbed.vrrp.config import UrlCheck, parse_config
+from testbed.director import ipvsadm
+from testbed.director.model import Director
+from testbed.keepalived_conf import parse_config
+from testbed.keepalived_conf.model import UrlCheck
 
 VIP = "10.0.1.100:80"
 

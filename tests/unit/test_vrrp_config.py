@@ -6,7 +6,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from testbed.vrrp.config import (
+from testbed.keepalived_conf import load_config, parse_config, render_config
+from testbed.keepalived_conf.model import (
     Authentication,
     ConfigError,
     HttpGet,
@@ -16,9 +17,6 @@ from testbed.vrrp.config import (
     UrlCheck,
     VirtualAddress,
     checker_timing,
-    load_config,
-    parse_config,
-    render_config,
 )
 
 # The NAT layout's director d1, as an LVS-HOWTO reader would write it for keepalived 2.2.

@@ -14,10 +14,12 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from testbed.director.control import request
+from testbed.check.checker import CheckerThread, HealthChecker, IpvsResult
+from testbed.keepalived_conf import parse_config
+from testbed.keepalived_conf.model import VirtualAddress
+from testbed.net.pair_config import nat_pair_config
+from testbed.runtime.control import request
 from testbed.topo.plan import make_plan
-from testbed.vrrp.checker import CheckerThread, HealthChecker, IpvsResult
-from testbed.vrrp.config import VirtualAddress, parse_config
 from testbed.vrrp.daemon import (
     CONTROL,
     DaemonError,
@@ -28,7 +30,6 @@ from testbed.vrrp.daemon import (
     script_argv,
     vip_argv,
 )
-from testbed.vrrp.generate import nat_pair_config
 from testbed.vrrp.packet import Advert, AuthType, DropReason, encode
 from tests.unit.vrrp_fakes import FakeHost, Segment, Sim, ipv4_datagram
 

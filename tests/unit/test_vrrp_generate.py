@@ -7,13 +7,14 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from testbed.check.lvsconfig import startup_commands
 from testbed.director import ipvsadm
 from testbed.director.model import Director
+from testbed.keepalived_conf import parse_config, render_config
+from testbed.keepalived_conf.model import HttpGet, TrackInterface, VirtualAddress
+from testbed.net.pair_config import GenerateError, nat_pair_config
 from testbed.topo.plan import LayoutParams, make_plan
-from testbed.vrrp.config import HttpGet, TrackInterface, VirtualAddress, parse_config, render_config
 from testbed.vrrp.daemon import check_runnable
-from testbed.vrrp.generate import GenerateError, nat_pair_config
-from testbed.vrrp.lvsconfig import startup_commands
 from testbed.vrrp.state import InstanceParams
 
 

@@ -7,7 +7,8 @@ from ipaddress import IPv4Address
 
 import pytest
 
-from testbed.vrrp.config import VirtualAddress, parse_config
+from testbed.keepalived_conf import parse_config
+from testbed.keepalived_conf.model import VirtualAddress
 from testbed.vrrp.packet import Advert, AuthType, decode, encode_ipv4
 from testbed.vrrp.state import (
     AddVips,

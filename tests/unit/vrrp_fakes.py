@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from testbed.vrrp.config import Config
+from testbed.keepalived_conf.model import Config
 from testbed.vrrp.daemon import VrrpDaemon
 
 WALL_EPOCH_S = 1_700_000_000.0

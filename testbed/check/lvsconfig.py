@@ -28,8 +28,7 @@ comes back) or an ipvsadm parser. It does not check what the director supports; 
 from __future__ import annotations
 
 from testbed.director.schedulers import SCHEDULERS
-
-from .config import Config, RealServer, VirtualServer
+from testbed.keepalived_conf.model import Config, RealServer, VirtualServer
 
 FORWARDING_FLAGS = {"NAT": "-m", "DR": "-g", "TUN": "-i"}
 DEFAULT_LB_KIND = "NAT"  # keepalived's default forwarding method

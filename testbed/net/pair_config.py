@@ -2,8 +2,8 @@
 
 What it is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
 start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
-with this configuration. It is a :class:`~testbed.vrrp.config.Config`, rendered with
-``config.render_config``, so the same text runs under real keepalived 2.2.7.
+with this configuration. It is a `testbed.keepalived_conf.model.Config`, rendered with
+``testbed.keepalived_conf.render_config``, so the same text runs under real keepalived 2.2.7.
 
 What it makes, per director:
 
@@ -31,9 +31,7 @@ from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface
 
-from testbed.topo.plan import NodePlan, Plan, Service
-
-from .config import (
+from testbed.keepalived_conf.model import (
     Config,
     GlobalDefs,
     HttpGet,
@@ -46,16 +44,19 @@ from .config import (
     VrrpInstance,
     VrrpSyncGroup,
 )
+from testbed.topo.plan import NodePlan, Plan, Service
 
 NAT_LAYOUTS = ("nat", "nat1")
 ROLES = {"d1": ("MASTER", 150), "d2": ("BACKUP", 100)}
 OUTER_INSTANCE, INNER_INSTANCE = "VI_OUTER", "VI_INNER"
 VRIDS = {OUTER_INSTANCE: 51, INNER_INSTANCE: 52}
 SYNC_GROUP = "VG_NAT"
-DEFAULT_DELAY_LOOP_S = 5.0
-DEFAULT_CONNECT_TIMEOUT_S = 2.0
-DEFAULT_RETRY = 1
-DEFAULT_DELAY_BEFORE_RETRY_S = 1.0
+# What the generated pair runs with (faster than keepalived's defaults, so a lab sees a
+# failed real server within seconds).
+PAIR_DELAY_LOOP_S = 5.0
+PAIR_CONNECT_TIMEOUT_S = 2.0
+PAIR_RETRY = 1
+PAIR_DELAY_BEFORE_RETRY_S = 1.0
 HTTP_CHECK_PATH = "/"
 HTTP_CHECK_STATUS = 200
 
@@ -71,7 +72,7 @@ def nat_pair_config(
     advert_int_s: float = 1.0,
     version: int = 2,
     track_other_nic: bool = True,
-    delay_loop_s: float = DEFAULT_DELAY_LOOP_S,
+    delay_loop_s: float = PAIR_DELAY_LOOP_S,
 ) -> Config:
     """keepalived.conf for ``director`` ("d1" or "d2") of a NAT ``plan`` ("nat" or "nat1")."""
     if plan.layout not in NAT_LAYOUTS:
@@ -147,9 +148,9 @@ def _virtual_server(
 
 def _checkers(svc: Service) -> list[HttpGet | TcpCheck]:
     timing = {
-        "connect_timeout_s": DEFAULT_CONNECT_TIMEOUT_S,
-        "retry": DEFAULT_RETRY,
-        "delay_before_retry_s": DEFAULT_DELAY_BEFORE_RETRY_S,
+        "connect_timeout_s": PAIR_CONNECT_TIMEOUT_S,
+        "retry": PAIR_RETRY,
+        "delay_before_retry_s": PAIR_DELAY_BEFORE_RETRY_S,
     }
     if svc.proto != "tcp":
         return []  # no UDP checker in this testbed (see the module docstring)

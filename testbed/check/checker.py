@@ -41,12 +41,19 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from testbed.director.control import ControlError, find_director, request
+from testbed.check import lvsconfig
+from testbed.keepalived_conf.model import (
+    Config,
+    HttpGet,
+    RealServer,
+    TcpCheck,
+    UrlCheck,
+    VirtualServer,
+    checker_timing,
+)
+from testbed.runtime.control import ControlError, find_director, request
 
-from . import lvsconfig
-from .config import Config, HttpGet, RealServer, TcpCheck, UrlCheck, VirtualServer, checker_timing
-
-LOG = logging.getLogger("testbed.vrrp.checker")
+LOG = logging.getLogger("testbed.check.checker")
 BOOTSTRAP_DELAY_S = 1.0  # keepalived's BOOTSTRAP_DELAY: the first check, after start
 RESYNC_S = 1.0  # how often to retry ipvsadm commands the director refused or never got
 MAX_HTTP_RESPONSE_BYTES = 1 << 20

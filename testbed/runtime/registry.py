@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.net.cpu import remove_group_dirs
+from testbed.runtime.cgroup import remove_group_dirs
 
 DEFAULT_ROOT = Path("/run/lvs-testbed")
 RESOURCES = "resources.jsonl"

@@ -18,7 +18,7 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from testbed.net.registry import list_runs, run_root
+from testbed.runtime.registry import list_runs, run_root
 
 MAX_REQUEST_BYTES = 16 << 20
 DIRECTOR_KIND = "director"

@@ -1,0 +1,6 @@
+"""Run-time plumbing every other part stands on: the run directory and its registry of what a
+run created (`registry`), the daemons' control channel (`control`) and CPU cgroups (`cgroup`).
+
+Imports nothing else of the testbed and no Mininet: the daemons (director, VRRP, controllers)
+and the Mininet glue (`testbed.net`) both build on it.
+"""
