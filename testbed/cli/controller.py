@@ -80,7 +80,8 @@ def _lb_config(rules: Path | None, keepalived_conf: Path | None, mode: str, n_rs
                vip_mac: str | None, gateway_ip: list[str] | None, stats_interval_s: float,
                run_dir: Path | None):
     """The layout's defaults, overridden by what was given."""
-    from testbed.controllers.lb import LbConfig, rules_from_keepalived
+    from testbed.controllers.lb import rules_from_keepalived
+    from testbed.net.daemon_configs import lb_config_for_layout
 
     options: dict = {"stats_interval_s": stats_interval_s, "run_dir": run_dir}
     if vip_mac:
@@ -91,7 +92,7 @@ def _lb_config(rules: Path | None, keepalived_conf: Path | None, mode: str, n_rs
         options["rules"] = rules.read_text()
     elif keepalived_conf is not None:
         options["rules"] = rules_from_keepalived(keepalived_conf)
-    return LbConfig.for_layout(mode, n_rs, **options)
+    return lb_config_for_layout(mode, n_rs, **options)
 
 
 def register(app: typer.Typer) -> None:

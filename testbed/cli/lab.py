@@ -92,7 +92,13 @@ def start(
                       f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
                       "in another terminal).", highlight=False)
 
-    run_layout(lab.layout, lab.params, False, script, verbose, kind=lab.run_kind, on_ready=on_ready, lab=lab)
+    def open_cli(testbed: Testbed, **kwargs) -> None:
+        from testbed.labs.console import LabCLI
+
+        LabCLI(testbed, lab, **kwargs)
+
+    run_layout(lab.layout, lab.params, False, script, verbose, kind=lab.run_kind, on_ready=on_ready,
+               open_cli=open_cli)
 
 
 def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:

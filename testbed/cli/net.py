@@ -12,7 +12,6 @@ import typer
 from testbed.cli.common import console, err_console, fail, require_root
 
 if TYPE_CHECKING:
-    from testbed.labs import Lab
     from testbed.net.network import Testbed
 
 
@@ -153,10 +152,12 @@ def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
 
 def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool,
                configs: dict[str, str] | None = None, *, kind: str | None = None,
-               on_ready: Callable[[Testbed], None] | None = None, lab: Lab | None = None) -> None:
+               on_ready: Callable[[Testbed], None] | None = None,
+               open_cli: Callable[..., object] | None = None) -> None:
     """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
     down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
-    the layout answers (a lab's starting state), ``lab`` is the CLI's current lab."""
+    the layout answers (a lab's starting state), ``open_cli(testbed, script=...)`` opens the
+    CLI (default: the layout's `LvsCLI`; a lab's adds its check)."""
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
     from testbed.net.report import plan_table, reach_table
@@ -177,13 +178,13 @@ def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: 
             console.print(reach_table(results))
             ok = all(r.ok for r in results)
         else:
-            from testbed.net.console import LvsCLI
-
+            if open_cli is None:
+                from testbed.net.console import LvsCLI as open_cli
             console.print(plan_table(testbed.plan))
             if not ready:
                 err_console.print("[yellow]warning:[/] reachability differs from the plan: type `check`")
             console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
-            LvsCLI(testbed, script=str(script) if script else None, lab=lab)
+            open_cli(testbed, script=str(script) if script else None)
     except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
         ok = False
         err_console.print(f"[bold red]error:[/] {exc}")

@@ -1,7 +1,7 @@
 """``lvs-testbed vrrp run|status|show-config|check-config``: keepalived-style failover.
 
 Thin: the daemon is ``testbed.vrrp.daemon``, the NAT pair's configuration
-``testbed.net.pair_config``, the parser ``testbed.keepalived_conf``. Domain errors become a
+``testbed.net.daemon_configs``, the parser ``testbed.keepalived_conf``. Domain errors become a
 message and a non-zero exit.
 """
 
@@ -147,7 +147,7 @@ def show_config(
 ) -> None:
     """Print the keepalived.conf the NAT layouts give a director."""
     from testbed.keepalived_conf import render_config
-    from testbed.net.pair_config import GenerateError, nat_pair_config
+    from testbed.net.daemon_configs import GenerateError, nat_pair_config
     from testbed.topo.plan import LayoutParams, PlanError, make_plan
 
     try:

@@ -124,20 +124,6 @@ class LbConfig:
             raise ValueError(f"the flow statistics interval must be at least 1 s, got "
                              f"{self.stats_interval_s}")
 
-    @classmethod
-    def for_layout(cls, mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbConfig:
-        """The layout's defaults (testbed.topo.plan), for what ``kwargs`` does not give:
-        ``dr``: tcp 80 and udp 7 on 10.0.0.100 over rs1..rsN with -g; ``nat``: the same on
-        10.0.1.100 with -m, answering for the inner gateway VIP 192.168.0.254 too."""
-        from testbed.topo.plan import VIP_NAT_INNER, LayoutParams, ipvsadm_rules, make_plan
-
-        if mode not in ("dr", "nat"):
-            raise ValueError(f"unknown forwarding mode {mode!r}: dr or nat")
-        plan = make_plan(mode, LayoutParams(n_rs=n_rs))
-        kwargs.setdefault("gateway_ips", (VIP_NAT_INNER,) if mode == "nat" else ())
-        kwargs.setdefault("rules", ipvsadm_rules(plan))
-        return cls(**kwargs)
-
 
 def rules_from_keepalived(path: str | os.PathLike[str]) -> str:
     """The virtual_server blocks of a keepalived.conf as ``ipvsadm -R`` text."""
@@ -715,7 +701,11 @@ class OpenFlowDirector(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self.config = config = _config or LbConfig.for_layout("dr")
+        if _config is None:
+            raise RuntimeError("the lb app has no configuration: call testbed.controllers.lb."
+                               "configure(...) before os-ken starts it (the top-level "
+                               "controllers/lb.py and `lvs-testbed controller run lb` do)")
+        self.config = config = _config
         self.balancer = Balancer(build_director(config.rules), config.vip_mac,
                                  config.gateway_ips, config.stats_interval_s, config.name)
         self.control: ControlServer | None = None

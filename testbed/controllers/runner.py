@@ -118,7 +118,9 @@ def run_app(app: str, *, listen: str = DEFAULT_LISTEN, port: int = DEFAULT_PORT,
     if app == "lb":
         from testbed.controllers import lb
 
-        config = lb_config or lb.LbConfig.for_layout("dr")
+        if lb_config is None:
+            raise ControllerError("the lb app needs its services (an lb.LbConfig)")
+        config = lb_config
         lb.build_director(config.rules)  # refuse bad rules here, not inside os-ken
         lb.configure(config)
 

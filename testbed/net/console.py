@@ -1,4 +1,5 @@
-"""The Mininet CLI with the testbed's own commands added (``check``, ``plan``, ``labcheck``).
+"""The Mininet CLI with the testbed's own commands added (``check``, ``plan``, ``failover``,
+``restore``, ``vrrp``); a lab's CLI adds its check (`testbed.labs.console`).
 
 Everything Mininet's CLI does still works (``c1 ping VIP``, ``pingall``, ``py net``, ``source``),
 and hosts have ``lvs-testbed`` on their PATH, e.g. ``d1 lvs-testbed ipvsadm -L -n``.
@@ -7,15 +8,11 @@ and hosts have ``lvs-testbed`` on their PATH, e.g. ``d1 lvs-testbed ipvsadm -L -
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from mininet.cli import CLI
 
 from testbed.net.network import Testbed
 from testbed.net.report import plan_table, reach_table
-
-if TYPE_CHECKING:
-    from testbed.labs import Lab
 
 
 class LvsCLI(CLI):
@@ -23,10 +20,8 @@ class LvsCLI(CLI):
 
     prompt = "lvs-testbed> "
 
-    def __init__(self, testbed: Testbed, stdin=sys.stdin, script: str | None = None,
-                 lab: Lab | None = None, **kwargs):
+    def __init__(self, testbed: Testbed, stdin=sys.stdin, script: str | None = None, **kwargs):
         self.testbed = testbed
-        self.lab = lab  # the lab `lvs-testbed lab start` opened this CLI for, if any
         CLI.__init__(self, testbed.net, stdin=stdin, script=script, **kwargs)
 
     def do_check(self, _line: str) -> None:
@@ -65,18 +60,6 @@ class LvsCLI(CLI):
         """Show each director's VRRP instances: state, priority, master."""
         for d in self.testbed.plan.directors:
             print(self.testbed.net[d.name].cmd(f"lvs-testbed vrrp status --name {d.name}"), end="")
-
-    def do_labcheck(self, _line: str) -> None:
-        """labcheck: run the current lab's automatic check (as `lvs-testbed lab check N`)."""
-        if self.lab is None:
-            print("no lab here: start one with `sudo lvs-testbed lab start N`")
-            return
-        from testbed.labs import LabContext, format_results
-        from testbed.net.hosts import TestbedHosts
-
-        ctx = LabContext(hosts=TestbedHosts(self.testbed), plan=self.testbed.plan)
-        print(f"lab {self.lab.number}: {self.lab.title}")
-        print(format_results(self.lab.run_check(ctx)))
 
     def do_plan(self, _line: str) -> None:
         """Show the layout's names and addresses."""

@@ -226,7 +226,7 @@ class Testbed:
     # -- failover (NAT pair) ----------------------------------------------------------------
     def keepalived_conf(self, name: str) -> Path:
         """The director's keepalived.conf in the run directory: the user's (``configs``) or
-        one generated for the layout (`testbed.net.pair_config`)."""
+        one generated for the layout (`testbed.net.daemon_configs`)."""
         path = self.run.dir / f"{name}.keepalived.conf"
         if not path.exists():
             if name in self.configs:
@@ -398,7 +398,7 @@ def _kernel_has_ipip() -> bool:
 def generated_keepalived_conf(plan: Plan, name: str) -> str:
     """The keepalived.conf ``up`` uses for director ``name`` of a NAT layout."""
     from testbed.keepalived_conf import render_config
-    from testbed.net.pair_config import nat_pair_config
+    from testbed.net.daemon_configs import nat_pair_config
 
     p = plan.params
     return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))

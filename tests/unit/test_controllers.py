@@ -40,6 +40,7 @@ from testbed.controllers.lb import (
 from testbed.controllers.runner import ControllerError, check_port_free
 from testbed.director import ipvsadm
 from testbed.director.model import int_to_ip, ip_to_int
+from testbed.net.daemon_configs import lb_config_for_layout
 from testbed.runtime.control import request
 
 OFP = ofproto_v1_3
@@ -684,10 +685,10 @@ def test_configuration_is_checked():
         build_director("-A -t nonsense\n")
     with pytest.raises(ValueError, match="unicast MAC"):
         LbConfig(rules="", vip_mac="01:00:5e:00:00:01")
-    nat = LbConfig.for_layout("nat", n_rs=2)
+    nat = lb_config_for_layout("nat", n_rs=2)
     assert nat.gateway_ips == (NAT_GW,) and "-m" in nat.rules and NAT_VIP in nat.rules
     with pytest.raises(ValueError, match="dr or nat"):
-        LbConfig.for_layout("tun")
+        lb_config_for_layout("tun")
 
 
 def test_keepalived_virtual_servers_become_rules(tmp_path: Path):

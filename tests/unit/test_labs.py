@@ -548,15 +548,8 @@ def test_lab_check_4_exit_status_follows_the_checks(lab4_dirs):
 
 
 # -- the Mininet CLI's labcheck ------------------------------------------------------------------------
-def test_labcheck_without_a_lab_says_how_to_start_one(capsys):
-    from testbed.net.console import LvsCLI
-
-    LvsCLI.do_labcheck(SimpleNamespace(lab=None), "")
-    assert "lvs-testbed lab start" in capsys.readouterr().out
-
-
 def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
-    from testbed.net.console import LvsCLI
+    from testbed.labs.console import LabCLI
 
     seen = []
 
@@ -567,7 +560,7 @@ def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
     lab = Lab(1, "x", "Title", "", "dr", None, lambda ctx: None, lambda ctx: None, check)
     plan = make_plan("dr")
     testbed = SimpleNamespace(run=SimpleNamespace(dir=tmp_path), plan=plan, net={})
-    LvsCLI.do_labcheck(SimpleNamespace(lab=lab, testbed=testbed), "")
+    LabCLI.do_labcheck(SimpleNamespace(lab=lab, testbed=testbed), "")
     out = capsys.readouterr().out
     assert "lab 1: Title" in out and "ok    thing: fine" in out
     assert seen[0].plan is plan and seen[0].hosts.run_dir == tmp_path

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from testbed.cli.main import app
 from testbed.cli.vrrp import format_status
 from testbed.keepalived_conf import parse_config, render_config
-from testbed.net.pair_config import nat_pair_config
+from testbed.net.daemon_configs import nat_pair_config
 from testbed.runtime.control import request
 from testbed.topo.plan import LayoutParams, make_plan
 from testbed.vrrp.daemon import VrrpDaemon

@@ -17,7 +17,7 @@ import pytest
 from testbed.check.checker import CheckerThread, HealthChecker, IpvsResult
 from testbed.keepalived_conf import parse_config
 from testbed.keepalived_conf.model import VirtualAddress
-from testbed.net.pair_config import nat_pair_config
+from testbed.net.daemon_configs import nat_pair_config
 from testbed.runtime.control import request
 from testbed.topo.plan import make_plan
 from testbed.vrrp.daemon import (

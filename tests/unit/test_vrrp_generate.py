@@ -12,7 +12,7 @@ from testbed.director import ipvsadm
 from testbed.director.model import Director
 from testbed.keepalived_conf import parse_config, render_config
 from testbed.keepalived_conf.model import HttpGet, TrackInterface, VirtualAddress
-from testbed.net.pair_config import GenerateError, nat_pair_config
+from testbed.net.daemon_configs import GenerateError, nat_pair_config
 from testbed.topo.plan import LayoutParams, make_plan
 from testbed.vrrp.daemon import check_runnable
 from testbed.vrrp.state import InstanceParams

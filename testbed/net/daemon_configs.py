@@ -1,6 +1,8 @@
-"""The default keepalived.conf of the NAT layouts' director pair, built from the address plan.
+"""What the daemons of a layout run with, derived from the address plan: the NAT pair's
+keepalived.conf (`nat_pair_config`) and the OpenFlow director's services
+(`lb_config_for_layout`). The daemons themselves know nothing of layouts.
 
-What it is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
+The keepalived.conf is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
 start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
 with this configuration. It is a `testbed.keepalived_conf.model.Config`, rendered with
 ``testbed.keepalived_conf.render_config``, so the same text runs under real keepalived 2.2.7.
@@ -30,6 +32,7 @@ VRRP pair.
 from __future__ import annotations
 
 from ipaddress import IPv4Address, IPv4Interface
+from typing import TYPE_CHECKING, Any
 
 from testbed.keepalived_conf.model import (
     Config,
@@ -44,7 +47,18 @@ from testbed.keepalived_conf.model import (
     VrrpInstance,
     VrrpSyncGroup,
 )
-from testbed.topo.plan import NodePlan, Plan, Service
+from testbed.topo.plan import (
+    VIP_NAT_INNER,
+    LayoutParams,
+    NodePlan,
+    Plan,
+    Service,
+    ipvsadm_rules,
+    make_plan,
+)
+
+if TYPE_CHECKING:
+    from testbed.controllers.lb import LbConfig
 
 NAT_LAYOUTS = ("nat", "nat1")
 ROLES = {"d1": ("MASTER", 150), "d2": ("BACKUP", 100)}
@@ -158,3 +172,17 @@ def _checkers(svc: Service) -> list[HttpGet | TcpCheck]:
         url = UrlCheck(HTTP_CHECK_PATH, ((HTTP_CHECK_STATUS, HTTP_CHECK_STATUS),))
         return [HttpGet(urls=[url], **timing)]
     return [TcpCheck(**timing)]
+
+
+def lb_config_for_layout(mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbConfig:
+    """The OpenFlow director's configuration for a layout, for what ``kwargs`` does not give:
+    ``dr``: tcp 80 and udp 7 on 10.0.0.100 over rs1..rsN with -g; ``nat``: the same on
+    10.0.1.100 with -m, answering for the inner gateway VIP 192.168.0.254 too."""
+    from testbed.controllers.lb import LbConfig
+
+    if mode not in ("dr", "nat"):
+        raise ValueError(f"unknown forwarding mode {mode!r}: dr or nat")
+    plan = make_plan(mode, LayoutParams(n_rs=n_rs))
+    kwargs.setdefault("gateway_ips", (VIP_NAT_INNER,) if mode == "nat" else ())
+    kwargs.setdefault("rules", ipvsadm_rules(plan))
+    return LbConfig(**kwargs)
