@@ -1,6 +1,6 @@
 """``lvs-testbed experiment list|show|run`` and ``lvs-testbed report RUN_DIR``.
 
-Thin: parse the options, call `testbed.experiments` and `testbed.report`, and turn their
+Thin: parse the options, call `testbed.harness` and `testbed.report`, and turn their
 errors into a message and a non-zero exit (2 for a bad request, 1 for failed points or a failed
 report, 130 when interrupted).
 """
@@ -23,14 +23,14 @@ EXIT_INTERRUPTED = 130
 @experiment_app.command("list")
 def list_experiments() -> None:
     """Every registered experiment with its parameters, defaults and help."""
-    from testbed.experiments.framework import ExperimentError, format_value, load_experiments
+    from testbed.harness.framework import ExperimentError, format_value, load_experiments
 
     try:
         experiments = load_experiments()
     except ExperimentError as exc:
         fail(str(exc), 2)
     if not experiments:
-        console.print("No experiments are registered (testbed.experiments.MODULES is empty).")
+        console.print("No experiments found (none in the checkout's experiments/ folder).")
         return
     table = Table(title="experiments", show_lines=True)
     for col in ("name", "description", "parameters (default: help)"):
@@ -44,7 +44,7 @@ def list_experiments() -> None:
 @experiment_app.command("show")
 def show(name: str = typer.Argument(..., help="Experiment name (see `experiment list`).")) -> None:
     """One experiment's parameters: type, default and help."""
-    from testbed.experiments.framework import ExperimentError, format_value, get_experiment
+    from testbed.harness.framework import ExperimentError, format_value, get_experiment
 
     try:
         exp = get_experiment(name)
@@ -63,7 +63,7 @@ def show(name: str = typer.Argument(..., help="Experiment name (see `experiment 
 
 @experiment_app.command("run")
 def run(
-    name: str = typer.Argument(..., help="Experiment name (see `experiment list`)."),
+    name: str = typer.Argument(..., help="Experiment name (see `experiment list`) or the path of a file defining one (experiments/NAME.py, or your copy)."),
     param: list[str] = typer.Option(
         None, "--param", "-p", metavar="NAME=V1[,V2...]",
         help="Set a parameter; several values (comma-separated or repeated options) sweep it. "
@@ -96,14 +96,14 @@ def run_experiment(name: str, param: list[str], repeat: int | None, results: Pat
                    resume: Path | None, timeout_s: float | None, progress: bool, report: bool) -> Path:
     """`experiment run`'s work, shared with `reproduce`: plan or resume, run, render; exits
     non-zero (typer.Exit) on bad input, failed points or an interruption."""
-    from testbed.experiments.framework import (
+    from testbed.harness.framework import (
         ExperimentError,
         SweepError,
         get_experiment,
         plan_sweep,
     )
-    from testbed.experiments.results import RunDirError, load_spec
-    from testbed.experiments.runner import create_run, default_results_root, execute
+    from testbed.harness.results import RunDirError, load_spec
+    from testbed.harness.runner import create_run, default_results_root, execute
 
     try:
         exp = get_experiment(name)
@@ -112,8 +112,8 @@ def run_experiment(name: str, param: list[str], repeat: int | None, results: Pat
                 raise SweepError("--resume takes the sweep from the run's params.json: "
                                  "do not give --param or --repeat with it")
             recorded = load_spec(resume)["experiment"]
-            if recorded != name:
-                raise SweepError(f"{resume} is a run of {recorded!r}, not {name!r}")
+            if recorded != exp.name:
+                raise SweepError(f"{resume} is a run of {recorded!r}, not {exp.name!r}")
             sweep = None
         else:
             sweep = plan_sweep(exp, param or [], 1 if repeat is None else repeat)
@@ -143,8 +143,8 @@ def run_experiment(name: str, param: list[str], repeat: int | None, results: Pat
 
 
 def _render(run_dir: Path) -> None:
-    from testbed.experiments.framework import ExperimentError
-    from testbed.experiments.results import RunDirError
+    from testbed.harness.framework import ExperimentError
+    from testbed.harness.results import RunDirError
     from testbed.report.render import ReportError, render_run
 
     try:

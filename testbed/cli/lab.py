@@ -136,7 +136,7 @@ def check(
     Exits 0 only if every item passes."""
     import dataclasses
 
-    from testbed.experiments.runner import default_results_root
+    from testbed.harness.runner import default_results_root
     from testbed.labs import LabContext, all_ok, format_results
 
     lab = _lab(number)

@@ -23,12 +23,13 @@ def reproduce(
     each hypothesis (NIC, IRQ, LVS type, bus, connection table), weighed against how far
     repeated measurements of one configuration came apart."""
     from testbed.cli.experiment import run_experiment
-    from testbed.experiments.seed import default_rounds, sweep_args
+    from testbed.harness.framework import definition_module, get_experiment
     from testbed.net.network import handle_termination
 
     handle_termination()
-    repeat = rounds if rounds is not None else default_rounds(quick)
-    run_dir = run_experiment("seed", sweep_args(quick), repeat, results, None, None, True, True)
+    seed = definition_module(get_experiment("seed"))
+    repeat = rounds if rounds is not None else seed.default_rounds(quick)
+    run_dir = run_experiment("seed", seed.sweep_args(quick), repeat, results, None, None, True, True)
     report = (run_dir / "report" / "report.md").read_text()
     keep, out = False, []
     for line in report.splitlines():

@@ -16,11 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from testbed import REPO_ROOT
 from testbed.net.hosts import HostAccess, HostsError
 from testbed.runtime.control import ControlError
 from testbed.topo.plan import LayoutParams, Plan
 
-LABS_DIR = Path(__file__).resolve().parents[2] / "labs"
+LABS_DIR = REPO_ROOT / "labs"
 """The labs' content (handouts, teacher notes, templates) in the checkout the package runs from."""
 
 

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from testbed.experiments.framework import Scalar, format_value
-from testbed.experiments.results import (
+from testbed.harness.framework import Scalar, format_value
+from testbed.harness.results import (
     REPORT_DIR,
     STATUS_FAILED,
     STATUS_OK,

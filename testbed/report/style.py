@@ -26,7 +26,7 @@ from cycler import cycler  # noqa: E402 - after the backend is chosen
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from testbed.experiments.results import Series  # noqa: E402
+from testbed.harness.results import Series  # noqa: E402
 
 FIGSIZE_IN = (6.4, 4.0)
 DPI = 150

@@ -18,8 +18,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
 from testbed.measure.analysis import check_fidelity, find_knee, mean_rate
 from testbed.report import Figure, Section
 

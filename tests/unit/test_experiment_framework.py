@@ -22,8 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from testbed.cli.main import app
-from testbed.experiments import EXPERIMENTS, Experiment, PointResult, register
-from testbed.experiments.framework import (
+from testbed.harness import EXPERIMENTS, Experiment, PointResult, register
+from testbed.harness.framework import (
     EXTRA_MODULES_ENV,
     ExperimentError,
     SweepError,
@@ -34,8 +34,8 @@ from testbed.experiments.framework import (
     parse_assignments,
     plan_sweep,
 )
-from testbed.experiments.results import load_run
-from testbed.experiments.runner import create_run, execute
+from testbed.harness.results import load_run
+from testbed.harness.runner import create_run, execute
 from tests.unit import experiments_fixture
 from tests.unit.experiments_fixture import SelftestParams
 
@@ -395,9 +395,9 @@ def test_ctrl_c_keeps_what_was_measured_and_resume_finishes_the_run(tmp_path):
 def test_the_parent_imports_neither_mininet_nor_matplotlib():
     code = (
         "import sys\n"
-        "import testbed.cli.experiment, testbed.experiments.runner, testbed.experiments.point\n"
+        "import testbed.cli.experiment, testbed.harness.runner, testbed.harness.point\n"
         "import testbed.measure.host, testbed.report\n"
-        "from testbed.experiments.environment import collect_env\n"
+        "from testbed.harness.environment import collect_env\n"
         "collect_env()\n"
         "bad = [m for m in ('mininet', 'matplotlib') if m in sys.modules]\n"
         "assert not bad, bad\n"

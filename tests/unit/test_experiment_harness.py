@@ -3,8 +3,10 @@ ipvsadm counters it reads, and what counts as carried."""
 
 import pytest
 
-from testbed.experiments.common import Trial, next_rate, service_totals
-from testbed.experiments.shaping import wire_limit_pps
+from testbed.harness.trials import Trial, next_rate, service_totals
+from tests.unit.definitions import definition
+
+wire_limit_pps = definition("shaping").wire_limit_pps
 
 
 def trial(offered, answered, sent=None):
@@ -79,10 +81,11 @@ def test_every_listed_experiment_registers_without_importing_mininet():
     import subprocess
     import sys
 
-    code = ("import sys, testbed.experiments as e; names = sorted(e.load_experiments()); "
+    code = ("import sys, testbed.harness as e; names = sorted(e.load_experiments()); "
             "print(' '.join(names)); print('mininet' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    for name in ("capacity", "cpu-quota", "shaping", "coalescing", "nic-layout", "conntable-size", "soak"):
+    for name in ("capacity", "cpu-quota", "shaping", "coalescing", "nic-layout", "conntable-size", "soak",
+                 "bench", "seed"):
         assert name in out[0].split()
     assert out[1] == "False"
 
@@ -98,14 +101,14 @@ class _StubRun:
 
 
 def _curve(label, xs, ys):
-    from testbed.experiments.results import Series
+    from testbed.harness.results import Series
 
     return Series(label=label, key={"kind": label}, x=xs, y=ys, y_min=ys, y_max=ys, n=[1] * len(xs),
                   invalid_x=[], invalid_y=[])
 
 
 def test_cpu_quota_finding_fits_a_sweep_and_reports_a_single_quota_as_measured():
-    from testbed.experiments import cpu_quota
+    cpu_quota = definition("cpu-quota")
 
     run = _StubRun([_curve("nat", [0.05, 0.1, 0.2], [1000.0, 2000.0, 4000.0]), _curve("dr", [0.1], [16211.8])])
     figure = cpu_quota.report(run)[0]
@@ -129,7 +132,7 @@ class _BusyDirector:
 
 
 def test_wait_drained_returns_once_the_director_stops_receiving():
-    from testbed.experiments.common import wait_drained
+    from testbed.harness.trials import wait_drained
 
     tb = _BusyDirector([100, 250, 300, 300])
     wait_drained(tb, "d1", timeout_s=5, quiet_s=0.001)

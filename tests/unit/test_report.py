@@ -10,10 +10,10 @@ import pytest
 from typer.testing import CliRunner
 
 from testbed.cli.main import app
-from testbed.experiments import EXPERIMENTS
-from testbed.experiments.framework import EXTRA_MODULES_ENV, plan_sweep
-from testbed.experiments.results import load_run
-from testbed.experiments.runner import create_run, execute
+from testbed.harness import EXPERIMENTS
+from testbed.harness.framework import EXTRA_MODULES_ENV, plan_sweep
+from testbed.harness.results import load_run
+from testbed.harness.runner import create_run, execute
 from testbed.report import Figure, ReportError, Section, render_run, style
 from tests.unit import experiments_fixture
 

@@ -1,17 +1,18 @@
 """The seed reproduction's verdicts and comparison table, from made-up step figures."""
 
-from testbed.experiments.seed import (
-    INCONCLUSIVE,
-    SEED,
-    capacity_samples,
-    combine,
-    comparison_rows,
-    default_rounds,
-    judge,
-    run_noise,
-    sweep_args,
-    verdicts,
-)
+from tests.unit.definitions import definition
+
+_seed = definition("seed")
+INCONCLUSIVE = _seed.INCONCLUSIVE
+SEED = _seed.SEED
+capacity_samples = _seed.capacity_samples
+combine = _seed.combine
+comparison_rows = _seed.comparison_rows
+default_rounds = _seed.default_rounds
+judge = _seed.judge
+run_noise = _seed.run_noise
+sweep_args = _seed.sweep_args
+verdicts = _seed.verdicts
 
 STEPS = {
     "calibrate": {"quota_cores": 0.05, "nat_total_pps": 6100},

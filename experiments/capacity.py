@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import layout_up, udp_trial
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import layout_up, udp_trial
 from testbed.measure.analysis import find_knee
 from testbed.report import Figure, Section
 

@@ -12,12 +12,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import capacity_invalid, capacity_summary, find_capacity, layout_up
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import (
+    capacity_invalid,
+    capacity_summary,
+    find_capacity,
+    layout_up,
+    prefill,
+    table_stats,
+)
 from testbed.report import Figure, Section
-
-PREFILL_TIMEOUT_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -33,23 +38,6 @@ class Params:
             raise ValueError(f"table_bits must be 8..20, got {self.table_bits}")
         if not 0 <= self.prefill_conns <= 5_000_000:
             raise ValueError(f"prefill_conns must be 0..5000000, got {self.prefill_conns}")
-
-
-def prefill(tb, count: int, director: str = "d1") -> None:
-    from testbed.runtime.control import request, socket_path
-
-    if count:
-        with tb.net[director].quota_lifted():  # filling is set-up, not the measured steady state
-            reply = request(socket_path(tb.run.dir, director), {"op": "prefill", "count": count},
-                            timeout_s=PREFILL_TIMEOUT_S)
-        if reply.get("rc") != 0:
-            raise RuntimeError(f"prefill failed: {reply.get('err')}")
-
-
-def table_stats(tb, director: str = "d1") -> dict:
-    from testbed.runtime.control import request, socket_path
-
-    return request(socket_path(tb.run.dir, director), {"op": "stats"})["stats"]["table"]
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:

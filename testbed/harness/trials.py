@@ -27,11 +27,13 @@ from dataclasses import asdict, dataclass, field
 
 from testbed.measure.analysis import check_fidelity, cpu_busy_fraction, find_knee
 from testbed.measure.host import read_proc_stat
+from testbed.runtime.control import request, socket_path
 
 KIND_TO_LAYOUT = {"dr": "dr", "tun": "dr", "nat": "nat", "nat1": "nat1"}
 KIND_TO_FWD = {"dr": "-g", "tun": "-i", "nat": "-m", "nat1": "-m"}
 KINDS = tuple(KIND_TO_LAYOUT)
 CARRIED_FRAC = 0.98  # a rate is carried when this share of the requests is answered
+PREFILL_TIMEOUT_S = 900.0
 
 
 @dataclass
@@ -284,7 +286,7 @@ def capacity_invalid(cap: Capacity) -> list[str]:
 def capacity_point(ctx, kind: str, quota_cores: float | None, start_pps: float = 1000,
                    duration_s: float = 2.0, payload_bytes: int = 64, **layout_kw):
     """The body of a capacity-search point: a fresh layout, a search, the standard figures."""
-    from testbed.experiments import PointResult
+    from testbed.harness import PointResult
 
     with layout_up(kind, ctx.point_id, quota_cores, **layout_kw) as tb:
         cap = find_capacity(tb, start_pps=start_pps, duration_s=duration_s,
@@ -320,3 +322,19 @@ def tcp_load(tb, rate_cps: float, duration_s: float, sample_every_s: float, samp
         time.sleep(sample_every_s)
         rows.append({"t_s": time.monotonic() - t0, **sample(time.monotonic() - t0)})
     return rows, [json.loads(proc.communicate()[0] or b"{}") for proc in procs]
+
+
+def prefill(tb, count: int, director: str = "d1") -> None:
+    """Put ``count`` made-up ESTABLISHED connections in the director's table (the table
+    experiments' 62,000 or 1,000,000), with its CPU quota lifted: filling is set-up."""
+    if count:
+        with tb.net[director].quota_lifted():
+            reply = request(socket_path(tb.run.dir, director), {"op": "prefill", "count": count},
+                            timeout_s=PREFILL_TIMEOUT_S)
+        if reply.get("rc") != 0:
+            raise RuntimeError(f"prefill failed: {reply.get('err')}")
+
+
+def table_stats(tb, director: str = "d1") -> dict:
+    """The director's connection table figures: entries, buckets, chain lengths."""
+    return request(socket_path(tb.run.dir, director), {"op": "stats"})["stats"]["table"]

@@ -1,6 +1,6 @@
-"""One point of a sweep, in its own process: ``python -m testbed.experiments.point RUN_DIR ID``.
+"""One point of a sweep, in its own process: ``python -m testbed.harness.point RUN_DIR ID``.
 
-For: the child side of `testbed.experiments.runner`. It reads the point from params.json,
+For: the child side of `testbed.harness.runner`. It reads the point from params.json,
 imports the experiment's module, builds the typed parameters, calls ``run_point``, writes
 ``samples.csv`` and ``result.json`` into the point's directory, and exits 0 (ok), 1 (the
 measurement raised) or 130 (stopped by SIGTERM). Its stdout and stderr are the point's
@@ -24,14 +24,14 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from testbed.experiments.framework import (
+from testbed.harness.framework import (
     PointContext,
     PointResult,
     Scalar,
     experiment_from_module,
     params_from_dict,
 )
-from testbed.experiments.results import (
+from testbed.harness.results import (
     RESULT_FILE,
     SAMPLES_FILE,
     STATUS_FAILED,
@@ -117,7 +117,7 @@ def run(run_dir: Path, point_id: str) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 2:
-        print("usage: python -m testbed.experiments.point RUN_DIR POINT_ID", file=sys.stderr)
+        print("usage: python -m testbed.harness.point RUN_DIR POINT_ID", file=sys.stderr)
         return 2
     _die_with_parent()
     _sigterm_interrupts()

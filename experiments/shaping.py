@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import capacity_point
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import capacity_point
 from testbed.net.shaping import max_frames_per_s
 from testbed.report import Figure, Section
 

@@ -2,7 +2,7 @@
 
 For: the parent side of a sweep. `create_run` writes params.json and env.json; `execute`
 runs every point that has no ``ok`` record yet (so the same call resumes an interrupted or
-partly failed run), each as ``python -m testbed.experiments.point RUN_DIR POINT_ID`` in its own
+partly failed run), each as ``python -m testbed.harness.point RUN_DIR POINT_ID`` in its own
 session, so no state (sockets, libiperf globals, Mininet objects, signal handlers) leaks from
 one configuration to the next. A point that raises, crashes or times out is recorded as failed
 with its error and the sweep goes on. Ctrl-C or SIGTERM stops the running point (SIGTERM,
@@ -10,7 +10,7 @@ then SIGKILL of its process group after a grace period, so a point that builds a
 tear it down), records it as interrupted, writes summary.json and re-raises.
 
 Not for: measuring (the experiment's `run_point`, in the child) or reading runs for reports
-(`testbed.experiments.results`). The parent never imports Mininet.
+(`testbed.harness.results`). The parent never imports Mininet.
 """
 
 from __future__ import annotations
@@ -42,9 +42,10 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from testbed.experiments.environment import collect_env, git_facts, repo_root
-from testbed.experiments.framework import Experiment, Sweep, experiment_from_module
-from testbed.experiments.results import (
+from testbed import REPO_ROOT
+from testbed.harness.environment import collect_env, git_facts
+from testbed.harness.framework import Experiment, Sweep, experiment_from_module
+from testbed.harness.results import (
     ENV_FILE,
     INDEX_FILE,
     LOG_FILE,
@@ -243,7 +244,7 @@ def run_one(run_dir: Path, point: dict[str, Any], timeout_s: float, env: dict[st
     if pdir.exists():
         shutil.rmtree(pdir)  # a failed or interrupted attempt: start the point clean
     pdir.mkdir(parents=True)
-    argv = [sys.executable, "-m", "testbed.experiments.point", str(run_dir), point["point_id"]]
+    argv = [sys.executable, "-m", "testbed.harness.point", str(run_dir), point["point_id"]]
     started = time.monotonic()
     with (pdir / LOG_FILE).open("wb") as log:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
@@ -330,7 +331,7 @@ def execute(run_dir: Path, *, timeout_s: float | None = None, console: Console |
     todo = [p for p in spec["points"] if p["point_id"] not in done]
     env = _child_env(experiment)
     attempts = _previous_attempts(run_dir)
-    attempt = {"started_at": utc_now(), "timeout_s": limit_s, **git_facts(repo_root()),
+    attempt = {"started_at": utc_now(), "timeout_s": limit_s, **git_facts(REPO_ROOT),
                "kernel": os.uname().release}
     outcome = RunOutcome(run_dir)
     try:

@@ -1,13 +1,13 @@
 """How an experiment is declared, registered and swept.
 
 For: the `Experiment` declaration an experiment module makes (name, description, typed
-parameter dataclass, `run_point`, `report`), the registry (`EXPERIMENTS`, filled by importing
-the modules listed in `testbed.experiments.MODULES` plus those named in the environment
-variable ``LVS_TESTBED_EXPERIMENTS``), the typing of parameters (text from the command line and
+parameter dataclass, `run_point`, `report`), the registry (`EXPERIMENTS`, filled by loading
+every file of the checkout's ``experiments/`` folder plus the files, folders and modules named
+in the environment variable ``LVS_TESTBED_EXPERIMENTS``), the typing of parameters (text from the command line and
 values from JSON, both checked against the dataclass field's type), and the expansion of a
 sweep into points (the cartesian product of the given values, times the repeats).
 
-Not for: running points (`testbed.experiments.runner` in the parent, `.point` in each child),
+Not for: running points (`testbed.harness.runner` in the parent, `.point` in each child),
 the layout of result files (`.results`) or plotting (`testbed.report`). Nothing here imports
 Mininet or matplotlib: ``lvs-testbed experiment list`` works anywhere.
 
@@ -28,7 +28,9 @@ ValueError to refuse a combination; the sweep is then refused before anything ru
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib
+import importlib.util
 import itertools
 import logging
 import math
@@ -41,8 +43,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin, get_type_hints
 
+from testbed import REPO_ROOT
+
 if TYPE_CHECKING:
-    from testbed.experiments.results import RunData
+    from testbed.harness.results import RunData
     from testbed.report.render import Figure, Section
 
 EXTRA_MODULES_ENV = "LVS_TESTBED_EXPERIMENTS"
@@ -100,7 +104,7 @@ class Experiment:
 
     ``run_point(params, ctx)`` runs in a fresh process per point and returns a `PointResult`;
     an exception marks the point failed (the sweep goes on). ``report(run)`` gets the loaded
-    run (`testbed.experiments.results.RunData`) and returns the figures and sections of its
+    run (`testbed.harness.results.RunData`) and returns the figures and sections of its
     report, each figure with a finding. ``needs_root``: refuse to start without root (every
     experiment that builds a layout). ``timeout_s``: default limit per point. ``module``:
     filled in by `register` with the registering module, which a point's process imports to
@@ -287,17 +291,21 @@ def format_value(value: Scalar) -> str:
 # Registry
 
 EXPERIMENTS: dict[str, Experiment] = {}
+_FILE_MODULE_PREFIX = "lvs_testbed_experiment_"
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
 def register(experiment: Experiment) -> Experiment:
     """Add an experiment to `EXPERIMENTS`; returns it with ``module`` set to the caller's
-    module. Call it at the top level of the experiment's module (``EXPERIMENT = register(...)``).
+    module (its file's path for a definition loaded from a file). Call it at the top level of the experiment's module (``EXPERIMENT = register(...)``).
 
     The declaration is checked here, so a mistake shows at import, not mid-sweep.
     """
-    caller = sys._getframe(1).f_globals.get("__name__", "")
-    experiment = dataclasses.replace(experiment, module=experiment.module or caller)
+    caller = sys._getframe(1).f_globals
+    # A definition loaded from its file is known by the file's path (see `_load_file`).
+    module = caller.get("__file__") if caller.get("__name__", "").startswith(_FILE_MODULE_PREFIX) else None
+    module = str(Path(module).resolve()) if module else caller.get("__name__", "")
+    experiment = dataclasses.replace(experiment, module=experiment.module or module)
     if not _NAME_RE.match(experiment.name):
         raise ExperimentError(f"experiment name {experiment.name!r}: use lower case letters, "
                               "digits, '-' and '_'")
@@ -314,18 +322,56 @@ def register(experiment: Experiment) -> Experiment:
     return experiment
 
 
-def experiment_modules() -> list[str]:
-    """The modules that register experiments: `testbed.experiments.MODULES`, then the
-    comma-separated module names in ``LVS_TESTBED_EXPERIMENTS`` (tests, out-of-tree work)."""
-    from testbed.experiments import MODULES
+def experiment_dirs() -> list[Path]:
+    """Where experiment definitions are found: the checkout's ``experiments/`` folder (users
+    copy a file there to make a new experiment), then the folders named in
+    ``LVS_TESTBED_EXPERIMENTS``."""
+    return [REPO_ROOT / "experiments"] + [Path(x) for x in _extra_sources() if Path(x).is_dir()]
 
-    extra = [m.strip() for m in os.environ.get(EXTRA_MODULES_ENV, "").split(",") if m.strip()]
-    return [f"testbed.experiments.{m}" for m in MODULES] + extra
+
+def _extra_sources() -> list[str]:
+    return [m.strip() for m in os.environ.get(EXTRA_MODULES_ENV, "").split(",") if m.strip()]
+
+
+def experiment_modules() -> list[str]:
+    """What registers experiments: every ``*.py`` file of `experiment_dirs` (by path), then the
+    files (``*.py``) and dotted module names in ``LVS_TESTBED_EXPERIMENTS`` (comma-separated:
+    tests, out-of-tree work)."""
+    files = [str(f) for d in experiment_dirs() if d.is_dir() for f in sorted(d.glob("*.py"))
+             if not f.name.startswith("_")]
+    extra = [x for x in _extra_sources() if not Path(x).is_dir()]
+    return files + [str(Path(x).resolve()) if x.endswith(".py") else x for x in extra]
+
+
+def _load_file(path: str) -> None:
+    """Import an experiment definition from its file, under a module name of its own; the
+    experiments it registers record the file's path as their module, so a point's process
+    loads the same file."""
+    resolved = str(Path(path).resolve())
+    digest = hashlib.sha1(resolved.encode()).hexdigest()[:10]
+    name = f"{_FILE_MODULE_PREFIX}{digest}_{re.sub(r'[^a-zA-Z0-9_]', '_', Path(path).stem)}"
+    if name in sys.modules:
+        return
+    spec = importlib.util.spec_from_file_location(name, resolved)
+    if spec is None or spec.loader is None:
+        raise ExperimentError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
 
 
 def _import(module: str) -> None:
     try:
-        importlib.import_module(module)
+        if module.endswith(".py"):
+            if not Path(module).is_file():
+                raise ExperimentError(f"experiment file {module} does not exist")
+            _load_file(module)
+        else:
+            importlib.import_module(module)
     except ExperimentError:
         raise
     except Exception as exc:  # a broken module must name itself, whatever broke it
@@ -341,15 +387,36 @@ def load_experiments() -> dict[str, Experiment]:
 
 
 def get_experiment(name: str) -> Experiment:
+    """An experiment by name, or by the path of a file that defines one (``experiments/x.py``,
+    or a copy anywhere)."""
+    if name.endswith(".py"):
+        path = str(Path(name).resolve())
+        _import(path)
+        found = [e for e in EXPERIMENTS.values() if e.module == path]
+        if len(found) != 1:
+            raise ExperimentError(f"{name} registers {len(found)} experiments; name one of them "
+                                  "instead of the file" if found else f"{name} registers no experiment")
+        return found[0]
     known = load_experiments()
     if name not in known:
         raise ExperimentError(f"unknown experiment {name!r}; known: {', '.join(known) or 'none'}")
     return known[name]
 
 
+def definition_module(experiment: Experiment) -> types.ModuleType:
+    """The loaded module that defines ``experiment`` (for helpers the definition offers beside
+    it, such as the seed's sweep for `reproduce`)."""
+    for module in list(sys.modules.values()):
+        file = getattr(module, "__file__", None)
+        if module.__name__ == experiment.module or (file and str(Path(file).resolve()) == experiment.module):
+            return module
+    raise ExperimentError(f"the module of experiment {experiment.name} is not loaded")
+
+
 def experiment_from_module(module: str, name: str) -> Experiment:
-    """The experiment ``name`` as registered by importing ``module`` (how a point's process
-    and the report find the experiment a run directory recorded)."""
+    """The experiment ``name`` as registered by importing ``module`` (a dotted name or a
+    file's path; how a point's process and the report find the experiment a run directory
+    recorded)."""
     _import(module)
     experiment = EXPERIMENTS.get(name)
     if experiment is None or experiment.module != module:

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import director_pid, layout_up, rss_kb, tcp_load
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import director_pid, layout_up, rss_kb, tcp_load
 from testbed.measure.analysis import linear_fit
 from testbed.report import Figure, Section
 

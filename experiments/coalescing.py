@@ -11,15 +11,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import (
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import (
     capacity_invalid,
     capacity_summary,
     find_capacity,
     layout_up,
     udp_trial,
 )
-from testbed.experiments.results import RunData
 from testbed.report import Figure, Section
 
 

@@ -34,15 +34,16 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import (
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RESULT_FILE, RunData
+from testbed.harness.trials import (
     capacity_invalid,
     capacity_summary,
     find_capacity,
     layout_up,
     tcp_load,
 )
-from testbed.experiments.results import RESULT_FILE, RunData
+from testbed.harness.trials import prefill as fill_table
 from testbed.report import Figure, Section
 
 SEED = {
@@ -132,9 +133,7 @@ def capacity_step(p: Params, ctx: PointContext, quota: float, nat_capacity_pps: 
         prefill = SEED["table_entries"]
     with layout_up(kind, ctx.point_id, quota, **knobs) as tb:
         if prefill:
-            from testbed.experiments.conntable import prefill as fill
-
-            fill(tb, prefill)
+            fill_table(tb, prefill)
         cap = find_capacity(tb, start_pps=START_SHARE[p.step] * nat_capacity_pps, factor=1.4,
                             duration_s=_trial_s(p), bisections=1 if p.quick else 2, log=ctx.log)
     summary = capacity_summary(cap)

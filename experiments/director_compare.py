@@ -14,9 +14,9 @@ import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.common import capacity_invalid, capacity_summary, find_capacity
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
+from testbed.harness.trials import capacity_invalid, capacity_summary, find_capacity
 from testbed.report import Figure, Section
 
 

@@ -78,11 +78,6 @@ def _mem_total_kib() -> int | None:
     return None
 
 
-def repo_root() -> Path:
-    """The checkout the testbed package runs from."""
-    return Path(testbed.__file__).resolve().parent.parent
-
-
 def doctor_facts() -> dict[str, Any]:
     """The doctor's checks (except those that import Mininet): name -> ok and detail."""
     try:
@@ -105,7 +100,7 @@ def collect_env() -> dict[str, Any]:
         "testbed_version": testbed.__version__,
         "packages": package_versions(),
         "iperf3_program": iperf.splitlines()[0] if iperf else None,
-        **git_facts(repo_root()),
+        **git_facts(testbed.REPO_ROOT),
         "cpu_count": os.cpu_count(),
         "cpus_usable": len(os.sched_getaffinity(0)),
         "cpu_model": _cpu_model(),

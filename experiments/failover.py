@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Literal
 
-from testbed.experiments import Experiment, PointContext, PointResult, register
-from testbed.experiments.results import RunData
+from testbed.harness import Experiment, PointContext, PointResult, register
+from testbed.harness.results import RunData
 from testbed.report import Figure, Section
 
 STREAM_PORT = 5201
@@ -38,7 +38,7 @@ class Params:
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
-    from testbed.experiments.common import layout_up
+    from testbed.harness.trials import layout_up
     from testbed.net.failover import measure
     from testbed.net.hosts import TestbedHosts
 

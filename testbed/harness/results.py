@@ -19,7 +19,7 @@ that measures a point and the report that reads them::
 `RunData` is what an experiment's report hook gets: every point with its typed parameters,
 status, validity and figures, plus `RunData.series` to pull curves out of them.
 
-Not for: running anything (`testbed.experiments.runner`) or plotting (`testbed.report`).
+Not for: running anything (`testbed.harness.runner`) or plotting (`testbed.report`).
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from testbed.experiments.framework import (
+from testbed.harness.framework import (
     Experiment,
     Scalar,
     experiment_from_module,
