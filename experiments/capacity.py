@@ -16,6 +16,7 @@ from testbed.harness.results import RunData
 from testbed.harness.trials import layout_up, udp_trial
 from testbed.measure.analysis import find_knee
 from testbed.report import Figure, Section
+from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 
 
 @dataclass(frozen=True)
@@ -24,12 +25,13 @@ class Params:
         default="nat", metadata={"help": "Forwarding method and layout: dr, tun (DR layout, IP-in-IP), nat, nat1."})
     rate_pps: float = field(default=2000.0, metadata={"help": "Offered UDP echo requests per second (all clients)."})
     quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core (none: unlimited)."})
-    io_mode: Literal["ring", "frame"] = field(default="ring", metadata={"help": "Director packet I/O: ring (batched) or frame."})
-    batch: int = field(default=64, metadata={"help": "Frames per director wake-up."})
+    io_mode: Literal[IO_MODES] = layout_field("io_mode")
+    batch: int = layout_field("batch")
     payload_bytes: int = field(default=64, metadata={"help": "UDP payload per request, bytes."})
     duration_s: float = field(default=3.0, metadata={"help": "Seconds of load at this rate."})
 
     def __post_init__(self) -> None:
+        check_layout_knobs(self)
         if not self.rate_pps > 0:
             raise ValueError(f"rate_pps must be positive, got {self.rate_pps}")
 

@@ -21,21 +21,21 @@ from testbed.harness.trials import (
     udp_trial,
 )
 from testbed.report import Figure, Section
+from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 
 
 @dataclass(frozen=True)
 class Params:
-    batch: int = field(default=64, metadata={"help": "Frames handled per director wake-up, at most."})
-    wait_us: int = field(default=0, metadata={"help": "Wait for more frames after a wake-up, us."})
-    io_mode: Literal["ring", "frame"] = field(default="ring", metadata={"help": "ring (batched) or frame (per-frame baseline)."})
+    batch: int = layout_field("batch")
+    wait_us: int = layout_field("wait_us")
+    io_mode: Literal[IO_MODES] = layout_field("io_mode")
     kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
     quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
     latency_rate_pps: float = field(default=2000.0, metadata={"help": "Load for the latency trial, requests/s."})
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial."})
 
     def __post_init__(self) -> None:
-        if not 1 <= self.batch <= 4096:
-            raise ValueError(f"batch must be 1..4096, got {self.batch}")
+        check_layout_knobs(self)
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:

@@ -23,19 +23,19 @@ from testbed.harness.trials import (
     table_stats,
 )
 from testbed.report import Figure, Section
+from testbed.topo.plan import check_layout_knobs, layout_field
 
 
 @dataclass(frozen=True)
 class Params:
-    table_bits: int = field(default=12, metadata={"help": "Connection table size: 2^bits buckets (8..20)."})
+    table_bits: int = layout_field("table_bits")
     prefill_conns: int = field(default=62000, metadata={"help": "ESTABLISHED connections put in the table first."})
     kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
     quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial of the capacity search."})
 
     def __post_init__(self) -> None:
-        if not 8 <= self.table_bits <= 20:
-            raise ValueError(f"table_bits must be 8..20, got {self.table_bits}")
+        check_layout_knobs(self)
         if not 0 <= self.prefill_conns <= 5_000_000:
             raise ValueError(f"prefill_conns must be 0..5000000, got {self.prefill_conns}")
 

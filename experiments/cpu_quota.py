@@ -16,16 +16,18 @@ from testbed.harness.results import RunData
 from testbed.harness.trials import capacity_point
 from testbed.measure.analysis import linear_fit
 from testbed.report import Figure, Section
+from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 
 
 @dataclass(frozen=True)
 class Params:
     kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
     quota_cores: float = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
-    io_mode: Literal["ring", "frame"] = field(default="ring", metadata={"help": "Director packet I/O."})
+    io_mode: Literal[IO_MODES] = layout_field("io_mode")
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial of the capacity search."})
 
     def __post_init__(self) -> None:
+        check_layout_knobs(self)
         if not self.quota_cores > 0:
             raise ValueError(f"quota_cores must be positive, got {self.quota_cores}")
 

@@ -18,19 +18,21 @@ from typing import Literal
 from testbed.harness import Experiment, PointContext, PointResult, register
 from testbed.harness.results import RunData
 from testbed.report import Figure, Section
+from testbed.topo.plan import layout_field
 
 STREAM_PORT = 5201
 
 
 @dataclass(frozen=True)
 class Params:
-    advert_int_s: float = field(default=1.0, metadata={"help": "VRRP advertisement interval, s (below 1: VRRPv3)."})
-    conn_sync: bool = field(default=True, metadata={"help": "Sync connections from master to backup."})
+    advert_int_s: float = layout_field("advert_int_s")
+    conn_sync: bool = layout_field("conn_sync")
     how: Literal["kill", "link", "shutdown"] = field(default="kill", metadata={"help": "How the master fails."})
     layout: Literal["nat", "nat1"] = field(default="nat", metadata={"help": "nat (two NICs) or nat1 (one NIC)."})
     probe_pps: float = field(default=200.0, metadata={"help": "UDP probe rate through the VIP, requests/s."})
 
     def __post_init__(self) -> None:
+        # Not check_layout_knobs: the interval picks the VRRP version (v3 below 1 s) itself.
         if not 0.01 <= self.advert_int_s <= 10:
             raise ValueError(f"advert_int_s must be 0.01..10, got {self.advert_int_s}")
         if self.advert_int_s >= 1 and self.advert_int_s != int(self.advert_int_s):

@@ -15,14 +15,18 @@ from testbed.harness import Experiment, PointContext, PointResult, register
 from testbed.harness.results import RunData
 from testbed.harness.trials import capacity_point
 from testbed.report import Figure, Section
+from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 
 
 @dataclass(frozen=True)
 class Params:
     nics: Literal[1, 2] = field(default=2, metadata={"help": "NICs per director: 1 (nat1) or 2 (nat)."})
     quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
-    io_mode: Literal["ring", "frame"] = field(default="ring", metadata={"help": "Director packet I/O."})
+    io_mode: Literal[IO_MODES] = layout_field("io_mode")
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial of the capacity search."})
+
+    def __post_init__(self) -> None:
+        check_layout_knobs(self)
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:

@@ -15,13 +15,14 @@ from testbed.harness.results import RunData
 from testbed.harness.trials import capacity_point
 from testbed.net.shaping import max_frames_per_s
 from testbed.report import Figure, Section
+from testbed.topo.plan import check_layout_knobs, layout_field
 
 ETH_IP_UDP_HEADER_BYTES = 14 + 20 + 8
 
 
 @dataclass(frozen=True)
 class Params:
-    bw_mbit: float | None = field(default=10.0, metadata={"help": "Rate of every link, Mbit/s (none: unshaped)."})
+    bw_mbit: float | None = layout_field("bw_mbit", default=10.0)
     kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
     quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
     payload_bytes: int = field(default=64, metadata={"help": "UDP payload per request, bytes."})
@@ -31,6 +32,9 @@ class Params:
 def wire_limit_pps(bw_mbit: float, payload_bytes: int) -> float:
     """Requests per second one shaped link carries (one frame per request, framing counted)."""
     return max_frames_per_s(bw_mbit, ETH_IP_UDP_HEADER_BYTES + payload_bytes)
+
+    def __post_init__(self) -> None:
+        check_layout_knobs(self)
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
@@ -10,71 +13,52 @@ from typing import TYPE_CHECKING
 import typer
 
 from testbed.cli.common import console, err_console, fail, require_root
+from testbed.topo.plan import LAYOUTS, LayoutParams, PlanError
 
 if TYPE_CHECKING:
     from testbed.net.network import Testbed
 
 
-class Layout(str, Enum):
-    dr = "dr"
-    nat = "nat"
-    nat1 = "nat1"
+def _choice_enum(name: str, choices: tuple[str, ...]) -> type[Enum]:
+    """An Enum typer shows and checks as a list of choices."""
+    return Enum(name, {c: c for c in choices}, type=str)
 
 
-class SwitchKind(str, Enum):
-    bridge = "bridge"
-    ovs = "ovs"
+Layout = _choice_enum("Layout", LAYOUTS)
 
 
-class DirectorKind(str, Enum):
-    python = "python"
-    openflow = "openflow"
-    none = "none"
+def _annotation(f: dataclasses.Field) -> object:
+    """The Python type typer parses a `LayoutParams` field's option as."""
+    if f.metadata.get("choices"):
+        return _choice_enum(f.name, f.metadata["choices"])
+    base = {"int": int, "float": float, "bool": bool, "str": str}[str(f.type).split(" |")[0]]
+    return base | None if "None" in str(f.type) else base
+
+
+def layout_parameters() -> list[inspect.Parameter]:
+    """One typer option per `LayoutParams` field, from the field's `knob` metadata: the plan
+    is the one place a layout setting, its default and its help are declared."""
+    out = []
+    for f in LayoutParams.knobs():
+        flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+        decls = [f"{flag}/--no-{flag[2:]}" if f.type == "bool" else flag]
+        if f.metadata.get("short"):
+            decls.append(f.metadata["short"])
+        option = typer.Option(f.default, *decls, help=f.metadata["help"], show_default=f.default is not None)
+        out.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
+                                     annotation=_annotation(f)))
+    return out
+
+
+def params_from_options(values: dict) -> LayoutParams:
+    """`LayoutParams` from the generated options' values (choices arrive as Enum members)."""
+    names = {f.name for f in LayoutParams.knobs()}
+    return LayoutParams(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items() if k in names})
 
 
 def up(
     layout: Layout = typer.Argument(..., help="dr (seed layout 1), nat (seed layout 2: master/backup, "
                                     "two NICs each) or nat1 (NAT with one NIC per director)."),
-    rs: int = typer.Option(3, "--rs", help="Number of real servers."),
-    clients: int = typer.Option(2, "--clients", help="Number of clients."),
-    bw_mbit: float = typer.Option(None, "--bw-mbit", help="Shape every link to this rate, Mbit/s."),
-    bw_outer_mbit: float = typer.Option(None, "--bw-outer-mbit", help="Rate of client-side links, Mbit/s."),
-    bw_inner_mbit: float = typer.Option(None, "--bw-inner-mbit", help="Rate of server-side links, Mbit/s."),
-    ethernet_overhead: bool = typer.Option(True, "--ethernet-overhead/--no-ethernet-overhead",
-                                           help="Count preamble, FCS and gap (24 B, 84 B minimum) "
-                                           "against the rate, as a real wire does."),
-    delay_ms: float = typer.Option(None, "--delay-ms", help="Delay per link, ms (needs netem)."),
-    loss_pct: float = typer.Option(None, "--loss-pct", help="Loss per link, percent (needs netem)."),
-    queue_pkts: int = typer.Option(None, "--queue-pkts", help="Queue length of shaped links, packets."),
-    director_cpu: float = typer.Option(None, "--director-cpu",
-                                       help="CPU quota of each director as a fraction of ONE core "
-                                       "(0.25 = a quarter of one core; not Mininet's all-cores cpu=)."),
-    cpu_period_us: int = typer.Option(None, "--cpu-period-us",
-                                      help="CFS period for the quota, us (default 10000, longer "
-                                      "only if the quota would fall under 1 ms)."),
-    switch: SwitchKind = typer.Option(SwitchKind.bridge, "--switch",
-                                      help="bridge (Linux bridge, fast) or ovs (OVS userspace datapath)."),
-    director: DirectorKind = typer.Option(DirectorKind.python, "--director",
-                                          help="Which director forwards the VIP's traffic (none: "
-                                          "start it yourself with `d1 lvs-testbed director run`)."),
-    controller: str = typer.Option("none", "--controller", help="With --switch ovs: l2_learning runs "
-                                   "the os-ken learning switch (--director openflow always runs the "
-                                   "OpenFlow director app)."),
-    scheduler: str = typer.Option("rr", "--scheduler", "-s", help="Scheduler of the default services "
-                                  "(rr wrr lc wlc sed nq sh dh mh lblc)."),
-    io: str = typer.Option("ring", "--io", help="Director packet I/O: ring (batched) or frame (per frame)."),
-    batch: int = typer.Option(64, "--batch", help="Director: frames per wake-up, at most."),
-    wait_us: int = typer.Option(0, "--wait-us", help="Director: wait for more frames after a wake-up, us "
-                                "(interrupt coalescing)."),
-    table_bits: int = typer.Option(12, "--table-bits", help="Director: connection table of 2^bits buckets (8..20)."),
-    ha: str = typer.Option("vrrp", "--ha", help="NAT layouts: vrrp (our keepalived-compatible daemon, "
-                           "with health checks), keepalived (Debian's keepalived, VRRP only) or none "
-                           "(static VIPs on d1)."),
-    advert_int_s: float = typer.Option(1.0, "--advert-int-s", help="VRRP advertisement interval, s "
-                                       "(whole seconds for VRRPv2)."),
-    vrrp_version: int = typer.Option(2, "--vrrp-version", help="VRRP version: 2 (RFC 3768) or 3 (RFC 5798)."),
-    conn_sync: bool = typer.Option(True, "--conn-sync/--no-conn-sync",
-                                   help="Sync connections from master to backup (as IPVS's sync daemon)."),
     config: list[str] = typer.Option(None, "--config", metavar="DIRECTOR=FILE",
                                      help="Use this keepalived.conf for a director (e.g. d1=my.conf); "
                                      "the others get generated ones."),
@@ -85,24 +69,15 @@ def up(
     script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
                                 help="Run these CLI commands, then exit (commands may also be piped in)."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+    **knobs: object,
 ) -> None:
     """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
 
     Names and addresses follow the plan in the README. Everything it made is removed on exit,
     on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left.
     """
-    from testbed.topo.plan import LayoutParams, PlanError
-
     try:
-        params = LayoutParams(
-            n_rs=rs, n_clients=clients, bw_mbit=bw_mbit, bw_outer_mbit=bw_outer_mbit,
-            bw_inner_mbit=bw_inner_mbit, ethernet_overhead=ethernet_overhead, delay_ms=delay_ms,
-            loss_pct=loss_pct, queue_pkts=queue_pkts, director_cpu=director_cpu,
-            cpu_period_us=cpu_period_us, switch=switch.value, director=director.value,
-            scheduler=scheduler, io_mode=io, batch=batch, wait_us=wait_us, table_bits=table_bits,
-            ha=ha, advert_int_s=advert_int_s, vrrp_version=vrrp_version, conn_sync=conn_sync,
-            controller=controller,
-        )
+        params = params_from_options(knobs)
     except PlanError as exc:
         fail(str(exc), 2)
     configs = _parse_configs(config or [], layout.value, params)
@@ -111,6 +86,19 @@ def up(
         return
     require_root(f"`up {layout.value}`")
     run_layout(layout.value, params, no_cli, script, verbose, configs)
+
+
+def _with_layout_options(command):
+    """``command`` with its signature extended by `layout_parameters` in place of ``**knobs``
+    (typer reads options from the signature and passes them all as keywords)."""
+    hints = typing.get_type_hints(command)
+    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+             for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    command.__signature__ = inspect.Signature([*fixed[:1], *layout_parameters(), *fixed[1:]])
+    return command
+
+
+_with_layout_options(up)
 
 
 def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:

@@ -7,7 +7,7 @@ datapath), optionally runs in a CPU-quota cgroup, and on `terminate` restores wh
 stops every process in its namespace and removes its cgroup. Modelled on Mininet's
 examples/linuxrouter.py.
 
-The director and VRRP daemons that run on a `Director` are started by
+The director and VRRP daemons that run on a `DirectorHost` are started by
 `testbed.net.network.Testbed`, not here: a node only knows itself.
 """
 
@@ -182,7 +182,7 @@ class Bridge(LinuxBridge):
         LinuxBridge.start(self, controllers)
 
 
-class Client(LvsHost):
+class ClientHost(LvsHost):
     """A client: one interface on the outer segment. It stands for many real clients, so it
     gets the widest range of source ports: a few clients at thousands of connections per
     second would otherwise reuse ports within the director's TIME_WAIT and cap its table."""
@@ -193,7 +193,7 @@ class Client(LvsHost):
         return result
 
 
-class Firewall(LvsHost):
+class FirewallHost(LvsHost):
     """The DR layout's router: forwards between clients and the LAN, admitting from outside
     only ping and the services on the VIP, and anything from the LAN outwards."""
 
@@ -232,7 +232,7 @@ def firewall_ruleset(table: str, vip: str | None, services: tuple[Service, ...],
     return "\n".join(lines)
 
 
-class RealServer(LvsHost):
+class RealServerHost(LvsHost):
     """A real server. In DR (and TUN) it holds the VIP on ``lo`` and never answers ARP for it
     (arp_ignore=1, arp_announce=2, as the LVS-HOWTO says), so only the director attracts it."""
 
@@ -248,7 +248,7 @@ class RealServer(LvsHost):
         return result
 
 
-class Director(LvsHost):
+class DirectorHost(LvsHost):
     """A director: its NIC(s), its VIPs while it is master, its CPU quota.
 
     The kernel does not forward here (ip_forward=0): the userspace director forwards exactly

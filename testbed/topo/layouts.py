@@ -11,11 +11,11 @@ from mininet.node import OVSSwitch
 from mininet.topo import Topo
 
 from testbed.net.links import ShapedLink
-from testbed.net.nodes import Bridge, Client, Director, Firewall, RealServer
+from testbed.net.nodes import Bridge, ClientHost, DirectorHost, FirewallHost, RealServerHost
 from testbed.net.shaping import Shaping
 from testbed.topo.plan import LayoutParams, Plan, make_plan
 
-ROLE_CLASSES = {"client": Client, "firewall": Firewall, "director": Director, "realserver": RealServer}
+ROLE_CLASSES = {"client": ClientHost, "firewall": FirewallHost, "director": DirectorHost, "realserver": RealServerHost}
 
 
 class LvsTopo(Topo):

@@ -20,6 +20,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from testbed.director.schedulers import SCHEDULERS
 
@@ -57,9 +58,19 @@ class PlanError(ValueError):
     """A layout parameter is unknown or out of range; the message says which and why."""
 
 
+def knob(default: Any, help: str, *, flag: str | None = None, short: str | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    """A `LayoutParams` field: its default and its help, the command-line flag that sets it
+    (``--`` and the name with dashes unless ``flag``), an optional one-letter alias and, for a
+    name from a list, its ``choices``. `lvs-testbed up` builds its options from these."""
+    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "choices": choices})
+
+
 @dataclass(frozen=True)
 class LayoutParams:
-    """What a user may change about a layout. Every field is a topology parameter.
+    """What a user may change about a layout. Every field is a topology parameter, declared
+    once here with its default, help and flag (`knob`); ``lvs-testbed up``'s options, the
+    ``mn --custom`` keywords and the experiments' layout knobs (`layout_field`) come from it.
 
     Bandwidths are in Mbit/s per link; ``None`` leaves a link unshaped. ``bw_outer_mbit`` and
     ``bw_inner_mbit`` override ``bw_mbit`` on the client side and on the server side.
@@ -67,29 +78,42 @@ class LayoutParams:
     Mininet's ``cpu=``, which is a fraction of all cores.
     """
 
-    n_rs: int = 3
-    n_clients: int = 2
-    bw_mbit: float | None = None
-    bw_outer_mbit: float | None = None
-    bw_inner_mbit: float | None = None
-    ethernet_overhead: bool = True
-    delay_ms: float | None = None
-    loss_pct: float | None = None
-    queue_pkts: int | None = None
-    director_cpu: float | None = None
-    cpu_period_us: int | None = None
-    switch: str = "bridge"
-    director: str = "python"
-    scheduler: str = "rr"
-    io_mode: str = "ring"
-    batch: int = 64
-    wait_us: int = 0
-    table_bits: int = 12
-    controller: str = "none"  # with switch=ovs: l2_learning programs the switches (director=openflow: lb)
-    ha: str = "vrrp"  # NAT layouts: vrrp (ours), keepalived (Debian's), none (static VIPs on d1)
-    advert_int_s: float = 1.0
-    vrrp_version: int = 2
-    conn_sync: bool = True
+    n_rs: int = knob(3, "Number of real servers.", flag="--rs")
+    n_clients: int = knob(2, "Number of clients.", flag="--clients")
+    bw_mbit: float | None = knob(None, "Shape every link to this rate, Mbit/s.")
+    bw_outer_mbit: float | None = knob(None, "Rate of client-side links, Mbit/s (overrides --bw-mbit).")
+    bw_inner_mbit: float | None = knob(None, "Rate of server-side links, Mbit/s (overrides --bw-mbit).")
+    ethernet_overhead: bool = knob(True, "Count preamble, FCS and gap (24 B, 84 B minimum) against the "
+                                   "rate, as a real wire does.")
+    delay_ms: float | None = knob(None, "Delay per link, ms (needs netem: a full kernel).")
+    loss_pct: float | None = knob(None, "Loss per link, percent (needs netem: a full kernel).")
+    queue_pkts: int | None = knob(None, "Queue length of shaped links, packets.")
+    director_cpu: float | None = knob(None, "CPU quota of each director as a fraction of ONE core (0.25 = "
+                                      "a quarter of one core; not Mininet's all-cores cpu=).")
+    cpu_period_us: int | None = knob(None, "CFS period for the quota, us (default 10000, longer only if "
+                                     "the quota would fall under 1 ms).")
+    switch: str = knob("bridge", "bridge (Linux bridge, fast) or ovs (Open vSwitch, userspace datapath).",
+                       choices=SWITCH_KINDS)
+    director: str = knob("python", "Which director forwards the VIP's traffic: python (the userspace "
+                         "IPVS), openflow (an os-ken app in the switches) or none (start it yourself "
+                         "with `d1 lvs-testbed director run`).", choices=DIRECTOR_KINDS)
+    scheduler: str = knob("rr", "Scheduler of the default services.", short="-s",
+                          choices=tuple(sorted(SCHEDULERS)))
+    io_mode: str = knob("ring", "Director packet I/O: ring (batched, PACKET_MMAP) or frame (one "
+                        "system call per frame).", flag="--io", choices=IO_MODES)
+    batch: int = knob(64, "Director: frames per wake-up, at most (1..4096).")
+    wait_us: int = knob(0, "Director: wait for more frames after a wake-up, us (the interrupt "
+                        "coalescing knob).")
+    table_bits: int = knob(12, "Director: connection table of 2^bits buckets (8..20).")
+    controller: str = knob("none", "With --switch ovs: l2_learning runs the os-ken learning switch "
+                           "(--director openflow always runs the OpenFlow director app).",
+                           choices=CONTROLLER_APPS)
+    ha: str = knob("vrrp", "NAT layouts: vrrp (our keepalived-compatible daemon, with health checks), "
+                   "keepalived (Debian's keepalived, VRRP only) or none (static VIPs on d1).",
+                   choices=HA_KINDS)
+    advert_int_s: float = knob(1.0, "VRRP advertisement interval, s (whole seconds for VRRPv2).")
+    vrrp_version: int = knob(2, "VRRP version: 2 (RFC 3768) or 3 (RFC 5798).")
+    conn_sync: bool = knob(True, "Sync connections from master to backup (as IPVS's sync daemon).")
 
     def __post_init__(self) -> None:
         for name in ("n_rs", "n_clients"):
@@ -147,6 +171,11 @@ class LayoutParams:
                 f"known: {', '.join(sorted(known))}"
             )
         return cls(**kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def knobs(cls) -> list[dataclasses.Field]:
+        """Every field, with its `knob` metadata (help, flag, choices)."""
+        return list(dataclasses.fields(cls))
 
     def segment_bw_mbit(self, segment: str) -> float | None:
         """The shaped rate of links on ``segment`` ("outer" or "inner")."""
@@ -400,3 +429,22 @@ def _nat_reach(plan: Plan) -> list[Reach]:
                   "directors do not route; only the director's NAT joins the two sides")
         )
     return out
+
+
+def layout_field(name: str, default: Any = dataclasses.MISSING) -> Any:
+    """An experiment parameter that sets the layout knob ``name``: the plan's default (unless
+    ``default``) and help, so the two never drift. Pair it with `check_layout_knobs` in the
+    parameters' ``__post_init__``, which applies the plan's own bounds."""
+    spec = next((f for f in LayoutParams.knobs() if f.name == name), None)
+    if spec is None:
+        raise PlanError(f"unknown layout knob {name!r}")
+    value = spec.default if default is dataclasses.MISSING else default
+    return field(default=value, metadata={"help": spec.metadata["help"], "layout_knob": name})
+
+
+def check_layout_knobs(params: object) -> None:
+    """Refuse (PlanError, a ValueError) layout knobs the plan would refuse: the fields made
+    with `layout_field` of a parameter dataclass, checked by `LayoutParams` itself."""
+    values = {f.metadata["layout_knob"]: getattr(params, f.name) for f in dataclasses.fields(params)
+              if "layout_knob" in f.metadata}
+    LayoutParams(**values)

@@ -28,7 +28,7 @@ def test_a_run_failing_mid_build_leaves_nothing(no_leftovers, monkeypatch):
     def broken_config(self, **params):
         raise nodes.NodeConfigError("rs1: simulated failure")
 
-    monkeypatch.setattr(nodes.RealServer, "config", broken_config)
+    monkeypatch.setattr(nodes.RealServerHost, "config", broken_config)
     with pytest.raises(nodes.NodeConfigError, match="simulated"):
         Testbed("dr", LayoutParams(n_rs=2)).start()
 

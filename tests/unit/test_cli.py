@@ -45,3 +45,33 @@ def test_out_of_range_parameter_is_refused_before_anything_runs():
 def test_openflow_director_needs_ovs():
     result = runner.invoke(app, ["up", "nat", "--director", "openflow"])
     assert result.exit_code == 2 and "needs switch=ovs" in result.output
+
+
+def test_every_layout_setting_is_an_up_option_with_the_plans_default():
+    import typer
+
+    from testbed.topo.plan import LayoutParams
+
+    command = typer.main.get_command(app).commands["up"]
+    by_name = {p.name: p for p in command.params}
+    for f in LayoutParams.knobs():
+        assert f.name in by_name, f"LayoutParams.{f.name} has no `up` option"
+        option = by_name[f.name]
+        default = option.default.value if hasattr(option.default, "value") else option.default
+        assert default == f.default, f"--{f.name}: default {default!r}, the plan says {f.default!r}"
+        assert option.help == f.metadata["help"]
+
+
+def test_up_builds_the_plans_params_from_its_options(monkeypatch):
+    from testbed.cli import net
+
+    seen = {}
+    monkeypatch.setattr(net, "require_root", lambda what: None)
+    monkeypatch.setattr(net, "run_layout", lambda layout, params, *a, **k: seen.update(layout=layout, params=params))
+    result = runner.invoke(app, ["up", "nat1", "--rs", "5", "--io", "frame", "-s", "wlc", "--no-conn-sync",
+                                 "--director-cpu", "0.2"])
+    assert result.exit_code == 0, result.output
+    p = seen["params"]
+    assert seen["layout"] == "nat1" and (p.n_rs, p.io_mode, p.scheduler, p.conn_sync, p.director_cpu) == (
+        5, "frame", "wlc", False, 0.2)
+    assert runner.invoke(app, ["up", "dr", "--io", "mmap"]).exit_code == 2

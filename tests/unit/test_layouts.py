@@ -3,7 +3,7 @@
 import pytest
 
 from testbed.net.links import ShapedLink
-from testbed.net.nodes import Bridge, Client, Director, Firewall, RealServer
+from testbed.net.nodes import Bridge, ClientHost, DirectorHost, FirewallHost, RealServerHost
 from testbed.topo.layouts import TOPOS
 from testbed.topo.plan import PlanError
 
@@ -18,10 +18,10 @@ def test_dr_graph():
     topo = TOPOS["dr"](n_rs=3)
     assert sorted(topo.hosts()) == ["c1", "c2", "d1", "fw", "rs1", "rs2", "rs3"]
     assert sorted(topo.switches()) == ["s1", "s2"]
-    assert topo.nodeInfo("fw")["cls"] is Firewall
-    assert topo.nodeInfo("d1")["cls"] is Director and topo.nodeInfo("d1")["master"] is True
-    assert topo.nodeInfo("rs1")["cls"] is RealServer
-    assert topo.nodeInfo("c1")["cls"] is Client
+    assert topo.nodeInfo("fw")["cls"] is FirewallHost
+    assert topo.nodeInfo("d1")["cls"] is DirectorHost and topo.nodeInfo("d1")["master"] is True
+    assert topo.nodeInfo("rs1")["cls"] is RealServerHost
+    assert topo.nodeInfo("c1")["cls"] is ClientHost
     assert topo.nodeInfo("s1")["cls"] is Bridge
     assert topo.nodeInfo("fw")["ip"] == "10.0.1.1/24"
     assert [sw for _, sw in links_of(topo, "fw")] == ["s1", "s2"]
