@@ -1,6 +1,7 @@
-"""What the daemons of a layout run with, derived from the address plan: the NAT pair's
-keepalived.conf (`nat_pair_config`) and the OpenFlow director's services
-(`lb_config_for_layout`). The daemons themselves know nothing of layouts.
+"""What the daemons and hosts of a layout run with, derived from the address plan: the NAT
+pair's keepalived.conf (`nat_pair_config`), the OpenFlow director's services
+(`lb_config_for_layout`) and the DR firewall's nftables ruleset (`firewall_ruleset`). The
+daemons themselves know nothing of layouts. Pure: no Mininet, no root.
 
 The keepalived.conf is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
 start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
@@ -186,3 +187,23 @@ def lb_config_for_layout(mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbCo
     kwargs.setdefault("gateway_ips", (VIP_NAT_INNER,) if mode == "nat" else ())
     kwargs.setdefault("rules", ipvsadm_rules(plan))
     return LbConfig(**kwargs)
+
+
+def firewall_ruleset(table: str, vip: str | None, services: tuple[Service, ...],
+                     outside_intf: str | None) -> str:
+    """The firewall's nftables ruleset (pure, so it is unit-tested)."""
+    lines = [
+        f"table inet {table} {{",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy accept;",
+        "    ct state established,related accept",
+    ]
+    if outside_intf:
+        lines.append(f'    iifname != "{outside_intf}" accept')
+    if vip:
+        lines.append(f"    ip daddr {vip} icmp type echo-request accept")
+        for svc in services:
+            lines.append(f"    ip daddr {vip} {svc.proto} dport {svc.port} accept")
+    # Reject rather than drop: a lab's blocked probe should fail at once, not time out.
+    lines += ["    reject with icmpx type admin-prohibited", "  }", "}"]
+    return "\n".join(lines)

@@ -22,6 +22,7 @@ from mininet.moduledeps import pathCheck
 from mininet.node import Host
 from mininet.nodelib import LinuxBridge
 
+from testbed.net.daemon_configs import firewall_ruleset
 from testbed.runtime.cgroup import CgroupCpu, CpuQuota
 from testbed.runtime.registry import kill_pids, netns_inode, pids_in_netns
 from testbed.topo.plan import NodePlan, Service
@@ -210,26 +211,6 @@ class FirewallHost(LvsHost):
         if self.shell:
             self.cmd(f"nft delete table inet {self.TABLE} 2>/dev/null")
         LvsHost.terminate(self)
-
-
-def firewall_ruleset(table: str, vip: str | None, services: tuple[Service, ...],
-                     outside_intf: str | None) -> str:
-    """The firewall's nftables ruleset (pure, so it is unit-tested)."""
-    lines = [
-        f"table inet {table} {{",
-        "  chain forward {",
-        "    type filter hook forward priority 0; policy accept;",
-        "    ct state established,related accept",
-    ]
-    if outside_intf:
-        lines.append(f'    iifname != "{outside_intf}" accept')
-    if vip:
-        lines.append(f"    ip daddr {vip} icmp type echo-request accept")
-        for svc in services:
-            lines.append(f"    ip daddr {vip} {svc.proto} dport {svc.port} accept")
-    # Reject rather than drop: a lab's blocked probe should fail at once, not time out.
-    lines += ["    reject with icmpx type admin-prohibited", "  }", "}"]
-    return "\n".join(lines)
 
 
 class RealServerHost(LvsHost):

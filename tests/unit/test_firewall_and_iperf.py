@@ -2,7 +2,7 @@
 
 import pytest
 
-from testbed.net.nodes import firewall_ruleset
+from testbed.net.daemon_configs import firewall_ruleset
 from testbed.topo.plan import DEFAULT_SERVICES
 from testbed.traffic.iperf import summarize
 

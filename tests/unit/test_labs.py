@@ -549,6 +549,7 @@ def test_lab_check_4_exit_status_follows_the_checks(lab4_dirs):
 
 # -- the Mininet CLI's labcheck ------------------------------------------------------------------------
 def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
+    pytest.importorskip("mininet")  # the lab CLI is Mininet's CLI
     from testbed.labs.console import LabCLI
 
     seen = []

@@ -1,11 +1,14 @@
-"""The Topo graphs Mininet builds from the plan (no root: a Topo is only a graph)."""
+"""The Topo graphs Mininet builds from the plan (no root: a Topo is only a graph; skipped
+where Mininet is not installed)."""
 
 import pytest
 
-from testbed.net.links import ShapedLink
-from testbed.net.nodes import Bridge, ClientHost, DirectorHost, FirewallHost, RealServerHost
-from testbed.topo.layouts import TOPOS
-from testbed.topo.plan import PlanError
+pytest.importorskip("mininet")
+
+from testbed.net.links import ShapedLink  # noqa: E402 - after the skip
+from testbed.net.nodes import Bridge, ClientHost, DirectorHost, FirewallHost, RealServerHost  # noqa: E402
+from testbed.topo.layouts import TOPOS  # noqa: E402
+from testbed.topo.plan import PlanError  # noqa: E402
 
 
 def links_of(topo, node):
