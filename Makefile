@@ -29,7 +29,8 @@ bench: setup
 	$(BIN)/lvs-testbed bench
 
 lint: setup
-	$(BIN)/ruff check testbed tests topos
+	$(BIN)/ruff check testbed tests topos experiments
+	$(BIN)/ruff format --check testbed tests topos experiments
 
 test: lint
 	$(BIN)/pytest tests

@@ -36,7 +36,9 @@ DIRECTOR_CPU = 1  # the core the director daemon is pinned to
 
 @dataclass(frozen=True)
 class Params:
-    variant: Literal[VARIANTS] = field(default="kernel", metadata={"help": "What forwards: " + ", ".join(VARIANTS) + "."})
+    variant: Literal[VARIANTS] = field(
+        default="kernel", metadata={"help": "What forwards: " + ", ".join(VARIANTS) + "."}
+    )
     duration_s: int = field(default=5, metadata={"help": "Seconds of traffic."})
 
     def __post_init__(self) -> None:
@@ -50,8 +52,12 @@ def _director_stats(tb) -> dict:
 
 def _pin_director(tb) -> None:
     index = json.loads((tb.run.dir / "d1.director.json").read_text())
-    subprocess.run(["taskset", "-pc", str(DIRECTOR_CPU), str(index["pid"])], capture_output=True,
-                   check=False, timeout=10)
+    subprocess.run(
+        ["taskset", "-pc", str(DIRECTOR_CPU), str(index["pid"])],
+        capture_output=True,
+        check=False,
+        timeout=10,
+    )
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
@@ -60,8 +66,12 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
     from testbed.traffic.iperf import iperf_between
 
     kind, _, io_mode = p.variant.partition("-")
-    params = LayoutParams(n_rs=1, n_clients=1, director="none" if kind == "kernel" else "python",
-                          io_mode=io_mode or "ring")
+    params = LayoutParams(
+        n_rs=1,
+        n_clients=1,
+        director="none" if kind == "kernel" else "python",
+        io_mode=io_mode or "ring",
+    )
     with Testbed("nat1", params, kind=f"exp-{ctx.point_id}"[:60]) as tb:
         c1, d1, rs1 = tb.net["c1"], tb.net["d1"], tb.net["rs1"]
         rip, vip = tb.plan.node("rs1").ip, tb.plan.vip
@@ -77,7 +87,9 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
                 tb.ipvsadm(f"-a {flag} {vip}:{PORT} -r {rip}:{PORT} {fwd}")
             if kind == "dr":
                 # A DR real server holds the VIP silently and answers clients directly.
-                rs1.set_sysctls({"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2})
+                rs1.set_sysctls(
+                    {"net.ipv4.conf.all.arp_ignore": 1, "net.ipv4.conf.all.arp_announce": 2}
+                )
                 rs1.cmd(f"ip addr add {vip}/32 dev lo")
                 rs1.cmd("ip route replace 10.0.1.0/24 dev rs1-eth0")
                 server_bind = vip
@@ -86,14 +98,28 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         tb.wait_ready()
         before = _director_stats(tb) if kind != "kernel" else None
         t0 = time.monotonic()
-        res = iperf_between(rs1, c1, target, port=PORT, server_bind=server_bind, udp=True,
-                            blksize=PAYLOAD_BYTES, bandwidth_bps=0, duration_s=p.duration_s)
+        res = iperf_between(
+            rs1,
+            c1,
+            target,
+            port=PORT,
+            server_bind=server_bind,
+            udp=True,
+            blksize=PAYLOAD_BYTES,
+            bandwidth_bps=0,
+            duration_s=p.duration_s,
+        )
         ctx.log.info("%s: iperf3 ran %.1f s", p.variant, time.monotonic() - t0)
         after = _director_stats(tb) if kind != "kernel" else None
     if "error" in res:
         raise RuntimeError(f"iperf3: {res['error']}")
-    summary = {"offered_pps": res["sent_pps"], "delivered_pps": res["received_pps"],
-               "loss_pct": res.get("lost_percent") or 0.0, "director_cpu_us_per_pkt": None, "forwarded": None}
+    summary = {
+        "offered_pps": res["sent_pps"],
+        "delivered_pps": res["received_pps"],
+        "loss_pct": res.get("lost_percent") or 0.0,
+        "director_cpu_us_per_pkt": None,
+        "forwarded": None,
+    }
     if before is not None:
         forwarded = after["frames"]["forwarded"] - before["frames"]["forwarded"]
         cpu_s = after["cpu_s"] - before["cpu_s"]
@@ -126,8 +152,14 @@ def by_variant(run: RunData) -> dict[str, dict]:
     for variant in VARIANTS:
         rows = groups.get(variant)
         if rows:
-            out[variant] = {k: (sum(r[k] for r in rows) / len(rows) if all(isinstance(r.get(k), int | float) for r in rows)
-                                else rows[0].get(k)) for k in rows[0]}
+            out[variant] = {
+                k: (
+                    sum(r[k] for r in rows) / len(rows)
+                    if all(isinstance(r.get(k), int | float) for r in rows)
+                    else rows[0].get(k)
+                )
+                for k in rows[0]
+            }
     return out
 
 
@@ -135,21 +167,37 @@ def table(run: RunData) -> str:
     """The bench table (markdown): every variant with its ratio to the kernel baseline."""
     figures = by_variant(run)
     rat = ratios(figures)
-    lines = ["| variant | offered pps | delivered pps | loss | vs kernel | director CPU µs/packet |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        "| variant | offered pps | delivered pps | loss | vs kernel | director CPU µs/packet |",
+        "|---|---|---|---|---|---|",
+    ]
     for variant, s in figures.items():
         cost = s.get("director_cpu_us_per_pkt")
-        lines.append(f"| {variant} | {s['offered_pps']:,.0f} | {s['delivered_pps']:,.0f} | {s['loss_pct']:.1f}% | "
-                     f"{rat.get(f'{variant}/kernel', float('nan')):.2f} | {f'{cost:.2f}' if cost else '-'} |")
+        lines.append(
+            f"| {variant} | {s['offered_pps']:,.0f} | {s['delivered_pps']:,.0f} | "
+            f"{s['loss_pct']:.1f}% | "
+            f"{rat.get(f'{variant}/kernel', float('nan')):.2f} | {f'{cost:.2f}' if cost else '-'} |"
+        )
     lines += [f"\n{k}: {v:.2f}" for k, v in rat.items() if k.startswith("nat/dr")]
     return "\n".join(lines)
 
 
 def report(run: RunData) -> list[Figure | Section]:
-    return [Section("Delivered packets per second", table(run)),
-            Section("Method", __doc__.split("\n\n", 1)[1].strip())]
+    return [
+        Section("Delivered packets per second", table(run)),
+        Section("Method", __doc__.split("\n\n", 1)[1].strip()),
+    ]
 
 
-EXPERIMENT = register(Experiment(
-    name="bench", description="The director's forwarding rate against kernel forwarding (64-byte UDP, iperf3).",
-    params=Params, run_point=run_point, report=report, timeout_s=300))
+EXPERIMENT = register(
+    Experiment(
+        name="bench",
+        description=(
+            "The director's forwarding rate against kernel forwarding (64-byte UDP, iperf3)."
+        ),
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=300,
+    )
+)

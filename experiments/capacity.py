@@ -22,9 +22,18 @@ from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 @dataclass(frozen=True)
 class Params:
     kind: Literal["dr", "nat", "tun", "nat1"] = field(
-        default="nat", metadata={"help": "Forwarding method and layout: dr, tun (DR layout, IP-in-IP), nat, nat1."})
-    rate_pps: float = field(default=2000.0, metadata={"help": "Offered UDP echo requests per second (all clients)."})
-    quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core (none: unlimited)."})
+        default="nat",
+        metadata={
+            "help": "Forwarding method and layout: dr, tun (DR layout, IP-in-IP), nat, nat1."
+        },
+    )
+    rate_pps: float = field(
+        default=2000.0, metadata={"help": "Offered UDP echo requests per second (all clients)."}
+    )
+    quota_cores: float | None = field(
+        default=0.25,
+        metadata={"help": "Director CPU quota, fraction of ONE core (none: unlimited)."},
+    )
     io_mode: Literal[IO_MODES] = layout_field("io_mode")
     batch: int = layout_field("batch")
     payload_bytes: int = field(default=64, metadata={"help": "UDP payload per request, bytes."})
@@ -39,11 +48,18 @@ class Params:
 def run_point(p: Params, ctx: PointContext) -> PointResult:
     with layout_up(p.kind, ctx.point_id, p.quota_cores, io_mode=p.io_mode, batch=p.batch) as tb:
         trial = udp_trial(tb, p.rate_pps, p.duration_s, p.payload_bytes)
-    ctx.log.info("offered %.0f: answered %.0f (loss %.1f%%)", p.rate_pps, trial.answered_pps, 100 * trial.loss_frac)
+    ctx.log.info(
+        "offered %.0f: answered %.0f (loss %.1f%%)",
+        p.rate_pps,
+        trial.answered_pps,
+        100 * trial.loss_frac,
+    )
     summary = trial.row()
     summary.pop("offered_pps")  # the parameter rate_pps is the offered rate
     summary.pop("invalid_reasons")
-    return PointResult(summary=summary, samples=[trial.row()], invalid_reasons=trial.invalid_reasons)
+    return PointResult(
+        summary=summary, samples=[trial.row()], invalid_reasons=trial.invalid_reasons
+    )
 
 
 def report(run: RunData) -> list[Figure | Section]:
@@ -55,8 +71,10 @@ def report(run: RunData) -> list[Figure | Section]:
     for s in answered:
         k = find_knee(s.x, s.y)
         if k.saturated and k.capacity_pps:
-            findings.append(f"{s.label}: carries up to {k.knee_offered_pps:,.0f} requests/s, "
-                            f"saturates near {k.capacity_pps:,.0f}")
+            findings.append(
+                f"{s.label}: carries up to {k.knee_offered_pps:,.0f} requests/s, "
+                f"saturates near {k.capacity_pps:,.0f}"
+            )
         else:
             findings.append(f"{s.label}: not saturated up to {max(s.x):,.0f} requests/s")
 
@@ -79,15 +97,34 @@ def report(run: RunData) -> list[Figure | Section]:
         ax.legend()
 
     return [
-        Figure("answered", "Answered against offered request rate", draw_answered, "; ".join(findings) + "."),
-        Figure("loss", "Loss against offered request rate", draw_loss,
-               "Loss rises where each method stops answering what it is offered."),
-        Section("Method", "Each point offers one rate of 64-byte UDP echo requests (open loop, split "
-                "over the clients) to a fresh layout; answered = echoes received per second of "
-                "measured time. The knee is the highest offered rate answered within 5 %."),
+        Figure(
+            "answered",
+            "Answered against offered request rate",
+            draw_answered,
+            "; ".join(findings) + ".",
+        ),
+        Figure(
+            "loss",
+            "Loss against offered request rate",
+            draw_loss,
+            "Loss rises where each method stops answering what it is offered.",
+        ),
+        Section(
+            "Method",
+            "Each point offers one rate of 64-byte UDP echo requests (open loop, split "
+            "over the clients) to a fresh layout; answered = echoes received per second of "
+            "measured time. The knee is the highest offered rate answered within 5 %.",
+        ),
     ]
 
 
-EXPERIMENT = register(Experiment(
-    name="capacity", description="Offered vs answered UDP request rate and loss: DR, NAT, TUN.",
-    params=Params, run_point=run_point, report=report, timeout_s=120))
+EXPERIMENT = register(
+    Experiment(
+        name="capacity",
+        description="Offered vs answered UDP request rate and loss: DR, NAT, TUN.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=120,
+    )
+)

@@ -29,10 +29,18 @@ from testbed.topo.plan import check_layout_knobs, layout_field
 @dataclass(frozen=True)
 class Params:
     table_bits: int = layout_field("table_bits")
-    prefill_conns: int = field(default=62000, metadata={"help": "ESTABLISHED connections put in the table first."})
-    kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
-    quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
-    duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial of the capacity search."})
+    prefill_conns: int = field(
+        default=62000, metadata={"help": "ESTABLISHED connections put in the table first."}
+    )
+    kind: Literal["dr", "nat", "tun", "nat1"] = field(
+        default="nat", metadata={"help": "dr, tun, nat or nat1."}
+    )
+    quota_cores: float | None = field(
+        default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."}
+    )
+    duration_s: float = field(
+        default=2.0, metadata={"help": "Seconds per trial of the capacity search."}
+    )
 
     def __post_init__(self) -> None:
         check_layout_knobs(self)
@@ -47,9 +55,16 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         chains = table_stats(tb)
         cap = find_capacity(tb, start_pps=2000, duration_s=p.duration_s, log=ctx.log)
     summary = capacity_summary(cap)
-    summary.update(table_entries=chains.get("entries"), mean_chain=chains.get("mean_chain"),
-                   max_chain=chains.get("max_chain"))
-    return PointResult(summary=summary, samples=[t.row() for t in cap.trials], invalid_reasons=capacity_invalid(cap))
+    summary.update(
+        table_entries=chains.get("entries"),
+        mean_chain=chains.get("mean_chain"),
+        max_chain=chains.get("max_chain"),
+    )
+    return PointResult(
+        summary=summary,
+        samples=[t.row() for t in cap.trials],
+        invalid_reasons=capacity_invalid(cap),
+    )
 
 
 def report(run: RunData) -> list[Figure | Section]:
@@ -61,7 +76,10 @@ def report(run: RunData) -> list[Figure | Section]:
     for s in cap:
         if len(s.x) >= 2:
             lo, hi = s.y[0], s.y[-1]
-            lines.append(f"{s.label} entries: {lo:,.0f} requests/s at 2^{s.x[0]:g} buckets, {hi:,.0f} at 2^{s.x[-1]:g}")
+            lines.append(
+                f"{s.label} entries: {lo:,.0f} requests/s at 2^{s.x[0]:g} buckets, {hi:,.0f} at "
+                f"2^{s.x[-1]:g}"
+            )
 
     def draw(series, ylabel):
         def _draw(fig) -> None:
@@ -71,19 +89,38 @@ def report(run: RunData) -> list[Figure | Section]:
             ax.set_xlabel("table bits (2^bits buckets)")
             ax.set_ylabel(ylabel)
             ax.legend()
+
         return _draw
 
     return [
-        Figure("capacity-vs-bits", "Capacity against the table's hash size", draw(cap, "capacity (requests/s)"),
-               "; ".join(lines) + "." if lines else ""),
-        Figure("cost-vs-bits", "Director CPU per forwarded packet against the hash size",
-               draw(cost, "director CPU per packet (µs)"), "Longer chains cost more per lookup."),
-        Section("Method", "The director's table is filled with ESTABLISHED connections from made-up "
-                "clients, then a capacity search runs; the per-packet cost is the director's CPU "
-                "over its in+out packets at capacity."),
+        Figure(
+            "capacity-vs-bits",
+            "Capacity against the table's hash size",
+            draw(cap, "capacity (requests/s)"),
+            "; ".join(lines) + "." if lines else "",
+        ),
+        Figure(
+            "cost-vs-bits",
+            "Director CPU per forwarded packet against the hash size",
+            draw(cost, "director CPU per packet (µs)"),
+            "Longer chains cost more per lookup.",
+        ),
+        Section(
+            "Method",
+            "The director's table is filled with ESTABLISHED connections from made-up "
+            "clients, then a capacity search runs; the per-packet cost is the director's CPU "
+            "over its in+out packets at capacity.",
+        ),
     ]
 
 
-EXPERIMENT = register(Experiment(
-    name="conntable", description="Capacity and per-packet cost against table bits, pre-filled table.",
-    params=Params, run_point=run_point, report=report, timeout_s=1800))
+EXPERIMENT = register(
+    Experiment(
+        name="conntable",
+        description="Capacity and per-packet cost against table bits, pre-filled table.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=1800,
+    )
+)

@@ -23,8 +23,12 @@ from testbed.report import Figure, Section
 @dataclass(frozen=True)
 class Params:
     director: Literal["kernel", "python", "openflow"] = field(
-        default="python", metadata={"help": "kernel (the director host routes), python or openflow."})
-    latency_rate_cps: float = field(default=50.0, metadata={"help": "New TCP connections/s for the latency trial."})
+        default="python",
+        metadata={"help": "kernel (the director host routes), python or openflow."},
+    )
+    latency_rate_cps: float = field(
+        default=50.0, metadata={"help": "New TCP connections/s for the latency trial."}
+    )
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial."})
 
 
@@ -32,8 +36,13 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
     from testbed.net.network import Testbed
     from testbed.topo.plan import LayoutParams
 
-    params = LayoutParams(n_rs=2, n_clients=1, switch="ovs", ha="none",
-                          director={"kernel": "none", "python": "python", "openflow": "openflow"}[p.director])
+    params = LayoutParams(
+        n_rs=2,
+        n_clients=1,
+        switch="ovs",
+        ha="none",
+        director={"kernel": "none", "python": "python", "openflow": "openflow"}[p.director],
+    )
     with Testbed("nat1", params, kind=f"exp-{ctx.point_id}"[:60]) as tb:
         tb.wait_ready(10)
         target, director = None, {"python": "d1", "openflow": "of"}.get(p.director)
@@ -43,16 +52,31 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
                 tb.net[c.name].cmd(f"ip route replace 192.168.0.0/24 via {tb.plan.node('d1').ip}")
             target = tb.plan.realservers[0].ip
         c1 = tb.net["c1"]
-        out = c1.cmd(f"{sys.executable} -m testbed.traffic.loadgen tcp-crr {target or tb.plan.vip} "
-                     f"--rate-cps {p.latency_rate_cps:g} --duration-s 3")
+        out = c1.cmd(
+            f"{sys.executable} -m testbed.traffic.loadgen tcp-crr {target or tb.plan.vip} "
+            f"--rate-cps {p.latency_rate_cps:g} --duration-s 3"
+        )
         latency = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
-        cap = find_capacity(tb, start_pps=2000, duration_s=p.duration_s, log=ctx.log, director=director,
-                            target=target)
+        cap = find_capacity(
+            tb,
+            start_pps=2000,
+            duration_s=p.duration_s,
+            log=ctx.log,
+            director=director,
+            target=target,
+        )
     summary = capacity_summary(cap)
     lat = latency.get("latency_ms", {})
-    summary.update(first_packet_ms_p50=lat.get("p50"), first_packet_ms_p99=lat.get("p99"),
-                   latency_failed=latency.get("failed"))
-    return PointResult(summary=summary, samples=[t.row() for t in cap.trials], invalid_reasons=capacity_invalid(cap))
+    summary.update(
+        first_packet_ms_p50=lat.get("p50"),
+        first_packet_ms_p99=lat.get("p99"),
+        latency_failed=latency.get("failed"),
+    )
+    return PointResult(
+        summary=summary,
+        samples=[t.row() for t in cap.trials],
+        invalid_reasons=capacity_invalid(cap),
+    )
 
 
 def report(run: RunData) -> list[Figure | Section]:
@@ -65,7 +89,8 @@ def report(run: RunData) -> list[Figure | Section]:
         f"{d}: {by[d]['capacity_pps']:,.0f} requests/s"
         + (f" ({by[d]['capacity_pps'] / base:.2f}x kernel)" if base else "")
         + f", new connection {by[d]['first_packet_ms_p50'] or float('nan'):.2f} ms (p50)"
-        for d in order)
+        for d in order
+    )
 
     def draw(fig) -> None:
         ax1, ax2 = fig.subplots(1, 2)
@@ -75,12 +100,28 @@ def report(run: RunData) -> list[Figure | Section]:
         ax2.bar(order, [by[d]["first_packet_ms_p50"] or 0 for d in order], color=cols)
         ax2.set_ylabel("TCP connect + request, p50 (ms)")
 
-    return [Figure("director-compare", "Python director, OpenFlow director and kernel forwarding", draw,
-                   text + "." if text else ""),
-            Section("Method", "nat1 layout on Open vSwitch (userspace datapath), no CPU quota; capacity by "
-                    "a UDP echo capacity search, latency from short TCP connections at a light rate.")]
+    return [
+        Figure(
+            "director-compare",
+            "Python director, OpenFlow director and kernel forwarding",
+            draw,
+            text + "." if text else "",
+        ),
+        Section(
+            "Method",
+            "nat1 layout on Open vSwitch (userspace datapath), no CPU quota; capacity by "
+            "a UDP echo capacity search, latency from short TCP connections at a light rate.",
+        ),
+    ]
 
 
-EXPERIMENT = register(Experiment(
-    name="director-compare", description="Python vs OpenFlow director vs kernel forwarding: capacity, latency.",
-    params=Params, run_point=run_point, report=report, timeout_s=600))
+EXPERIMENT = register(
+    Experiment(
+        name="director-compare",
+        description="Python vs OpenFlow director vs kernel forwarding: capacity, latency.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=600,
+    )
+)

@@ -27,9 +27,15 @@ STREAM_PORT = 5201
 class Params:
     advert_int_s: float = layout_field("advert_int_s")
     conn_sync: bool = layout_field("conn_sync")
-    how: Literal["kill", "link", "shutdown"] = field(default="kill", metadata={"help": "How the master fails."})
-    layout: Literal["nat", "nat1"] = field(default="nat", metadata={"help": "nat (two NICs) or nat1 (one NIC)."})
-    probe_pps: float = field(default=200.0, metadata={"help": "UDP probe rate through the VIP, requests/s."})
+    how: Literal["kill", "link", "shutdown"] = field(
+        default="kill", metadata={"help": "How the master fails."}
+    )
+    layout: Literal["nat", "nat1"] = field(
+        default="nat", metadata={"help": "nat (two NICs) or nat1 (one NIC)."}
+    )
+    probe_pps: float = field(
+        default=200.0, metadata={"help": "UDP probe rate through the VIP, requests/s."}
+    )
 
     def __post_init__(self) -> None:
         # Not check_layout_knobs: the interval picks the VRRP version (v3 below 1 s) itself.
@@ -46,20 +52,49 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
 
     version = 2 if p.advert_int_s >= 1 else 3
     window_s = max(8.0, 6 * p.advert_int_s + 5)
-    with layout_up(p.layout, ctx.point_id, None, n_rs=2, n_clients=1, advert_int_s=p.advert_int_s,
-                   vrrp_version=version, conn_sync=p.conn_sync) as tb:
+    with layout_up(
+        p.layout,
+        ctx.point_id,
+        None,
+        n_rs=2,
+        n_clients=1,
+        advert_int_s=p.advert_int_s,
+        vrrp_version=version,
+        conn_sync=p.conn_sync,
+    ) as tb:
         rip = tb.plan.realservers[0].ip
         for d in tb.plan.directors:
             tb.ipvsadm(f"-A -t {tb.plan.vip}:{STREAM_PORT} -s rr", d.name)
             tb.ipvsadm(f"-a -t {tb.plan.vip}:{STREAM_PORT} -r {rip}:{STREAM_PORT} -m", d.name)
         rs1, c1 = tb.net["rs1"], tb.net["c1"]
-        server = rs1.popen([sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(STREAM_PORT)])
+        server = rs1.popen(
+            [sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(STREAM_PORT)]
+        )
         time.sleep(0.5)
-        stream = c1.popen([sys.executable, "-m", "testbed.traffic.iperf", "client", tb.plan.vip,
-                           "--port", str(STREAM_PORT), "--duration-s", str(int(window_s) + 2)])
+        stream = c1.popen(
+            [
+                sys.executable,
+                "-m",
+                "testbed.traffic.iperf",
+                "client",
+                tb.plan.vip,
+                "--port",
+                str(STREAM_PORT),
+                "--duration-s",
+                str(int(window_s) + 2),
+            ]
+        )
         time.sleep(1.0)
-        result = measure(TestbedHosts(tb), tb.plan, p.how, "d1", "d2", probe_pps=p.probe_pps,
-                         settle_s=2.0, window_s=window_s)
+        result = measure(
+            TestbedHosts(tb),
+            tb.plan,
+            p.how,
+            "d1",
+            "d2",
+            probe_pps=p.probe_pps,
+            settle_s=2.0,
+            window_s=window_s,
+        )
         try:
             out, _ = stream.communicate(timeout=window_s + 20)
             tcp = json.loads(out or b"{}")
@@ -69,9 +104,12 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         server.kill()
         server.wait()
     ctx.log.info(result.text())
-    summary = {**{k: v for k, v in result.as_dict().items() if k not in ("how", "master", "backup")},
-               "vrrp_version": version, "tcp_survived": "error" not in tcp,
-               "tcp_error": tcp.get("error")}
+    summary = {
+        **{k: v for k, v in result.as_dict().items() if k not in ("how", "master", "backup")},
+        "vrrp_version": version,
+        "tcp_survived": "error" not in tcp,
+        "tcp_error": tcp.get("error"),
+    }
     reasons = [] if result.takeover_s is not None else ["the backup never became master"]
     return PointResult(summary=summary, invalid_reasons=reasons)
 
@@ -82,11 +120,13 @@ def report(run: RunData) -> list[Figure | Section]:
     rows = []
     for pt in run.measured():
         s = pt.summary
-        rows.append(f"advert {pt.params.advert_int_s:g} s (v{s['vrrp_version']}), sync "
-                    f"{'on' if pt.params.conn_sync else 'off'}: takeover "
-                    f"{s['takeover_s'] if s['takeover_s'] is not None else float('nan'):.3f} s "
-                    f"(bound {s['rfc_bound_s']:.3f}), outage {s['outage_ms']:.0f} ms, "
-                    f"{s['probe_lost']} lost, TCP stream {'survived' if s['tcp_survived'] else 'broke'}")
+        rows.append(
+            f"advert {pt.params.advert_int_s:g} s (v{s['vrrp_version']}), sync "
+            f"{'on' if pt.params.conn_sync else 'off'}: takeover "
+            f"{s['takeover_s'] if s['takeover_s'] is not None else float('nan'):.3f} s "
+            f"(bound {s['rfc_bound_s']:.3f}), outage {s['outage_ms']:.0f} ms, "
+            f"{s['probe_lost']} lost, TCP stream {'survived' if s['tcp_survived'] else 'broke'}"
+        )
     outage = run.series("advert_int_s", "outage_ms", by=["conn_sync"])
     takeover = run.series("advert_int_s", "takeover_s", by=["conn_sync"])
 
@@ -97,19 +137,41 @@ def report(run: RunData) -> list[Figure | Section]:
         for s in outage:
             style.plot_series(ax2, s, label=f"sync {s.label}")
         xs = sorted({pt.params.advert_int_s for pt in run.measured()})
-        ax1.plot(xs, [3 * x + (156 / 256) * (x if x < 1 else 1) for x in xs], color="0.5", linestyle=":",
-                 label="Master_Down_Interval")
+        ax1.plot(
+            xs,
+            [3 * x + (156 / 256) * (x if x < 1 else 1) for x in xs],
+            color="0.5",
+            linestyle=":",
+            label="Master_Down_Interval",
+        )
         for ax, label in ((ax1, "takeover (s)"), (ax2, "probe outage (ms)")):
             ax.set_xscale("log")
             ax.set_xlabel("advert interval (s)")
             ax.set_ylabel(label)
             ax.legend()
 
-    return [Figure("failover", "Takeover and outage against the advert interval", draw, "; ".join(rows) + "."),
-            Section("Method", "Per point: a fresh NAT pair, a TCP stream and a UDP probe through the VIP, "
-                    "the master killed after 2 s; takeover from the backup's own transition time.")]
+    return [
+        Figure(
+            "failover",
+            "Takeover and outage against the advert interval",
+            draw,
+            "; ".join(rows) + ".",
+        ),
+        Section(
+            "Method",
+            "Per point: a fresh NAT pair, a TCP stream and a UDP probe through the VIP, "
+            "the master killed after 2 s; takeover from the backup's own transition time.",
+        ),
+    ]
 
 
-EXPERIMENT = register(Experiment(
-    name="failover", description="Outage and loss against the VRRP advert interval, with and without sync.",
-    params=Params, run_point=run_point, report=report, timeout_s=300))
+EXPERIMENT = register(
+    Experiment(
+        name="failover",
+        description="Outage and loss against the VRRP advert interval, with and without sync.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=300,
+    )
+)

@@ -20,18 +20,30 @@ from testbed.topo.plan import IO_MODES, check_layout_knobs, layout_field
 
 @dataclass(frozen=True)
 class Params:
-    nics: Literal[1, 2] = field(default=2, metadata={"help": "NICs per director: 1 (nat1) or 2 (nat)."})
-    quota_cores: float | None = field(default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."})
+    nics: Literal[1, 2] = field(
+        default=2, metadata={"help": "NICs per director: 1 (nat1) or 2 (nat)."}
+    )
+    quota_cores: float | None = field(
+        default=0.25, metadata={"help": "Director CPU quota, fraction of ONE core."}
+    )
     io_mode: Literal[IO_MODES] = layout_field("io_mode")
-    duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial of the capacity search."})
+    duration_s: float = field(
+        default=2.0, metadata={"help": "Seconds per trial of the capacity search."}
+    )
 
     def __post_init__(self) -> None:
         check_layout_knobs(self)
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
-    return capacity_point(ctx, "nat" if p.nics == 2 else "nat1", p.quota_cores, start_pps=2000,
-                          duration_s=p.duration_s, io_mode=p.io_mode)
+    return capacity_point(
+        ctx,
+        "nat" if p.nics == 2 else "nat1",
+        p.quota_cores,
+        start_pps=2000,
+        duration_s=p.duration_s,
+        io_mode=p.io_mode,
+    )
 
 
 def report(run: RunData) -> list[Figure | Section]:
@@ -48,13 +60,31 @@ def report(run: RunData) -> list[Figure | Section]:
     def draw(fig) -> None:
         ax = fig.subplots()
         labels = [f"{n} NIC" + ("s" if n > 1 else "") for n in means]
-        ax.bar(labels, list(means.values()), color=[style.colour("nat1" if n == 1 else "nat") for n in means])
+        ax.bar(
+            labels,
+            list(means.values()),
+            color=[style.colour("nat1" if n == 1 else "nat") for n in means],
+        )
         ax.set_ylabel("capacity (requests/s)")
 
-    return [Figure("capacity-by-nics", "NAT capacity with one and two NICs per director", draw, finding + "."),
-            Section("Method", "Capacity search on a fresh nat (two NICs) or nat1 (one NIC) layout.")]
+    return [
+        Figure(
+            "capacity-by-nics",
+            "NAT capacity with one and two NICs per director",
+            draw,
+            finding + ".",
+        ),
+        Section("Method", "Capacity search on a fresh nat (two NICs) or nat1 (one NIC) layout."),
+    ]
 
 
-EXPERIMENT = register(Experiment(
-    name="nic-layout", description="LVS-NAT capacity with one vs two NICs per director.",
-    params=Params, run_point=run_point, report=report, timeout_s=300))
+EXPERIMENT = register(
+    Experiment(
+        name="nic-layout",
+        description="LVS-NAT capacity with one vs two NICs per director.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=300,
+    )
+)

@@ -17,9 +17,14 @@ from testbed.report import Figure, Section
 class Params:
     rate_cps: float = field(default=1000.0, metadata={"help": "New TCP connections per second."})
     duration_s: float = field(default=600.0, metadata={"help": "Length of the soak, s."})
-    warmup_s: float = field(default=150.0, metadata={"help": "Time for the table to fill (longest timeout + margin), s."})
+    warmup_s: float = field(
+        default=150.0,
+        metadata={"help": "Time for the table to fill (longest timeout + margin), s."},
+    )
     sample_s: float = field(default=10.0, metadata={"help": "Sampling interval, s."})
-    kind: Literal["dr", "nat", "tun", "nat1"] = field(default="nat", metadata={"help": "dr, tun, nat or nat1."})
+    kind: Literal["dr", "nat", "tun", "nat1"] = field(
+        default="nat", metadata={"help": "dr, tun, nat or nat1."}
+    )
 
     def __post_init__(self) -> None:
         if not self.duration_s > self.warmup_s + 2 * self.sample_s:
@@ -38,8 +43,16 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
 
         rows, loads = tcp_load(tb, p.rate_cps, p.duration_s, p.sample_s, sample)
     after = [r for r in rows if r["t_s"] >= p.warmup_s]
-    rss_fit = linear_fit([r["t_s"] for r in after], [r["rss_kb"] for r in after]) if len(after) >= 2 else None
-    ent_fit = linear_fit([r["t_s"] for r in after], [r["entries"] for r in after]) if len(after) >= 2 else None
+    rss_fit = (
+        linear_fit([r["t_s"] for r in after], [r["rss_kb"] for r in after])
+        if len(after) >= 2
+        else None
+    )
+    ent_fit = (
+        linear_fit([r["t_s"] for r in after], [r["entries"] for r in after])
+        if len(after) >= 2
+        else None
+    )
     summary = {
         "completed_cps": sum(x.get("completed_cps", 0) for x in loads),
         "failed_conns": sum(x.get("failed", 0) for x in loads),
@@ -59,29 +72,56 @@ def report(run: RunData) -> list[Figure | Section]:
     texts = []
     for p in run.measured():
         s = p.summary
-        texts.append(f"{p.params.kind} at {p.params.rate_cps:,.0f} conn/s for {p.params.duration_s:,.0f} s: after "
-                     f"warm-up RSS {s['rss_kb_after_warmup_min']:,}-{s['rss_kb_after_warmup_max']:,} kB "
-                     f"({s['rss_kb_per_min']:+,.0f} kB/min), table {s['entries_after_warmup_min']:,}-"
-                     f"{s['entries_after_warmup_max']:,} entries ({s['entries_per_min']:+,.0f}/min)")
+        texts.append(
+            f"{p.params.kind} at {p.params.rate_cps:,.0f} conn/s for {p.params.duration_s:,.0f} "
+            "s: after "
+            f"warm-up RSS {s['rss_kb_after_warmup_min']:,}-{s['rss_kb_after_warmup_max']:,} kB "
+            f"({s['rss_kb_per_min']:+,.0f} kB/min), table {s['entries_after_warmup_min']:,}-"
+            f"{s['entries_after_warmup_max']:,} entries ({s['entries_per_min']:+,.0f}/min)"
+        )
 
     def draw(fig) -> None:
         ax1, ax2 = fig.subplots(2, 1, sharex=True)
         for p in run.measured():
             rows = p.samples()
-            ax1.plot([r["t_s"] for r in rows], [r["rss_kb"] / 1024 for r in rows], color=style.colour(p.params.kind))
-            ax2.plot([r["t_s"] for r in rows], [r["entries"] for r in rows], color=style.colour(p.params.kind))
+            ax1.plot(
+                [r["t_s"] for r in rows],
+                [r["rss_kb"] / 1024 for r in rows],
+                color=style.colour(p.params.kind),
+            )
+            ax2.plot(
+                [r["t_s"] for r in rows],
+                [r["entries"] for r in rows],
+                color=style.colour(p.params.kind),
+            )
             ax1.axvline(p.params.warmup_s, color="0.6", linestyle=":")
             ax2.axvline(p.params.warmup_s, color="0.6", linestyle=":")
         ax1.set_ylabel("director RSS (MiB)")
         ax2.set_ylabel("table entries")
         ax2.set_xlabel("time (s)")
 
-    return [Figure("soak", "Director memory and table size under a steady connection rate", draw,
-                   "; ".join(texts) + "." if texts else ""),
-            Section("Method", "Short HTTP connections at a fixed rate; the director's resident memory "
-                    "and table size are sampled; slopes are fitted after the warm-up.")]
+    return [
+        Figure(
+            "soak",
+            "Director memory and table size under a steady connection rate",
+            draw,
+            "; ".join(texts) + "." if texts else "",
+        ),
+        Section(
+            "Method",
+            "Short HTTP connections at a fixed rate; the director's resident memory "
+            "and table size are sampled; slopes are fitted after the warm-up.",
+        ),
+    ]
 
 
-EXPERIMENT = register(Experiment(
-    name="soak", description="Director memory and table size under minutes of short connections.",
-    params=Params, run_point=run_point, report=report, timeout_s=3600))
+EXPERIMENT = register(
+    Experiment(
+        name="soak",
+        description="Director memory and table size under minutes of short connections.",
+        params=Params,
+        run_point=run_point,
+        report=report,
+        timeout_s=3600,
+    )
+)

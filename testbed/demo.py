@@ -51,7 +51,13 @@ def _out_packets(stats_text: str) -> tuple[int, int]:
 
 def run_demo(console: Console, n_rs: int = 3, shaped_mbit: float = 10.0) -> bool:
     summary = Table(title="demo summary")
-    for col in ("layout", "reachability", "HTTP through the VIP", "replies", "shaped iperf3 through the firewall"):
+    for col in (
+        "layout",
+        "reachability",
+        "HTTP through the VIP",
+        "replies",
+        "shaped iperf3 through the firewall",
+    ):
         summary.add_column(col)
     all_ok = True
     for layout in ("dr", "nat"):
@@ -84,8 +90,10 @@ def run_demo(console: Console, n_rs: int = 3, shaped_mbit: float = 10.0) -> bool
                 else:
                     got = res["received_bps"] / 1e6
                     iperf_ok = SHAPED_SHARE_MIN * shaped_mbit <= got <= shaped_mbit * 1.05
-                    iperf_text = (f"rs1 -> fw -> c1: {got:.2f} Mbit/s TCP over links shaped to "
-                                  f"{shaped_mbit:g} Mbit/s ({got / shaped_mbit:.0%})")
+                    iperf_text = (
+                        f"rs1 -> fw -> c1: {got:.2f} Mbit/s TCP over links shaped to "
+                        f"{shaped_mbit:g} Mbit/s ({got / shaped_mbit:.0%})"
+                    )
                     iperf_text = iperf_text if iperf_ok else f"[red]{iperf_text}[/]"
                 console.print(iperf_text)
             layout_ok = reach_ok and http_ok and replies_ok and iperf_ok

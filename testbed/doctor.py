@@ -46,7 +46,10 @@ def _cmd(*argv: str, timeout_s: float = 5) -> tuple[int, str]:
 
 def _which(*names: str) -> tuple[bool, str]:
     missing = [n for n in names if shutil.which(n) is None]
-    return (not missing, "missing: " + ", ".join(missing) if missing else ", ".join(shutil.which(n) for n in names))
+    return (
+        not missing,
+        "missing: " + ", ".join(missing) if missing else ", ".join(shutil.which(n) for n in names),
+    )
 
 
 def _root() -> tuple[bool, str]:
@@ -119,24 +122,50 @@ CHECKS: tuple[Check, ...] = (
     Check("root", True, _root, "run as root: sudo lvs-testbed ..."),
     Check("mininet", True, _mininet, f"{SETUP} (Debian package mininet; not the PyPI one)"),
     Check("bridge-utils", True, lambda: _which("brctl"), f"{SETUP} (apt install bridge-utils)"),
-    Check("open vswitch", True, _ovs,
-          "start it: /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random (make setup does)"),
-    Check("ovs kernel datapath", False, _ovs_kernel,
-          "optional: needs a kernel with the openvswitch module (the Vagrant VM); userspace works"),
-    Check("cgroup cpu controller", True, _cgroup_cpu,
-          "CPU quotas need cgroup v1 'cpu' (cfs_quota_us) or cgroup v2 with the cpu controller"),
+    Check(
+        "open vswitch",
+        True,
+        _ovs,
+        "start it: /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random (make setup "
+        "does)",
+    ),
+    Check(
+        "ovs kernel datapath",
+        False,
+        _ovs_kernel,
+        "optional: needs a kernel with the openvswitch module (the Vagrant VM); userspace works",
+    ),
+    Check(
+        "cgroup cpu controller",
+        True,
+        _cgroup_cpu,
+        "CPU quotas need cgroup v1 'cpu' (cfs_quota_us) or cgroup v2 with the cpu controller",
+    ),
     Check("qdisc htb", True, _qdisc("htb"), "kernel needs CONFIG_NET_SCH_HTB for link shaping"),
     Check("qdisc tbf", True, _qdisc("tbf"), "kernel needs CONFIG_NET_SCH_TBF"),
-    Check("qdisc netem", False, _qdisc("netem"),
-          "optional: delay/loss need netem (a full kernel: see README, Vagrant)"),
+    Check(
+        "qdisc netem",
+        False,
+        _qdisc("netem"),
+        "optional: delay/loss need netem (a full kernel: see README, Vagrant)",
+    ),
     Check("nftables", True, lambda: _which("nft"), f"{SETUP} (apt install nftables)"),
     Check("ethtool", True, lambda: _which("ethtool"), f"{SETUP} (apt install ethtool)"),
-    Check("iproute2, ping", True, lambda: _which("ip", "tc", "ping"), f"{SETUP} (iproute2, iputils-ping)"),
+    Check(
+        "iproute2, ping",
+        True,
+        lambda: _which("ip", "tc", "ping"),
+        f"{SETUP} (iproute2, iputils-ping)",
+    ),
     Check("iperf3 + libiperf", True, _iperf, f"{SETUP} (iperf3, libiperf0, pip iperf3)"),
     Check("os-ken", True, _python_module("os_ken"), f"{SETUP} (pip os-ken)"),
     Check("keepalived", False, _keepalived, "optional (interop): apt install keepalived"),
-    Check("tshark, tcpdump, hping3", False, lambda: _which("tshark", "tcpdump", "hping3"),
-          "optional (labs, captures): apt install tshark tcpdump hping3"),
+    Check(
+        "tshark, tcpdump, hping3",
+        False,
+        lambda: _which("tshark", "tcpdump", "hping3"),
+        "optional (labs, captures): apt install tshark tcpdump hping3",
+    ),
 )
 
 

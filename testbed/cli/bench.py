@@ -12,10 +12,17 @@ from testbed.cli.common import console
 
 def bench(
     duration_s: int = typer.Option(5, "--duration-s", help="Seconds of traffic per variant."),
-    variant: list[str] = typer.Option(None, "--variant", help="Only these variants (repeat): "
-                                      "kernel, dr-frame, dr-ring, nat-frame, nat-ring."),
-    results: Path = typer.Option(None, "--results", file_okay=False,
-                                 help="Results root (default: $LVS_TESTBED_RESULTS or ./results)."),
+    variant: list[str] = typer.Option(
+        None,
+        "--variant",
+        help="Only these variants (repeat): kernel, dr-frame, dr-ring, nat-frame, nat-ring.",
+    ),
+    results: Path = typer.Option(
+        None,
+        "--results",
+        file_okay=False,
+        help="Results root (default: $LVS_TESTBED_RESULTS or ./results).",
+    ),
 ) -> None:
     """Offer 64-byte UDP above capacity through the kernel and through the director (DR and
     NAT, per-frame and batched I/O); print delivered pps and ratios to the kernel baseline."""
@@ -27,8 +34,16 @@ def bench(
     handle_termination()
     definition = definition_module(get_experiment("bench"))
     chosen = ",".join(variant) if variant else ",".join(definition.VARIANTS)
-    run_dir = run_experiment("bench", [f"variant={chosen}", f"duration_s={duration_s}"], None, results,
-                             None, None, True, True)
+    run_dir = run_experiment(
+        "bench",
+        [f"variant={chosen}", f"duration_s={duration_s}"],
+        None,
+        results,
+        None,
+        None,
+        True,
+        True,
+    )
     console.print(definition.table(load_run(run_dir)), highlight=False, markup=False)
 
 

@@ -21,40 +21,70 @@ LB_ONLY = ("--rules", "--keepalived-conf", "--vip-mac", "--gateway-ip", "--no-co
 
 @controller_app.command("run")
 def run(
-    app: str = typer.Argument(..., metavar="APP",
-                              help="l2_learning (a learning switch) or lb (the OpenFlow director)."),
+    app: str = typer.Argument(
+        ..., metavar="APP", help="l2_learning (a learning switch) or lb (the OpenFlow director)."
+    ),
     port: int = typer.Option(6653, "--port", help="TCP port to listen on for switches."),
-    listen: str = typer.Option("127.0.0.1", "--listen", metavar="ADDR",
-                               help="Address to listen on for switches."),
-    rules: Path = typer.Option(None, "--rules", exists=True, dir_okay=False,
-                               help="lb: the services, in `ipvsadm -S` format (default: the "
-                               "--mode layout's tcp 80 and udp 7 over its real servers)."),
-    keepalived_conf: Path = typer.Option(None, "--keepalived-conf", exists=True, dir_okay=False,
-                                         help="lb: take the services from the virtual_server "
-                                         "blocks of a keepalived.conf instead."),
-    mode: str = typer.Option("dr", "--mode", help="lb: the layout, dr or nat. nat also answers "
-                             "for the real servers' gateway 192.168.0.254."),
-    n_rs: int = typer.Option(3, "--rs", help="lb: real servers of the --mode layout's default "
-                             "services."),
-    vip_mac: str = typer.Option(None, "--vip-mac", metavar="MAC",
-                                help="lb: the virtual MAC that answers for the VIPs "
-                                "(default 02:00:00:00:00:64)."),
-    gateway_ip: list[str] = typer.Option(None, "--gateway-ip", metavar="ADDR",
-                                         help="lb: another address to answer ARP and ping for "
-                                         "(repeat; replaces --mode's)."),
-    stats_interval_s: float = typer.Option(2.0, "--stats-interval-s",
-                                           help="lb: seconds between flow counter polls (>= 1)."),
-    no_control: bool = typer.Option(False, "--no-control",
-                                    help="lb: no control socket (`lvs-testbed ipvsadm "
-                                    "--director of` will not reach it)."),
+    listen: str = typer.Option(
+        "127.0.0.1", "--listen", metavar="ADDR", help="Address to listen on for switches."
+    ),
+    rules: Path = typer.Option(
+        None,
+        "--rules",
+        exists=True,
+        dir_okay=False,
+        help="lb: the services, in `ipvsadm -S` format (default: the "
+        "--mode layout's tcp 80 and udp 7 over its real servers).",
+    ),
+    keepalived_conf: Path = typer.Option(
+        None,
+        "--keepalived-conf",
+        exists=True,
+        dir_okay=False,
+        help="lb: take the services from the virtual_server blocks of a keepalived.conf instead.",
+    ),
+    mode: str = typer.Option(
+        "dr",
+        "--mode",
+        help="lb: the layout, dr or nat. nat also answers "
+        "for the real servers' gateway 192.168.0.254.",
+    ),
+    n_rs: int = typer.Option(
+        3, "--rs", help="lb: real servers of the --mode layout's default services."
+    ),
+    vip_mac: str = typer.Option(
+        None,
+        "--vip-mac",
+        metavar="MAC",
+        help="lb: the virtual MAC that answers for the VIPs (default 02:00:00:00:00:64).",
+    ),
+    gateway_ip: list[str] = typer.Option(
+        None,
+        "--gateway-ip",
+        metavar="ADDR",
+        help="lb: another address to answer ARP and ping for (repeat; replaces --mode's).",
+    ),
+    stats_interval_s: float = typer.Option(
+        2.0, "--stats-interval-s", help="lb: seconds between flow counter polls (>= 1)."
+    ),
+    no_control: bool = typer.Option(
+        False,
+        "--no-control",
+        help="lb: no control socket (`lvs-testbed ipvsadm --director of` will not reach it).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Log os-ken's debug messages."),
 ) -> None:
     """Run an os-ken app until SIGTERM or Ctrl-C. With `lb`, `lvs-testbed ipvsadm --director
     of ...` and `lvs-testbed director stats --director of` reach it."""
     from testbed.controllers.runner import ControllerError, control_dir, run_app
 
-    given = {"--rules": rules, "--keepalived-conf": keepalived_conf, "--vip-mac": vip_mac,
-             "--gateway-ip": gateway_ip, "--no-control": no_control}
+    given = {
+        "--rules": rules,
+        "--keepalived-conf": keepalived_conf,
+        "--vip-mac": vip_mac,
+        "--gateway-ip": gateway_ip,
+        "--no-control": no_control,
+    }
     try:
         if app != "lb" and any(given.values()):
             used = ", ".join(name for name in LB_ONLY if given[name])
@@ -65,8 +95,16 @@ def run(
             lb_config = None
             if app == "lb":
                 run_dir = None if no_control else stack.enter_context(control_dir())
-                lb_config = _lb_config(rules, keepalived_conf, mode, n_rs, vip_mac,
-                                       gateway_ip, stats_interval_s, run_dir)
+                lb_config = _lb_config(
+                    rules,
+                    keepalived_conf,
+                    mode,
+                    n_rs,
+                    vip_mac,
+                    gateway_ip,
+                    stats_interval_s,
+                    run_dir,
+                )
             run_app(app, listen=listen, port=port, lb_config=lb_config, verbose=verbose)
     except (ControllerError, ValueError, OSError) as exc:
         fail(str(exc))
@@ -76,9 +114,16 @@ def run(
     os._exit(0)
 
 
-def _lb_config(rules: Path | None, keepalived_conf: Path | None, mode: str, n_rs: int,
-               vip_mac: str | None, gateway_ip: list[str] | None, stats_interval_s: float,
-               run_dir: Path | None):
+def _lb_config(
+    rules: Path | None,
+    keepalived_conf: Path | None,
+    mode: str,
+    n_rs: int,
+    vip_mac: str | None,
+    gateway_ip: list[str] | None,
+    stats_interval_s: float,
+    run_dir: Path | None,
+):
     """The layout's defaults, overridden by what was given."""
     from testbed.controllers.lb import rules_from_keepalived
     from testbed.net.daemon_configs import lb_config_for_layout

@@ -9,8 +9,12 @@ from testbed.cli.common import console, require_root
 
 def demo(
     rs: int = typer.Option(3, "--rs", help="Number of real servers."),
-    shaped_mbit: float = typer.Option(10.0, "--shaped-mbit", help="Rate of the client-side links "
-                                      "for the shaped iperf3 run through the firewall, Mbit/s."),
+    shaped_mbit: float = typer.Option(
+        10.0,
+        "--shaped-mbit",
+        help="Rate of the client-side links "
+        "for the shaped iperf3 run through the firewall, Mbit/s.",
+    ),
 ) -> None:
     """Bring up DR and NAT in turn: reachability matrix, a shaped iperf3 run through the
     firewall, a summary. Everything is torn down before it exits."""

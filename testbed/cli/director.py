@@ -10,33 +10,61 @@ import typer
 
 from testbed.cli.common import fail
 
-director_app = typer.Typer(help="The userspace IPVS director: run it, read its counters.",
-                           no_args_is_help=True)
+director_app = typer.Typer(
+    help="The userspace IPVS director: run it, read its counters.", no_args_is_help=True
+)
 
 
 @director_app.command("run")
 def run(
-    iface: list[str] = typer.Option(..., "--iface", "-i", help="A NIC to forward on (repeat for two NICs)."),
-    name: str = typer.Option("", "--name", help="Director name (default: the host part of the first NIC, e.g. d1)."),
-    io: str = typer.Option("ring", "--io", help="ring: PACKET_MMAP rings, a batch per wake-up; "
-                           "frame: one system call per frame."),
+    iface: list[str] = typer.Option(
+        ..., "--iface", "-i", help="A NIC to forward on (repeat for two NICs)."
+    ),
+    name: str = typer.Option(
+        "", "--name", help="Director name (default: the host part of the first NIC, e.g. d1)."
+    ),
+    io: str = typer.Option(
+        "ring",
+        "--io",
+        help="ring: PACKET_MMAP rings, a batch per wake-up; frame: one system call per frame.",
+    ),
     batch: int = typer.Option(64, "--batch", help="Frames handled per port per wake-up, at most."),
-    wait_us: int = typer.Option(0, "--wait-us", help="After a wake-up, wait this long (us) for more frames "
-                                "unless a full batch is there: the interrupt-coalescing knob."),
-    table_bits: int = typer.Option(12, "--table-bits", help="Connection table size: 2^bits buckets (8..20)."),
-    rules: Path = typer.Option(None, "--rules", exists=True, dir_okay=False,
-                               help="Rules to load at start, in `ipvsadm -S` format."),
-    no_kernel_bypass: bool = typer.Option(False, "--no-kernel-bypass",
-                                          help="Do not keep the local kernel off the services' traffic."),
-    sync_iface: str = typer.Option(None, "--sync-iface", metavar="IF",
-                                   help="Sync connections with the peer director over this NIC "
-                                   "(UDP multicast 224.0.0.81:8848, as IPVS): send updates for "
-                                   "the connections forwarded here and apply the peer's, so a "
-                                   "failover keeps them. Off by default."),
-    sync_id: int = typer.Option(0, "--sync-id", metavar="N",
-                                help="Sync ID 0..255 put in our messages; with 0 every peer's "
-                                "messages are applied, otherwise only those with the same ID "
-                                "(needs --sync-iface)."),
+    wait_us: int = typer.Option(
+        0,
+        "--wait-us",
+        help="After a wake-up, wait this long (us) for more frames "
+        "unless a full batch is there: the interrupt-coalescing knob.",
+    ),
+    table_bits: int = typer.Option(
+        12, "--table-bits", help="Connection table size: 2^bits buckets (8..20)."
+    ),
+    rules: Path = typer.Option(
+        None,
+        "--rules",
+        exists=True,
+        dir_okay=False,
+        help="Rules to load at start, in `ipvsadm -S` format.",
+    ),
+    no_kernel_bypass: bool = typer.Option(
+        False, "--no-kernel-bypass", help="Do not keep the local kernel off the services' traffic."
+    ),
+    sync_iface: str = typer.Option(
+        None,
+        "--sync-iface",
+        metavar="IF",
+        help="Sync connections with the peer director over this NIC "
+        "(UDP multicast 224.0.0.81:8848, as IPVS): send updates for "
+        "the connections forwarded here and apply the peer's, so a "
+        "failover keeps them. Off by default.",
+    ),
+    sync_id: int = typer.Option(
+        0,
+        "--sync-id",
+        metavar="N",
+        help="Sync ID 0..255 put in our messages; with 0 every peer's "
+        "messages are applied, otherwise only those with the same ID "
+        "(needs --sync-iface).",
+    ),
 ) -> None:
     """Run the director in this network namespace (inside a director host) until SIGTERM."""
     from testbed.director.daemon import DaemonConfig, run_daemon
@@ -44,9 +72,16 @@ def run(
 
     try:
         cfg = DaemonConfig(
-            interfaces=iface, name=name, io_mode=io, batch=batch, wait_us=wait_us,
-            table_bits=table_bits, rules=rules.read_text() if rules else None,
-            kernel_bypass=not no_kernel_bypass, sync_iface=sync_iface, sync_id=sync_id,
+            interfaces=iface,
+            name=name,
+            io_mode=io,
+            batch=batch,
+            wait_us=wait_us,
+            table_bits=table_bits,
+            rules=rules.read_text() if rules else None,
+            kernel_bypass=not no_kernel_bypass,
+            sync_iface=sync_iface,
+            sync_id=sync_id,
         )
         if not 8 <= table_bits <= 20:
             raise ValueError(f"--table-bits must be 8..20, got {table_bits}")
@@ -57,7 +92,9 @@ def run(
 
 @director_app.command("stats")
 def stats(
-    director: str = typer.Option(None, "--director", "-d", help="Director name (default: the one in this namespace)."),
+    director: str = typer.Option(
+        None, "--director", "-d", help="Director name (default: the one in this namespace)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print the raw JSON."),
 ) -> None:
     """Frame counters (forwarded, ignored and dropped by reason), CPU and table figures."""
@@ -73,14 +110,18 @@ def stats(
         return
     frames = data["frames"]
     lines = [
-        f"director {data['name']}: {data['io_mode']} I/O, batch {data['batch']}, wait {data['wait_us']} us, "
+        f"director {data['name']}: {data['io_mode']} I/O, batch {data['batch']}, wait "
+        f"{data['wait_us']} us, "
         f"up {data['uptime_s']:.0f} s, CPU {data['cpu_s']:.2f} s",
-        f"frames: rx {frames['rx']}, forwarded {frames['forwarded']}, queued for ARP {frames['queued']}; "
+        f"frames: rx {frames['rx']}, forwarded {frames['forwarded']}, queued for ARP "
+        f"{frames['queued']}; "
         f"connections {data['connections']}",
     ]
     for label in ("ignored", "dropped"):
         if frames[label]:
-            lines.append(f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(frames[label].items())))
+            lines.append(
+                f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(frames[label].items()))
+            )
     sync = data.get("sync")
     if sync:
         sent, got = sync["sent"], sync["received"]
@@ -89,7 +130,8 @@ def stats(
             f"sync (ID {sync['sync_id']}): sent {sent['messages_sent']} messages "
             f"({sent['conns_queued']} updates, {sent['send_errors']} send errors); received "
             f"{got['messages']} messages, applied {got['conns_applied']} updates, ignored "
-            f"{got['ignored_sync_id']} of other sync IDs, malformed {malformed}")
+            f"{got['ignored_sync_id']} of other sync IDs, malformed {malformed}"
+        )
     print("\n".join(lines))
 
 
@@ -121,6 +163,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(director_app, name="director")
     app.command(
         "ipvsadm",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []},
+        context_settings={
+            "allow_extra_args": True,
+            "ignore_unknown_options": True,
+            "help_option_names": [],
+        },
         add_help_option=False,
     )(ipvsadm)

@@ -14,8 +14,9 @@ from rich.table import Table
 
 from testbed.cli.common import console, fail, require_root
 
-experiment_app = typer.Typer(help="Experiments: list them, show their parameters, run sweeps.",
-                             no_args_is_help=True)
+experiment_app = typer.Typer(
+    help="Experiments: list them, show their parameters, run sweeps.", no_args_is_help=True
+)
 
 EXIT_INTERRUPTED = 130
 
@@ -36,7 +37,9 @@ def list_experiments() -> None:
     for col in ("name", "description", "parameters (default: help)"):
         table.add_column(col, overflow="fold")
     for name, exp in experiments.items():
-        params = "\n".join(f"{s.name}={format_value(s.default)}: {s.help}" for s in exp.param_specs())
+        params = "\n".join(
+            f"{s.name}={format_value(s.default)}: {s.help}" for s in exp.param_specs()
+        )
         table.add_row(name, exp.description, params)
     console.print(table)
 
@@ -51,8 +54,11 @@ def show(name: str = typer.Argument(..., help="Experiment name (see `experiment 
     except ExperimentError as exc:
         fail(str(exc), 2)
     console.print(f"[bold]{exp.name}[/]: {exp.description}", highlight=False)
-    console.print(f"module {exp.module}; needs root: {'yes' if exp.needs_root else 'no'}; "
-                  f"timeout per point {exp.timeout_s:g} s", highlight=False)
+    console.print(
+        f"module {exp.module}; needs root: {'yes' if exp.needs_root else 'no'}; "
+        f"timeout per point {exp.timeout_s:g} s",
+        highlight=False,
+    )
     table = Table(show_lines=False)
     for col in ("parameter", "type", "default", "help"):
         table.add_column(col, overflow="fold")
@@ -63,25 +69,54 @@ def show(name: str = typer.Argument(..., help="Experiment name (see `experiment 
 
 @experiment_app.command("run")
 def run(
-    name: str = typer.Argument(..., help="Experiment name (see `experiment list`) or the path of a file defining one (experiments/NAME.py, or your copy)."),
+    name: str = typer.Argument(
+        ...,
+        help=(
+            "Experiment name (see `experiment list`) or the path of a file defining one "
+            "(experiments/NAME.py, or your copy)."
+        ),
+    ),
     param: list[str] = typer.Option(
-        None, "--param", "-p", metavar="NAME=V1[,V2...]",
+        None,
+        "--param",
+        "-p",
+        metavar="NAME=V1[,V2...]",
         help="Set a parameter; several values (comma-separated or repeated options) sweep it. "
-        "Several swept parameters give every combination."),
-    repeat: int = typer.Option(None, "--repeat", help="Run each combination this many times "
-                               "(default 1); repeats run as whole passes over the combinations."),
-    results: Path = typer.Option(None, "--results", file_okay=False,
-                                 help="Results root (default: $LVS_TESTBED_RESULTS or ./results); "
-                                 "the run goes to <root>/<experiment>/<run-id>/."),
-    resume: Path = typer.Option(None, "--resume", exists=True, file_okay=False,
-                                help="Finish this run directory: run only its missing, failed "
-                                "or interrupted points (the sweep comes from its params.json)."),
-    timeout_s: float = typer.Option(None, "--timeout-s", min=0.001,
-                                    help="Stop and fail a point after this many seconds "
-                                    "(default: the experiment's)."),
+        "Several swept parameters give every combination.",
+    ),
+    repeat: int = typer.Option(
+        None,
+        "--repeat",
+        help="Run each combination this many times "
+        "(default 1); repeats run as whole passes over the combinations.",
+    ),
+    results: Path = typer.Option(
+        None,
+        "--results",
+        file_okay=False,
+        help="Results root (default: $LVS_TESTBED_RESULTS or ./results); "
+        "the run goes to <root>/<experiment>/<run-id>/.",
+    ),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        exists=True,
+        file_okay=False,
+        help="Finish this run directory: run only its missing, failed "
+        "or interrupted points (the sweep comes from its params.json).",
+    ),
+    timeout_s: float = typer.Option(
+        None,
+        "--timeout-s",
+        min=0.001,
+        help="Stop and fail a point after this many seconds (default: the experiment's).",
+    ),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="Show a progress bar."),
-    report: bool = typer.Option(True, "--report/--no-report",
-                                help="Render the report when the sweep ends (`lvs-testbed report`)."),
+    report: bool = typer.Option(
+        True,
+        "--report/--no-report",
+        help="Render the report when the sweep ends (`lvs-testbed report`).",
+    ),
 ) -> None:
     """Run a sweep: one fresh process per point, results in a new run directory.
 
@@ -92,8 +127,16 @@ def run(
     run_experiment(name, param or [], repeat, results, resume, timeout_s, progress, report)
 
 
-def run_experiment(name: str, param: list[str], repeat: int | None, results: Path | None,
-                   resume: Path | None, timeout_s: float | None, progress: bool, report: bool) -> Path:
+def run_experiment(
+    name: str,
+    param: list[str],
+    repeat: int | None,
+    results: Path | None,
+    resume: Path | None,
+    timeout_s: float | None,
+    progress: bool,
+    report: bool,
+) -> Path:
     """`experiment run`'s work, shared with `reproduce`: plan or resume, run, render; exits
     non-zero (typer.Exit) on bad input, failed points or an interruption."""
     from testbed.harness.framework import (
@@ -109,8 +152,10 @@ def run_experiment(name: str, param: list[str], repeat: int | None, results: Pat
         exp = get_experiment(name)
         if resume is not None:
             if param or repeat is not None:
-                raise SweepError("--resume takes the sweep from the run's params.json: "
-                                 "do not give --param or --repeat with it")
+                raise SweepError(
+                    "--resume takes the sweep from the run's params.json: "
+                    "do not give --param or --repeat with it"
+                )
             recorded = load_spec(resume)["experiment"]
             if recorded != exp.name:
                 raise SweepError(f"{resume} is a run of {recorded!r}, not {exp.name!r}")
@@ -128,12 +173,17 @@ def run_experiment(name: str, param: list[str], repeat: int | None, results: Pat
     except (ExperimentError, RunDirError) as exc:
         fail(str(exc), 2)
     c = outcome.counts
-    console.print(f"{c['n_points']} points: {c['n_ok']} measured ({c['n_invalid']} invalid), "
-                  f"{c['n_failed']} failed, {c['n_pending']} not run; {outcome.ran} run now.",
-                  highlight=False)
+    console.print(
+        f"{c['n_points']} points: {c['n_ok']} measured ({c['n_invalid']} invalid), "
+        f"{c['n_failed']} failed, {c['n_pending']} not run; {outcome.ran} run now.",
+        highlight=False,
+    )
     if outcome.interrupted:
-        console.print(f"interrupted: finish it with `lvs-testbed experiment run {name} "
-                      f"--resume {run_dir}`", highlight=False, soft_wrap=True)
+        console.print(
+            f"interrupted: finish it with `lvs-testbed experiment run {name} --resume {run_dir}`",
+            highlight=False,
+            soft_wrap=True,
+        )
         raise typer.Exit(EXIT_INTERRUPTED)
     if report:
         _render(run_dir)
@@ -154,8 +204,11 @@ def _render(run_dir: Path) -> None:
     console.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
-def report(run_dir: Path = typer.Argument(..., exists=True, file_okay=False,
-                                          help="A run directory (results/<experiment>/<run-id>).")) -> None:
+def report(
+    run_dir: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="A run directory (results/<experiment>/<run-id>)."
+    ),
+) -> None:
     """Render a run's figures (PNG and SVG) and report.md into RUN_DIR/report/ (re-runnable)."""
     _render(run_dir)
 

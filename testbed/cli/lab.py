@@ -20,8 +20,9 @@ if TYPE_CHECKING:
     from testbed.labs import Lab, LabContext
     from testbed.net.network import Testbed
 
-lab_app = typer.Typer(help="Classroom labs: list them, start one, check it, start it over.",
-                      no_args_is_help=True)
+lab_app = typer.Typer(
+    help="Classroom labs: list them, start one, check it, start it over.", no_args_is_help=True
+)
 
 NUMBER_HELP = "Lab number (see `lvs-testbed lab list`)."
 EXIT_NOT_YET = 1
@@ -46,13 +47,17 @@ def _shown(path: Path) -> str:
 
 @lab_app.command("list")
 def list_labs(
-    teacher: bool = typer.Option(False, "--teacher", help="Also show where each lab's teacher notes are."),
+    teacher: bool = typer.Option(
+        False, "--teacher", help="Also show where each lab's teacher notes are."
+    ),
 ) -> None:
     """Every lab: number, title, the layout it builds and its handout."""
     from testbed.labs import LABS
 
     table = Table(title="labs", show_lines=teacher)
-    columns = ["no.", "title", "layout", "handout"] + (["practises", "teacher notes"] if teacher else [])
+    columns = ["no.", "title", "layout", "handout"] + (
+        ["practises", "teacher notes"] if teacher else []
+    )
     for col in columns:
         table.add_column(col, overflow="fold")
     for lab in LABS.values():
@@ -61,15 +66,23 @@ def list_labs(
             row += [lab.summary, _shown(lab.teacher_notes)]
         table.add_row(*row)
     console.print(table)
-    console.print("Start one with `sudo lvs-testbed lab start N`; check it from another terminal "
-                  "with `sudo lvs-testbed lab check N`.", highlight=False)
+    console.print(
+        "Start one with `sudo lvs-testbed lab start N`; check it from another terminal "
+        "with `sudo lvs-testbed lab check N`.",
+        highlight=False,
+    )
 
 
 @lab_app.command("start")
 def start(
     number: int = typer.Argument(..., help=NUMBER_HELP),
-    script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
-                                help="Run these CLI commands, then exit (commands may also be piped in)."),
+    script: Path = typer.Option(
+        None,
+        "--script",
+        exists=True,
+        dir_okay=False,
+        help="Run these CLI commands, then exit (commands may also be piped in).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
 ) -> None:
     """Build the lab's layout, put its starting state on it and open the Mininet CLI
@@ -80,25 +93,39 @@ def start(
 
     lab = _lab(number)
     if not lab.needs_layout:
-        console.print(f"Lab {lab.number}: {lab.title}\nHandout: {_shown(lab.handout)}\n"
-                      "This lab needs no layout of its own: each experiment point builds one. Follow "
-                      f"the handout, then `lvs-testbed lab check {lab.number}`.", highlight=False)
+        console.print(
+            f"Lab {lab.number}: {lab.title}\nHandout: {_shown(lab.handout)}\n"
+            "This lab needs no layout of its own: each experiment point builds one. Follow "
+            f"the handout, then `lvs-testbed lab check {lab.number}`.",
+            highlight=False,
+        )
         return
     require_root(f"`lab start {number}`")
 
     def on_ready(testbed: Testbed) -> None:
         lab.prepare(LabContext(hosts=TestbedHosts(testbed), plan=testbed.plan))
-        console.print(f"[bold]Lab {lab.number}: {lab.title}[/]\nHandout: {_shown(lab.handout)}\n"
-                      f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
-                      "in another terminal).", highlight=False)
+        console.print(
+            f"[bold]Lab {lab.number}: {lab.title}[/]\nHandout: {_shown(lab.handout)}\n"
+            f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
+            "in another terminal).",
+            highlight=False,
+        )
 
     def open_cli(testbed: Testbed, **kwargs) -> None:
         from testbed.labs.console import LabCLI
 
         LabCLI(testbed, lab, **kwargs)
 
-    run_layout(lab.layout, lab.params, False, script, verbose, kind=lab.run_kind, on_ready=on_ready,
-               open_cli=open_cli)
+    run_layout(
+        lab.layout,
+        lab.params,
+        False,
+        script,
+        verbose,
+        kind=lab.run_kind,
+        on_ready=on_ready,
+        open_cli=open_cli,
+    )
 
 
 def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:
@@ -108,10 +135,17 @@ def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:
     from testbed.runtime.registry import list_runs, owner_alive
 
     if run_id is None:
-        runs = [r for r in list_runs() if r.name.startswith(f"{lab.run_kind}-") and owner_alive(r) is not None]
+        runs = [
+            r
+            for r in list_runs()
+            if r.name.startswith(f"{lab.run_kind}-") and owner_alive(r) is not None
+        ]
         if not runs:
-            fail(f"lab {lab.number} is not running: start it with `sudo lvs-testbed lab start {lab.number}` "
-                 "(or name a run with --run)")
+            fail(
+                f"lab {lab.number} is not running: start it with `sudo lvs-testbed lab start "
+                f"{lab.number}` "
+                "(or name a run with --run)"
+            )
         run_id = max(runs, key=lambda r: r.stat().st_mtime).name
     try:
         hosts = RunHosts.live(run_id)
@@ -126,11 +160,21 @@ def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:
 @lab_app.command("check")
 def check(
     number: int = typer.Argument(..., help=NUMBER_HELP),
-    run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout of this lab)."),
-    results: Path = typer.Option(None, "--results", file_okay=False,
-                                 help="Results root for lab 4 (default: $LVS_TESTBED_RESULTS or ./results)."),
-    answers_dir: Path = typer.Option(None, "--answers-dir", file_okay=False,
-                                     help="Folder holding the labs' folders with your answers (default: labs/)."),
+    run: str = typer.Option(
+        None, "--run", help="Run id (default: the newest running layout of this lab)."
+    ),
+    results: Path = typer.Option(
+        None,
+        "--results",
+        file_okay=False,
+        help="Results root for lab 4 (default: $LVS_TESTBED_RESULTS or ./results).",
+    ),
+    answers_dir: Path = typer.Option(
+        None,
+        "--answers-dir",
+        file_okay=False,
+        help="Folder holding the labs' folders with your answers (default: labs/).",
+    ),
 ) -> None:
     """Run the lab's automatic check: each item ok or FAIL, with what was seen and a hint.
     Exits 0 only if every item passes."""
@@ -158,7 +202,9 @@ def check(
 @lab_app.command("reset")
 def reset(
     number: int = typer.Argument(..., help=NUMBER_HELP),
-    run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout of this lab)."),
+    run: str = typer.Option(
+        None, "--run", help="Run id (default: the newest running layout of this lab)."
+    ),
 ) -> None:
     """Put the lab's starting state back on its running layout, to start over."""
     from testbed.labs import LabError
@@ -167,7 +213,9 @@ def reset(
 
     lab = _lab(number)
     if not lab.needs_layout:
-        console.print(f"lab {lab.number} has no layout to reset: your results and answers stay as they are.")
+        console.print(
+            f"lab {lab.number} has no layout to reset: your results and answers stay as they are."
+        )
         return
     require_root(f"`lab reset {number}`")
     ctx = _running_lab_context(lab, run)
@@ -175,7 +223,10 @@ def reset(
         lab.prepare(ctx)
     except (LabError, ControlError, HostsError) as exc:
         fail(str(exc))
-    console.print(f"lab {lab.number}: back to the starting state (run {ctx.hosts.run_dir.name})", highlight=False)
+    console.print(
+        f"lab {lab.number}: back to the starting state (run {ctx.hosts.run_dir.name})",
+        highlight=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -44,30 +44,53 @@ def layout_parameters() -> list[inspect.Parameter]:
         decls = [f"{flag}/--no-{flag[2:]}" if f.type == "bool" else flag]
         if f.metadata.get("short"):
             decls.append(f.metadata["short"])
-        option = typer.Option(f.default, *decls, help=f.metadata["help"], show_default=f.default is not None)
-        out.append(inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=option,
-                                     annotation=_annotation(f)))
+        option = typer.Option(
+            f.default, *decls, help=f.metadata["help"], show_default=f.default is not None
+        )
+        out.append(
+            inspect.Parameter(
+                f.name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=_annotation(f)
+            )
+        )
     return out
 
 
 def params_from_options(values: dict) -> LayoutParams:
     """`LayoutParams` from the generated options' values (choices arrive as Enum members)."""
     names = {f.name for f in LayoutParams.knobs()}
-    return LayoutParams(**{k: v.value if isinstance(v, Enum) else v for k, v in values.items() if k in names})
+    return LayoutParams(
+        **{k: v.value if isinstance(v, Enum) else v for k, v in values.items() if k in names}
+    )
 
 
 def up(
-    layout: Layout = typer.Argument(..., help="dr (seed layout 1), nat (seed layout 2: master/backup, "
-                                    "two NICs each) or nat1 (NAT with one NIC per director)."),
-    config: list[str] = typer.Option(None, "--config", metavar="DIRECTOR=FILE",
-                                     help="Use this keepalived.conf for a director (e.g. d1=my.conf); "
-                                     "the others get generated ones."),
-    show_config: bool = typer.Option(False, "--show-config", help="Print the keepalived.conf each "
-                                     "director would run, and exit."),
-    no_cli: bool = typer.Option(False, "--no-cli", help="Run the self-check (reachability as the "
-                                "layout intends) and exit: 0 if it holds."),
-    script: Path = typer.Option(None, "--script", exists=True, dir_okay=False,
-                                help="Run these CLI commands, then exit (commands may also be piped in)."),
+    layout: Layout = typer.Argument(
+        ...,
+        help="dr (seed layout 1), nat (seed layout 2: master/backup, "
+        "two NICs each) or nat1 (NAT with one NIC per director).",
+    ),
+    config: list[str] = typer.Option(
+        None,
+        "--config",
+        metavar="DIRECTOR=FILE",
+        help="Use this keepalived.conf for a director (e.g. d1=my.conf); "
+        "the others get generated ones.",
+    ),
+    show_config: bool = typer.Option(
+        False, "--show-config", help="Print the keepalived.conf each director would run, and exit."
+    ),
+    no_cli: bool = typer.Option(
+        False,
+        "--no-cli",
+        help="Run the self-check (reachability as the layout intends) and exit: 0 if it holds.",
+    ),
+    script: Path = typer.Option(
+        None,
+        "--script",
+        exists=True,
+        dir_okay=False,
+        help="Run these CLI commands, then exit (commands may also be piped in).",
+    ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
     **knobs: object,
 ) -> None:
@@ -92,8 +115,11 @@ def _with_layout_options(command):
     """``command`` with its signature extended by `layout_parameters` in place of ``**knobs``
     (typer reads options from the signature and passes them all as keywords)."""
     hints = typing.get_type_hints(command)
-    fixed = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
-             for p in inspect.signature(command).parameters.values() if p.kind != inspect.Parameter.VAR_KEYWORD]
+    fixed = [
+        p.replace(kind=inspect.Parameter.KEYWORD_ONLY, annotation=hints[p.name])
+        for p in inspect.signature(command).parameters.values()
+        if p.kind != inspect.Parameter.VAR_KEYWORD
+    ]
     command.__signature__ = inspect.Signature([*fixed[:1], *layout_parameters(), *fixed[1:]])
     return command
 
@@ -112,9 +138,17 @@ def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:
     for item in items:
         name, sep, path = item.partition("=")
         if not sep or name not in directors:
-            fail(f"--config takes DIRECTOR=FILE with DIRECTOR one of {', '.join(sorted(directors))}; got {item!r}", 2)
+            fail(
+                "--config takes DIRECTOR=FILE with DIRECTOR one of "
+                f"{', '.join(sorted(directors))}; got {item!r}",
+                2,
+            )
         if not make_plan(layout, params).has_pair:
-            fail(f"--config is for NAT layouts with failover on (--ha vrrp or keepalived), not {layout}", 2)
+            fail(
+                "--config is for NAT layouts with failover on (--ha vrrp or keepalived), not "
+                f"{layout}",
+                2,
+            )
         try:
             load_config(path)
         except (OSError, ConfigError) as exc:
@@ -133,15 +167,27 @@ def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
     if not plan.has_pair:
         fail(f"layout {layout} has no failover pair (NAT layouts with --ha vrrp or keepalived)", 2)
     for d in plan.directors:
-        text = Path(configs[d.name]).read_text() if d.name in configs else generated_keepalived_conf(plan, d.name)
+        text = (
+            Path(configs[d.name]).read_text()
+            if d.name in configs
+            else generated_keepalived_conf(plan, d.name)
+        )
         print(f"# ---- {d.name}: keepalived.conf ----")
         print(text)
 
 
-def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: bool,
-               configs: dict[str, str] | None = None, *, kind: str | None = None,
-               on_ready: Callable[[Testbed], None] | None = None,
-               open_cli: Callable[..., object] | None = None) -> None:
+def run_layout(
+    layout: str,
+    params,
+    no_cli: bool,
+    script: Path | None,
+    verbose: bool,
+    configs: dict[str, str] | None = None,
+    *,
+    kind: str | None = None,
+    on_ready: Callable[[Testbed], None] | None = None,
+    open_cli: Callable[..., object] | None = None,
+) -> None:
     """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
     down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
     the layout answers (a lab's starting state), ``open_cli(testbed, script=...)`` opens the
@@ -153,7 +199,9 @@ def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: 
     from testbed.runtime.cgroup import CpuQuotaError
 
     handle_termination()
-    testbed = Testbed(layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs)
+    testbed = Testbed(
+        layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs
+    )
     ok = True
     try:
         testbed.start()
@@ -170,7 +218,9 @@ def run_layout(layout: str, params, no_cli: bool, script: Path | None, verbose: 
                 from testbed.net.console import LvsCLI as open_cli
             console.print(plan_table(testbed.plan))
             if not ready:
-                err_console.print("[yellow]warning:[/] reachability differs from the plan: type `check`")
+                err_console.print(
+                    "[yellow]warning:[/] reachability differs from the plan: type `check`"
+                )
             console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
             open_cli(testbed, script=str(script) if script else None)
     except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
@@ -212,7 +262,9 @@ def clean(
         owner = owner_alive(run_dir)
         if owner is not None:
             if not force:
-                console.print(f"{run_dir.name}: still running (pid {owner}); stop it or use --force")
+                console.print(
+                    f"{run_dir.name}: still running (pid {owner}); stop it or use --force"
+                )
                 continue
             os.kill(owner, signal.SIGTERM)  # its finally blocks tear down what it can
             deadline = time.monotonic() + 10
@@ -220,7 +272,10 @@ def clean(
                 time.sleep(0.1)
         report = clean_run(run_dir)
         what = report.removed + [f"process {p}" for p in report.killed]
-        console.print(f"{run_dir.name}: removed {len(what)} item(s)" + (f": {', '.join(what)}" if what else ""))
+        console.print(
+            f"{run_dir.name}: removed {len(what)} item(s)"
+            + (f": {', '.join(what)}" if what else "")
+        )
         for err in report.errors:
             failed = True
             err_console.print(f"[bold red]{run_dir.name}: could not remove[/] {err}")
@@ -229,9 +284,15 @@ def clean(
 
 
 def failover(
-    how: str = typer.Option("kill", "--how", help="kill (crash the master's daemons), link (its NICs "
-                            "down) or shutdown (stop its VRRP daemon cleanly)."),
-    probe_pps: float = typer.Option(200.0, "--probe-pps", help="UDP probe rate through the VIP during it."),
+    how: str = typer.Option(
+        "kill",
+        "--how",
+        help="kill (crash the master's daemons), link (its NICs "
+        "down) or shutdown (stop its VRRP daemon cleanly).",
+    ),
+    probe_pps: float = typer.Option(
+        200.0, "--probe-pps", help="UDP probe rate through the VIP during it."
+    ),
     run: str = typer.Option(None, "--run", help="Run id (default: the newest running layout)."),
 ) -> None:
     """Fail the master director of a running NAT layout (started with `up nat` elsewhere) and
@@ -249,9 +310,18 @@ def failover(
         fail(str(exc))
     if not plan.has_pair:
         fail(f"run {hosts.run_dir.name} is not a NAT layout with a director pair")
-    master = next((d.name for d in plan.directors if f"{plan.vip}/" in hosts.cmd(d.name, "ip -4 -o addr show")), "d1")
+    master = next(
+        (
+            d.name
+            for d in plan.directors
+            if f"{plan.vip}/" in hosts.cmd(d.name, "ip -4 -o addr show")
+        ),
+        "d1",
+    )
     backup = "d2" if master == "d1" else "d1"
-    console.print(measure(hosts, plan, how, master, backup, probe_pps=probe_pps).text(), highlight=False)
+    console.print(
+        measure(hosts, plan, how, master, backup, probe_pps=probe_pps).text(), highlight=False
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -35,33 +35,55 @@ def cookie(owner: int, flow_id: int = 0) -> int:
     return owner | (flow_id & FLOW_ID_MASK)
 
 
-def add_flow(datapath: Any, priority: int, match: Any, actions: list, *, cookie: int,
-             idle_timeout_s: int = 0, hard_timeout_s: int = 0, notify_removal: bool = False,
-             table_id: int = 0) -> None:
+def add_flow(
+    datapath: Any,
+    priority: int,
+    match: Any,
+    actions: list,
+    *,
+    cookie: int,
+    idle_timeout_s: int = 0,
+    hard_timeout_s: int = 0,
+    notify_removal: bool = False,
+    table_id: int = 0,
+) -> None:
     """Install (or replace) a flow applying ``actions``. Timeouts are capped at 65535 s;
     ``notify_removal`` asks the switch for a flow-removed message (OFPFF_SEND_FLOW_REM)."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     instructions = [parser.OFPInstructionActions(ofp.OFPIT_APPLY_ACTIONS, actions)]
-    datapath.send_msg(parser.OFPFlowMod(
-        datapath=datapath, cookie=cookie, table_id=table_id, command=ofp.OFPFC_ADD,
-        idle_timeout=min(idle_timeout_s, MAX_TIMEOUT_S),
-        hard_timeout=min(hard_timeout_s, MAX_TIMEOUT_S), priority=priority,
-        flags=ofp.OFPFF_SEND_FLOW_REM if notify_removal else 0, match=match,
-        instructions=instructions,
-    ))
+    datapath.send_msg(
+        parser.OFPFlowMod(
+            datapath=datapath,
+            cookie=cookie,
+            table_id=table_id,
+            command=ofp.OFPFC_ADD,
+            idle_timeout=min(idle_timeout_s, MAX_TIMEOUT_S),
+            hard_timeout=min(hard_timeout_s, MAX_TIMEOUT_S),
+            priority=priority,
+            flags=ofp.OFPFF_SEND_FLOW_REM if notify_removal else 0,
+            match=match,
+            instructions=instructions,
+        )
+    )
 
 
 def delete_flows(datapath: Any, cookie: int, cookie_mask: int, match: Any = None) -> None:
     """Delete, in every table, the flows whose cookie matches under ``cookie_mask`` (and
     ``match``, non-strictly, when given)."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
-    datapath.send_msg(parser.OFPFlowMod(
-        datapath=datapath, cookie=cookie, cookie_mask=cookie_mask, table_id=ofp.OFPTT_ALL,
-        command=ofp.OFPFC_DELETE,
-        # 0 would mean "only flows that output to port 0": ANY is "whatever they output to"
-        out_port=ofp.OFPP_ANY, out_group=ofp.OFPG_ANY,
-        match=match if match is not None else parser.OFPMatch(),
-    ))
+    datapath.send_msg(
+        parser.OFPFlowMod(
+            datapath=datapath,
+            cookie=cookie,
+            cookie_mask=cookie_mask,
+            table_id=ofp.OFPTT_ALL,
+            command=ofp.OFPFC_DELETE,
+            # 0 would mean "only flows that output to port 0": ANY is "whatever they output to"
+            out_port=ofp.OFPP_ANY,
+            out_group=ofp.OFPG_ANY,
+            match=match if match is not None else parser.OFPMatch(),
+        )
+    )
 
 
 def barrier(datapath: Any) -> None:
@@ -76,13 +98,22 @@ def reset_switch(datapath: Any, owner: int) -> None:
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
     delete_flows(datapath, owner, OWNER_MASK)
     barrier(datapath)
-    add_flow(datapath, PRIORITY_TABLE_MISS, parser.OFPMatch(),
-             [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)],
-             cookie=cookie(owner))
+    add_flow(
+        datapath,
+        PRIORITY_TABLE_MISS,
+        parser.OFPMatch(),
+        [parser.OFPActionOutput(ofp.OFPP_CONTROLLER, ofp.OFPCML_NO_BUFFER)],
+        cookie=cookie(owner),
+    )
 
 
-def packet_out(datapath: Any, in_port: int, actions: list, data: bytes | None = None,
-               buffer_id: int | None = None) -> None:
+def packet_out(
+    datapath: Any,
+    in_port: int,
+    actions: list,
+    data: bytes | None = None,
+    buffer_id: int | None = None,
+) -> None:
     """Send a packet through ``actions``: the packet-in's buffered packet when ``buffer_id``
     names one, else ``data``. ``in_port`` is OFPP_CONTROLLER for packets the app made."""
     ofp, parser = datapath.ofproto, datapath.ofproto_parser
@@ -90,5 +121,8 @@ def packet_out(datapath: Any, in_port: int, actions: list, data: bytes | None = 
         buffer_id, payload = ofp.OFP_NO_BUFFER, data
     else:
         payload = None
-    datapath.send_msg(parser.OFPPacketOut(datapath=datapath, buffer_id=buffer_id,
-                                          in_port=in_port, actions=actions, data=payload))
+    datapath.send_msg(
+        parser.OFPPacketOut(
+            datapath=datapath, buffer_id=buffer_id, in_port=in_port, actions=actions, data=payload
+        )
+    )

@@ -80,8 +80,13 @@ class LearningSwitch:
     app, flows.LB_OWNER inside the director); its flows have flow id 0.
     """
 
-    def __init__(self, owner: int, idle_timeout_s: int = IDLE_TIMEOUT_S,
-                 hard_timeout_s: int = HARD_TIMEOUT_S, priority: int = PRIORITY_L2) -> None:
+    def __init__(
+        self,
+        owner: int,
+        idle_timeout_s: int = IDLE_TIMEOUT_S,
+        hard_timeout_s: int = HARD_TIMEOUT_S,
+        priority: int = PRIORITY_L2,
+    ) -> None:
         self.owner = owner
         self.idle_timeout_s = idle_timeout_s
         self.hard_timeout_s = hard_timeout_s
@@ -106,8 +111,12 @@ class LearningSwitch:
         if not is_unicast(mac):
             return
         if self.table.learn(datapath.id, mac, in_port) is not None:
-            delete_flows(datapath, cookie(self.owner), FULL_MASK,
-                         datapath.ofproto_parser.OFPMatch(eth_dst=mac))
+            delete_flows(
+                datapath,
+                cookie(self.owner),
+                FULL_MASK,
+                datapath.ofproto_parser.OFPMatch(eth_dst=mac),
+            )
 
     def forward(self, msg: Any, eth_src: str, eth_dst: str) -> None:
         """Send a frame on to ``eth_dst``'s port with a flow for the ones that follow, or
@@ -122,10 +131,15 @@ class LearningSwitch:
             return  # the destination is on the segment the frame came from: nothing to do
         parser = datapath.ofproto_parser
         actions = [parser.OFPActionOutput(out_port)]
-        add_flow(datapath, self.priority,
-                 parser.OFPMatch(in_port=in_port, eth_src=eth_src, eth_dst=eth_dst), actions,
-                 cookie=cookie(self.owner), idle_timeout_s=self.idle_timeout_s,
-                 hard_timeout_s=self.hard_timeout_s)
+        add_flow(
+            datapath,
+            self.priority,
+            parser.OFPMatch(in_port=in_port, eth_src=eth_src, eth_dst=eth_dst),
+            actions,
+            cookie=cookie(self.owner),
+            idle_timeout_s=self.idle_timeout_s,
+            hard_timeout_s=self.hard_timeout_s,
+        )
         packet_out(datapath, in_port, actions, msg.data, msg.buffer_id)
 
     @staticmethod
@@ -133,8 +147,13 @@ class LearningSwitch:
         """Send the packet-in's frame out of every port but the one it came in on."""
         datapath = msg.datapath
         ofp, parser = datapath.ofproto, datapath.ofproto_parser
-        packet_out(datapath, msg.match["in_port"], [parser.OFPActionOutput(ofp.OFPP_FLOOD)],
-                   msg.data, msg.buffer_id)
+        packet_out(
+            datapath,
+            msg.match["in_port"],
+            [parser.OFPActionOutput(ofp.OFPP_FLOOD)],
+            msg.data,
+            msg.buffer_id,
+        )
 
 
 class L2LearningSwitch(app_manager.OSKenApp):

@@ -116,13 +116,16 @@ class LbConfig:
 
     def __post_init__(self) -> None:
         if not _MAC_RE.match(self.vip_mac) or not is_unicast(self.vip_mac):
-            raise ValueError(f"the VIP MAC must be a unicast MAC like {DEFAULT_VIP_MAC} "
-                             f"(lower case), got {self.vip_mac!r}")
+            raise ValueError(
+                f"the VIP MAC must be a unicast MAC like {DEFAULT_VIP_MAC} "
+                f"(lower case), got {self.vip_mac!r}"
+            )
         for addr in self.gateway_ips:
             ip_to_int(addr)  # ValueError names the bad address
         if not self.stats_interval_s >= 1:
-            raise ValueError(f"the flow statistics interval must be at least 1 s, got "
-                             f"{self.stats_interval_s}")
+            raise ValueError(
+                f"the flow statistics interval must be at least 1 s, got {self.stats_interval_s}"
+            )
 
 
 def rules_from_keepalived(path: str | os.PathLike[str]) -> str:
@@ -146,8 +149,10 @@ def unsupported(director: Director) -> list[str]:
             problems.append(f"firewall-mark service {svc.fwmark}: a switch sees no marks")
         for dest in svc.dests:
             if dest.fwd is Fwd.TUN:
-                problems.append(f"real server {int_to_ip(dest.addr)}:{dest.port} uses TUN (-i),"
-                                " which OpenFlow 1.3 cannot do: use -g (DR) or -m (NAT)")
+                problems.append(
+                    f"real server {int_to_ip(dest.addr)}:{dest.port} uses TUN (-i),"
+                    " which OpenFlow 1.3 cannot do: use -g (DR) or -m (NAT)"
+                )
     return problems
 
 
@@ -206,10 +211,15 @@ class Balancer:
     ``clock`` gives monotonic seconds (the Director's `now`); tests inject theirs.
     """
 
-    def __init__(self, director: Director, vip_mac: str = DEFAULT_VIP_MAC,
-                 gateway_ips: tuple[str, ...] = (),
-                 stats_interval_s: float = DEFAULT_STATS_INTERVAL_S, name: str = CONTROL_NAME,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        director: Director,
+        vip_mac: str = DEFAULT_VIP_MAC,
+        gateway_ips: tuple[str, ...] = (),
+        stats_interval_s: float = DEFAULT_STATS_INTERVAL_S,
+        name: str = CONTROL_NAME,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.director = director
         self.name = name
         self.vip_mac = vip_mac
@@ -281,10 +291,16 @@ class Balancer:
             self._learn_address(sender, req.src_mac)
         if req.opcode == arp.ARP_REQUEST and ip_to_int(req.dst_ip) in self.owned:
             reply = _frame(
-                ethernet.ethernet(dst=req.src_mac, src=self.vip_mac,
-                                  ethertype=ether_types.ETH_TYPE_ARP),
-                arp.arp(opcode=arp.ARP_REPLY, src_mac=self.vip_mac, src_ip=req.dst_ip,
-                        dst_mac=req.src_mac, dst_ip=req.src_ip),
+                ethernet.ethernet(
+                    dst=req.src_mac, src=self.vip_mac, ethertype=ether_types.ETH_TYPE_ARP
+                ),
+                arp.arp(
+                    opcode=arp.ARP_REPLY,
+                    src_mac=self.vip_mac,
+                    src_ip=req.dst_ip,
+                    dst_mac=req.src_mac,
+                    dst_ip=req.src_ip,
+                ),
             )
             self._send_to_port(msg.datapath, msg.match["in_port"], reply)
             self.counters["arp_replies"] += 1
@@ -339,15 +355,17 @@ class Balancer:
             self._install(datapath, conn, info, IN, actions)
             client_port = self.l2.table.port(datapath.id, info.client_mac)
             if conn.fwd is Fwd.NAT and client_port is not None:
-                self._install(datapath, conn, info, OUT,
-                              self._out_actions(datapath, conn, info, client_port))
+                self._install(
+                    datapath, conn, info, OUT, self._out_actions(datapath, conn, info, client_port)
+                )
         conn.dest.stats.inpkts += 1
         conn.dest.stats.inbytes += ip.total_length
         self.counters["forwarded"] += 1
         packet_out(datapath, msg.match["in_port"], actions, msg.data, msg.buffer_id)
 
-    def _new_connection(self, proto: int, caddr: int, l4: Any, vaddr: int,
-                        client_mac: str) -> Connection | None:
+    def _new_connection(
+        self, proto: int, caddr: int, l4: Any, vaddr: int, client_mac: str
+    ) -> Connection | None:
         svc = self.director.find_service(proto, vaddr, l4.dst_port)
         if svc is None:
             self.drops["no_service"] += 1
@@ -356,8 +374,7 @@ class Balancer:
             self.drops["no_connection"] += 1  # only a SYN makes a TCP connection, as in IPVS
             return None
         now = self.clock()
-        conn = self.director.schedule_new(svc, proto, caddr, l4.src_port, vaddr, l4.dst_port,
-                                          now)
+        conn = self.director.schedule_new(svc, proto, caddr, l4.src_port, vaddr, l4.dst_port, now)
         if conn is None:
             return None  # the Director counted it (drops["no_dest"])
         self.conn_info[conn] = ConnInfo(client_mac)
@@ -379,8 +396,9 @@ class Balancer:
 
     def _outbound(self, msg: Any, ip: Any, l4: Any) -> None:
         """Real server -> client through us (NAT): back to VIP:vport."""
-        conn = self.director.lookup_out(ip.proto, ip_to_int(ip.src), l4.src_port,
-                                        ip_to_int(ip.dst), l4.dst_port)
+        conn = self.director.lookup_out(
+            ip.proto, ip_to_int(ip.src), l4.src_port, ip_to_int(ip.dst), l4.dst_port
+        )
         if conn is None or conn.fwd is not Fwd.NAT:
             self.drops["no_connection"] += 1
             return
@@ -402,12 +420,15 @@ class Balancer:
         actions = [parser.OFPActionSetField(eth_dst=mac)]
         if conn.fwd is Fwd.NAT:
             l4_dst = "tcp_dst" if conn.proto == PROTO_TCP else "udp_dst"
-            actions += [parser.OFPActionSetField(ipv4_dst=int_to_ip(conn.daddr)),
-                        parser.OFPActionSetField(**{l4_dst: conn.dport})]
+            actions += [
+                parser.OFPActionSetField(ipv4_dst=int_to_ip(conn.daddr)),
+                parser.OFPActionSetField(**{l4_dst: conn.dport}),
+            ]
         return [*actions, parser.OFPActionOutput(ofp.OFPP_FLOOD if port is None else port)]
 
-    def _out_actions(self, datapath: Any, conn: Connection, info: ConnInfo,
-                     port: int | None) -> list:
+    def _out_actions(
+        self, datapath: Any, conn: Connection, info: ConnInfo, port: int | None
+    ) -> list:
         ofp, parser = datapath.ofproto, datapath.ofproto_parser
         l4_src = "tcp_src" if conn.proto == PROTO_TCP else "udp_src"
         return [
@@ -424,14 +445,21 @@ class Balancer:
         else:
             src, sport, dst, dport = conn.daddr, conn.dport, conn.caddr, conn.cport
         l4 = ("tcp_src", "tcp_dst") if conn.proto == PROTO_TCP else ("udp_src", "udp_dst")
-        return datapath.ofproto_parser.OFPMatch(**{
-            "eth_dst": self.vip_mac, "eth_type": ether_types.ETH_TYPE_IP,
-            "ip_proto": conn.proto, "ipv4_src": int_to_ip(src), "ipv4_dst": int_to_ip(dst),
-            l4[0]: sport, l4[1]: dport,
-        })
+        return datapath.ofproto_parser.OFPMatch(
+            **{
+                "eth_dst": self.vip_mac,
+                "eth_type": ether_types.ETH_TYPE_IP,
+                "ip_proto": conn.proto,
+                "ipv4_src": int_to_ip(src),
+                "ipv4_dst": int_to_ip(dst),
+                l4[0]: sport,
+                l4[1]: dport,
+            }
+        )
 
-    def _install(self, datapath: Any, conn: Connection, info: ConnInfo, direction: str,
-                 actions: list) -> None:
+    def _install(
+        self, datapath: Any, conn: Connection, info: ConnInfo, direction: str, actions: list
+    ) -> None:
         """The connection's flow one way on this switch, unless it has one there already
         (a packet that overtook the flow mod)."""
         if (datapath.id, direction) in info.flows:
@@ -441,9 +469,15 @@ class Balancer:
         flow_id = self._new_flow_id()
         self.flows[flow_id] = FlowRecord(conn, datapath.id, direction)
         info.flows[(datapath.id, direction)] = flow_id
-        add_flow(datapath, PRIORITY_CONN, self._match(datapath, conn, direction), actions,
-                 cookie=cookie(LB_OWNER, flow_id), idle_timeout_s=self._idle_timeout_s(conn),
-                 notify_removal=True)
+        add_flow(
+            datapath,
+            PRIORITY_CONN,
+            self._match(datapath, conn, direction),
+            actions,
+            cookie=cookie(LB_OWNER, flow_id),
+            idle_timeout_s=self._idle_timeout_s(conn),
+            notify_removal=True,
+        )
         self.counters["flows_installed"] += 1
 
     def _hand_over(self, conn: Connection) -> None:
@@ -508,10 +542,16 @@ class Balancer:
         0.0.0.0 (an RFC 5227 probe): a DR real server holds the VIP on lo, and Linux drops
         an ARP request whose sender address is its own as a martian, but answers a probe."""
         frame = _frame(
-            ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=self.vip_mac,
-                              ethertype=ether_types.ETH_TYPE_ARP),
-            arp.arp(opcode=arp.ARP_REQUEST, src_mac=self.vip_mac, src_ip="0.0.0.0",
-                    dst_mac="00:00:00:00:00:00", dst_ip=int_to_ip(addr)),
+            ethernet.ethernet(
+                dst="ff:ff:ff:ff:ff:ff", src=self.vip_mac, ethertype=ether_types.ETH_TYPE_ARP
+            ),
+            arp.arp(
+                opcode=arp.ARP_REQUEST,
+                src_mac=self.vip_mac,
+                src_ip="0.0.0.0",
+                dst_mac="00:00:00:00:00:00",
+                dst_ip=int_to_ip(addr),
+            ),
         )
         for datapath in self.datapaths.values():
             self._send_to_port(datapath, datapath.ofproto.OFPP_FLOOD, frame)
@@ -549,8 +589,11 @@ class Balancer:
             if stat.cookie & OWNER_MASK != LB_OWNER:
                 continue
             rec = self.flows.get(stat.cookie & FLOW_ID_MASK)
-            if rec is not None and rec.dpid == dpid and self._account(
-                    rec, stat.packet_count, stat.byte_count):
+            if (
+                rec is not None
+                and rec.dpid == dpid
+                and self._account(rec, stat.packet_count, stat.byte_count)
+            ):
                 self.director.conns.refresh(rec.conn, now)
 
     def _account(self, rec: FlowRecord, packets: int, nbytes: int) -> bool:
@@ -603,8 +646,9 @@ class Balancer:
             self._next_stats_s = now + self.stats_interval_s
             for datapath in self.datapaths.values():
                 parser = datapath.ofproto_parser
-                datapath.send_msg(parser.OFPFlowStatsRequest(datapath, cookie=LB_OWNER,
-                                                             cookie_mask=OWNER_MASK))
+                datapath.send_msg(
+                    parser.OFPFlowStatsRequest(datapath, cookie=LB_OWNER, cookie_mask=OWNER_MASK)
+                )
 
     # -- control -------------------------------------------------------------------------------
     def control(self, msg: dict) -> dict:
@@ -625,8 +669,9 @@ class Balancer:
         err = res.err
         if self.director.snapshot() != before:
             self.services_changed()
-            err += "".join(f"warning: the OpenFlow director ignores {p}\n"
-                           for p in unsupported(self.director))
+            err += "".join(
+                f"warning: the OpenFlow director ignores {p}\n" for p in unsupported(self.director)
+            )
         return {"rc": res.rc, "out": res.out, "err": err}
 
     def services_changed(self) -> None:
@@ -649,24 +694,40 @@ class Balancer:
         usage = resource.getrusage(resource.RUSAGE_SELF)
         now = self.clock()
         return {
-            "name": self.name, "io_mode": "openflow", "batch": 0, "wait_us": 0,
-            "uptime_s": now - self.started_s, "cpu_s": usage.ru_utime + usage.ru_stime,
-            "max_rss_kb": usage.ru_maxrss, "wakeups": self.counters["packet_in"],
+            "name": self.name,
+            "io_mode": "openflow",
+            "batch": 0,
+            "wait_us": 0,
+            "uptime_s": now - self.started_s,
+            "cpu_s": usage.ru_utime + usage.ru_stime,
+            "max_rss_kb": usage.ru_maxrss,
+            "wakeups": self.counters["packet_in"],
             "batches_full": 0,
             "frames": {
-                "rx": self.counters["packet_in"], "forwarded": self.counters["forwarded"],
+                "rx": self.counters["packet_in"],
+                "forwarded": self.counters["forwarded"],
                 "queued": sum(len(p.msgs) for p in self.pending.values()),
-                "ignored": {}, "dropped": dict(self.drops),
+                "ignored": {},
+                "dropped": dict(self.drops),
             },
             "ipvs_drops": dict(self.director.drops),
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
             "sync": None,
             "openflow": {
-                "datapaths": sorted(self.datapaths), "flows": len(self.flows),
+                "datapaths": sorted(self.datapaths),
+                "flows": len(self.flows),
                 "arp_entries": len(self.arp),
-                **{k: self.counters[k] for k in ("switched", "flows_installed", "arp_replies",
-                                                 "arp_probes", "echo_replies")},
+                **{
+                    k: self.counters[k]
+                    for k in (
+                        "switched",
+                        "flows_installed",
+                        "arp_replies",
+                        "arp_probes",
+                        "echo_replies",
+                    )
+                },
             },
         }
 
@@ -702,12 +763,19 @@ class OpenFlowDirector(app_manager.OSKenApp):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if _config is None:
-            raise RuntimeError("the lb app has no configuration: call testbed.controllers.lb."
-                               "configure(...) before os-ken starts it (the top-level "
-                               "controllers/lb.py and `lvs-testbed controller run lb` do)")
+            raise RuntimeError(
+                "the lb app has no configuration: call testbed.controllers.lb."
+                "configure(...) before os-ken starts it (the top-level "
+                "controllers/lb.py and `lvs-testbed controller run lb` do)"
+            )
         self.config = config = _config
-        self.balancer = Balancer(build_director(config.rules), config.vip_mac,
-                                 config.gateway_ips, config.stats_interval_s, config.name)
+        self.balancer = Balancer(
+            build_director(config.rules),
+            config.vip_mac,
+            config.gateway_ips,
+            config.stats_interval_s,
+            config.name,
+        )
         self.control: ControlServer | None = None
         self.index_path: Path | None = None
 

@@ -55,10 +55,15 @@ def check_port_free(listen: str, port: int) -> None:
         try:
             sock.bind((listen, port))
         except OSError as exc:
-            fix = ("another controller probably holds the port; stop it or pick another port "
-                   "with --port" if exc.errno == errno.EADDRINUSE else "check --listen")
+            fix = (
+                "another controller probably holds the port; stop it or pick another port "
+                "with --port"
+                if exc.errno == errno.EADDRINUSE
+                else "check --listen"
+            )
             raise ControllerError(
-                f"cannot listen on {listen}:{port} ({exc.strerror}): {fix}") from exc
+                f"cannot listen on {listen}:{port} ({exc.strerror}): {fix}"
+            ) from exc
 
 
 def configure_os_ken(listen: str, port: int) -> None:
@@ -103,8 +108,14 @@ def _interrupt(signum: int, _frame: FrameType | None) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
-def run_app(app: str, *, listen: str = DEFAULT_LISTEN, port: int = DEFAULT_PORT,
-            lb_config: LbConfig | None = None, verbose: bool = False) -> None:
+def run_app(
+    app: str,
+    *,
+    listen: str = DEFAULT_LISTEN,
+    port: int = DEFAULT_PORT,
+    lb_config: LbConfig | None = None,
+    verbose: bool = False,
+) -> None:
     """Run ``app`` (a key of APPS) until SIGTERM/SIGINT. ``lb_config`` (an lb.LbConfig) is
     what the ``lb`` app serves. Raises ControllerError before starting if it cannot."""
     if app not in APPS:
@@ -112,8 +123,11 @@ def run_app(app: str, *, listen: str = DEFAULT_LISTEN, port: int = DEFAULT_PORT,
     if not 1 <= port <= 65535:
         raise ControllerError(f"--port must be 1..65535, got {port}")
     check_port_free(listen, port)
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(name)s %(levelname)s %(message)s",
+    )
     configure_os_ken(listen, port)
     if app == "lb":
         from testbed.controllers import lb
@@ -132,8 +146,9 @@ def run_app(app: str, *, listen: str = DEFAULT_LISTEN, port: int = DEFAULT_PORT,
     manager = app_manager.AppManager.get_instance()
     manager.load_apps([APPS[app]])
     services = manager.instantiate_apps(**manager.create_contexts())
-    logging.getLogger(__name__).info("%s listening for OpenFlow 1.3 switches on %s:%d",
-                                     app, listen, port)
+    logging.getLogger(__name__).info(
+        "%s listening for OpenFlow 1.3 switches on %s:%d", app, listen, port
+    )
     try:
         hub.joinall(services)
     except KeyboardInterrupt:

@@ -29,11 +29,31 @@ from collections.abc import Iterator
 from typing import Any
 
 # -- TCP states, numbered as IP_VS_TCP_S_* ------------------------------------------------------
-NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, \
-    LISTEN, SYNACK = range(11)
+(
+    NONE,
+    ESTABLISHED,
+    SYN_SENT,
+    SYN_RECV,
+    FIN_WAIT,
+    TIME_WAIT,
+    CLOSE,
+    CLOSE_WAIT,
+    LAST_ACK,
+    LISTEN,
+    SYNACK,
+) = range(11)
 TCP_STATE_NAMES = (
-    "NONE", "ESTABLISHED", "SYN_SENT", "SYN_RECV", "FIN_WAIT", "TIME_WAIT", "CLOSE",
-    "CLOSE_WAIT", "LAST_ACK", "LISTEN", "SYNACK",
+    "NONE",
+    "ESTABLISHED",
+    "SYN_SENT",
+    "SYN_RECV",
+    "FIN_WAIT",
+    "TIME_WAIT",
+    "CLOSE",
+    "CLOSE_WAIT",
+    "LAST_ACK",
+    "LISTEN",
+    "SYNACK",
 )
 UDP_STATE_NAME = "UDP"
 """ip_vs_proto_udp.c has one state, IP_VS_UDP_S_NORMAL, which ipvsadm -c shows as "UDP"."""
@@ -66,8 +86,18 @@ F_TEMPLATE = 0x1000
 TH_FIN, TH_SYN, TH_RST, TH_ACK = 0x01, 0x02, 0x04, 0x10
 
 sNO, sES, sSS, sSR, sFW, sTW, sCL, sCW, sLA, sLI, sSA = (
-    NONE, ESTABLISHED, SYN_SENT, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK,
-    LISTEN, SYNACK)
+    NONE,
+    ESTABLISHED,
+    SYN_SENT,
+    SYN_RECV,
+    FIN_WAIT,
+    TIME_WAIT,
+    CLOSE,
+    CLOSE_WAIT,
+    LAST_ACK,
+    LISTEN,
+    SYNACK,
+)
 # tcp_states[] of ip_vs_proto_tcp.c (the default table, not the secure_tcp one).
 # Rows: event syn, fin, ack, rst; columns: the current state in IP_VS_TCP_S_* order.
 _TCP_STATES = (
@@ -125,15 +155,44 @@ class Connection:
     """
 
     __slots__ = (
-        "proto", "caddr", "cport", "vaddr", "vport", "daddr", "dport",
-        "fwd", "dest", "service", "state", "flags", "timeout", "expires",
-        "control", "n_control", "armed", "in_pkts", "old_state",
+        "proto",
+        "caddr",
+        "cport",
+        "vaddr",
+        "vport",
+        "daddr",
+        "dport",
+        "fwd",
+        "dest",
+        "service",
+        "state",
+        "flags",
+        "timeout",
+        "expires",
+        "control",
+        "n_control",
+        "armed",
+        "in_pkts",
+        "old_state",
     )
 
-    def __init__(self, proto: int, caddr: int, cport: int, vaddr: int, vport: int,
-                 daddr: int, dport: int, *, flags: int = 0, state: int = NONE,
-                 timeout: float = 0, dest: Any = None, service: Any = None,
-                 fwd: Any = None) -> None:
+    def __init__(
+        self,
+        proto: int,
+        caddr: int,
+        cport: int,
+        vaddr: int,
+        vport: int,
+        daddr: int,
+        dport: int,
+        *,
+        flags: int = 0,
+        state: int = NONE,
+        timeout: float = 0,
+        dest: Any = None,
+        service: Any = None,
+        fwd: Any = None,
+    ) -> None:
         self.proto = proto
         self.caddr = caddr
         self.cport = cport
@@ -177,17 +236,26 @@ class Connection:
         """A plain form for connection sync; `Director.sync_in` turns it back into one."""
         service = self.service
         return {
-            "proto": self.proto, "caddr": self.caddr, "cport": self.cport,
-            "vaddr": self.vaddr, "vport": self.vport, "daddr": self.daddr, "dport": self.dport,
-            "state": self.state, "flags": self.flags, "timeout_s": self.timeout,
+            "proto": self.proto,
+            "caddr": self.caddr,
+            "cport": self.cport,
+            "vaddr": self.vaddr,
+            "vport": self.vport,
+            "daddr": self.daddr,
+            "dport": self.dport,
+            "state": self.state,
+            "flags": self.flags,
+            "timeout_s": self.timeout,
             "expires_in_s": max(self.expires - now, 0.0),
             "fwmark": service.fwmark if service is not None else 0,
         }
 
     def __repr__(self) -> str:
-        return (f"Connection(proto={self.proto}, c={self.caddr:#x}:{self.cport}, "
-                f"v={self.vaddr:#x}:{self.vport}, d={self.daddr:#x}:{self.dport}, "
-                f"state={self.state_name}, flags={self.flags:#x}, expires={self.expires})")
+        return (
+            f"Connection(proto={self.proto}, c={self.caddr:#x}:{self.cport}, "
+            f"v={self.vaddr:#x}:{self.vport}, d={self.daddr:#x}:{self.dport}, "
+            f"state={self.state_name}, flags={self.flags:#x}, expires={self.expires})"
+        )
 
 
 def _bind_dest(conn: Connection) -> None:
@@ -264,36 +332,49 @@ class ConnTable:
         return ((caddr ^ cport << 16 ^ proto ^ self._seed) * _HASH_MULT & _U32) >> self._shift
 
     # -- per-packet calls ---------------------------------------------------------------------
-    def lookup_in(self, proto: int, caddr: int, cport: int, vaddr: int,
-                  vport: int) -> Connection | None:
+    def lookup_in(
+        self, proto: int, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> Connection | None:
         """The connection of a client -> virtual service packet (ip_vs_conn_in_get)."""
         # The hash is inlined: a call would cost more than the hash.
-        chain = self._tab[((caddr ^ cport << 16 ^ proto ^ self._seed) * _HASH_MULT & _U32)
-                          >> self._shift]
+        chain = self._tab[
+            ((caddr ^ cport << 16 ^ proto ^ self._seed) * _HASH_MULT & _U32) >> self._shift
+        ]
         if chain:
             for c in chain:
-                if (c.cport == cport and c.caddr == caddr and c.vport == vport
-                        and c.vaddr == vaddr and c.proto == proto
-                        and not c.flags & F_TEMPLATE):
+                if (
+                    c.cport == cport
+                    and c.caddr == caddr
+                    and c.vport == vport
+                    and c.vaddr == vaddr
+                    and c.proto == proto
+                    and not c.flags & F_TEMPLATE
+                ):
                     return c
         return None
 
-    def lookup_out(self, proto: int, raddr: int, rport: int, caddr: int,
-                   cport: int) -> Connection | None:
+    def lookup_out(
+        self, proto: int, raddr: int, rport: int, caddr: int, cport: int
+    ) -> Connection | None:
         """The connection of a real server -> client reply (NAT), from the reply's source
         (raddr:rport) and destination (caddr:cport) (ip_vs_conn_out_get)."""
-        chain = self._tab[((caddr ^ cport << 16 ^ proto ^ self._seed) * _HASH_MULT & _U32)
-                          >> self._shift]
+        chain = self._tab[
+            ((caddr ^ cport << 16 ^ proto ^ self._seed) * _HASH_MULT & _U32) >> self._shift
+        ]
         if chain:
             for c in chain:
-                if (c.cport == cport and c.dport == rport and c.caddr == caddr
-                        and c.daddr == raddr and c.proto == proto
-                        and not c.flags & F_TEMPLATE):
+                if (
+                    c.cport == cport
+                    and c.dport == rport
+                    and c.caddr == caddr
+                    and c.daddr == raddr
+                    and c.proto == proto
+                    and not c.flags & F_TEMPLATE
+                ):
                     return c
         return None
 
-    def on_tcp_packet(self, conn: Connection, direction: int, tcp_flags: int,
-                      now: float) -> None:
+    def on_tcp_packet(self, conn: Connection, direction: int, tcp_flags: int, now: float) -> None:
         """set_tcp_state() plus the timer refresh done for every packet of a connection.
 
         `direction` is INPUT or OUTPUT, `tcp_flags` the TCP header's flag byte. Moves the
@@ -366,8 +447,9 @@ class ConnTable:
             control.n_control -= 1
             conn.control = None
 
-    def set_state(self, conn: Connection, state: int, flags: int, timeout: float,
-                  now: float) -> None:
+    def set_state(
+        self, conn: Connection, state: int, flags: int, timeout: float, now: float
+    ) -> None:
         """Overwrite a connection's state and activity flag (connection sync), moving the
         real server's counts as the change requires."""
         dest = conn.dest
@@ -420,15 +502,20 @@ class ConnTable:
         return removed
 
     # -- persistence templates ------------------------------------------------------------------
-    def lookup_template(self, proto: int, caddr: int, vaddr: int,
-                        vport: int) -> Connection | None:
+    def lookup_template(self, proto: int, caddr: int, vaddr: int, vport: int) -> Connection | None:
         """The template for (proto, caddr & netmask, vaddr or fwmark, vport or 0)
         (ip_vs_ct_in_get)."""
         chain = self._tab[self._bucket(proto, caddr, 0)]
         if chain:
             for c in chain:
-                if (c.flags & F_TEMPLATE and c.cport == 0 and c.caddr == caddr
-                        and c.vport == vport and c.vaddr == vaddr and c.proto == proto):
+                if (
+                    c.flags & F_TEMPLATE
+                    and c.cport == 0
+                    and c.caddr == caddr
+                    and c.vport == vport
+                    and c.vaddr == vaddr
+                    and c.proto == proto
+                ):
                     return c
         return None
 

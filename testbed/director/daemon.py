@@ -73,8 +73,10 @@ class DaemonConfig:
         if self.sync_iface is not None:
             name = self.sync_iface
             if not 1 <= len(name) <= 15 or "/" in name or any(c.isspace() for c in name):
-                raise ValueError(f"sync interface must be an interface name (1..15 characters, "
-                                 f"no '/' or spaces), got {name!r}")
+                raise ValueError(
+                    f"sync interface must be an interface name (1..15 characters, "
+                    f"no '/' or spaces), got {name!r}"
+                )
         elif self.sync_id:
             raise ValueError("a sync ID needs a sync interface (--sync-iface)")
         if not self.name:
@@ -88,7 +90,11 @@ def _ip_json(*args: str) -> list:
 
 def primary_ipv4(ifname: str) -> int:
     """The interface's first IPv4 address that is not a /32 (a VIP is usually a /32)."""
-    addrs = [a for entry in _ip_json("-4", "addr", "show", "dev", ifname) for a in entry.get("addr_info", [])]
+    addrs = [
+        a
+        for entry in _ip_json("-4", "addr", "show", "dev", ifname)
+        for a in entry.get("addr_info", [])
+    ]
     if not addrs:
         raise ValueError(f"interface {ifname} has no IPv4 address")
     addrs.sort(key=lambda a: a.get("prefixlen", 32) == 32)
@@ -111,7 +117,9 @@ class DirectorDaemon:
     # -- setup and teardown -------------------------------------------------------------
     def open(self) -> None:
         cfg = self.cfg
-        run_dir = cfg.run_dir or Path(os.environ.get("LVS_TESTBED_RUN_DIR", f"/run/lvs-testbed/director-{os.getpid()}"))
+        run_dir = cfg.run_dir or Path(
+            os.environ.get("LVS_TESTBED_RUN_DIR", f"/run/lvs-testbed/director-{os.getpid()}")
+        )
         run_dir.mkdir(parents=True, exist_ok=True)
         self.run_dir = run_dir
         try:
@@ -135,8 +143,11 @@ class DirectorDaemon:
             self.close()
             raise
         if kernel.ip_forward_enabled():
-            print("warning: ip_forward=1 here: the kernel will forward NAT replies a second "
-                  "time (directors run with ip_forward=0)", file=sys.stderr)
+            print(
+                "warning: ip_forward=1 here: the kernel will forward NAT replies a second "
+                "time (directors run with ip_forward=0)",
+                file=sys.stderr,
+            )
 
     def close(self) -> None:
         if self.cfg.kernel_bypass:
@@ -154,7 +165,9 @@ class DirectorDaemon:
         self.ports = []
 
     def _routes(self):
-        return routes_from_ip_json(_ip_json("route", "show", "table", "main"), {p.name for p in self.ports})
+        return routes_from_ip_json(
+            _ip_json("route", "show", "table", "main"), {p.name for p in self.ports}
+        )
 
     def _services_changed(self, now: float) -> None:
         self.forwarder.refresh_services()
@@ -239,9 +252,15 @@ class DirectorDaemon:
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
             "sync": self.sync.counters() if self.sync is not None else None,
-            "ports": {p.name: {"tx_frames": p.tx_frames, "tx_dropped": p.tx_dropped,
-                               "kernel_drops": p.kernel_drops(),
-                               "ring_resyncs": getattr(p, "resyncs", 0)} for p in self.ports},
+            "ports": {
+                p.name: {
+                    "tx_frames": p.tx_frames,
+                    "tx_dropped": p.tx_dropped,
+                    "kernel_drops": p.kernel_drops(),
+                    "ring_resyncs": getattr(p, "resyncs", 0),
+                }
+                for p in self.ports
+            },
         }
 
     # -- the loop -------------------------------------------------------------------------
@@ -279,8 +298,11 @@ class DirectorDaemon:
             except InterruptedError:
                 continue
             self.wakeups += 1
-            if wait_s and timeout_ms and events and not (
-                rings and all(p.ready_frames(batch) for p in self.ports)
+            if (
+                wait_s
+                and timeout_ms
+                and events
+                and not (rings and all(p.ready_frames(batch) for p in self.ports))
             ):
                 time.sleep(wait_s)  # let frames accumulate, as interrupt coalescing does
             now = time.monotonic()
@@ -324,9 +346,17 @@ def run_daemon(cfg: DaemonConfig) -> None:
     signal.signal(signal.SIGINT, daemon.stop)
     daemon.open()
     try:
-        sync = f"; connection sync on {cfg.sync_iface} (sync ID {cfg.sync_id})" if cfg.sync_iface else ""
-        print(f"director {cfg.name}: {', '.join(cfg.interfaces)} ({cfg.io_mode} I/O, batch {cfg.batch}, "
-              f"wait {cfg.wait_us} us); control socket {daemon.control.path}{sync}", flush=True)
+        sync = (
+            f"; connection sync on {cfg.sync_iface} (sync ID {cfg.sync_id})"
+            if cfg.sync_iface
+            else ""
+        )
+        print(
+            f"director {cfg.name}: {', '.join(cfg.interfaces)} ({cfg.io_mode} I/O, batch "
+            f"{cfg.batch}, "
+            f"wait {cfg.wait_us} us); control socket {daemon.control.path}{sync}",
+            flush=True,
+        )
         daemon.run()
     finally:
         daemon.close()

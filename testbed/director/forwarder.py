@@ -163,8 +163,13 @@ class Forwarder:
                 return
             sport, dport, flags = r
             conn = d.lookup_in(proto, src, sport, dst, dport)
-            if (conn is not None and proto == IPPROTO_TCP and flags & _SYN_ONLY_MASK == TH_SYN
-                    and conn.state in _REUSABLE_STATES and not conn.n_control):
+            if (
+                conn is not None
+                and proto == IPPROTO_TCP
+                and flags & _SYN_ONLY_MASK == TH_SYN
+                and conn.state in _REUSABLE_STATES
+                and not conn.n_control
+            ):
                 # conn_reuse_mode=1: a new SYN on a connection that is closing (the client
                 # reused its port) expires the old entry and is scheduled afresh.
                 d.conns.remove(conn)
@@ -305,7 +310,9 @@ class Forwarder:
             return None
         self._ip_id = (self._ip_id + 1) & 0xFFFF
         # MACs are filled in by _send; the tunnel's source is the output port's address.
-        out = ipip_encapsulate(frame, l3, ip_end, b"\0" * 6, b"\0" * 6, hop.port.ip, rip, self._ip_id)
+        out = ipip_encapsulate(
+            frame, l3, ip_end, b"\0" * 6, b"\0" * 6, hop.port.ip, rip, self._ip_id
+        )
         if out.__class__ is Drop:
             self._drop(out)
             return None

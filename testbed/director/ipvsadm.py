@@ -76,80 +76,165 @@ def _tryhelp() -> _Exit:
 _NO_ARG, _ARG, _OPT_ARG = 0, 1, 2
 _OPTIONS = (
     # long name, short, argument, tag
-    ("add-service", "A", _NO_ARG, "A"), ("edit-service", "E", _NO_ARG, "E"),
-    ("delete-service", "D", _NO_ARG, "D"), ("clear", "C", _NO_ARG, "C"),
-    ("list", "L", _NO_ARG, "L"), ("list", "l", _NO_ARG, "L"), ("zero", "Z", _NO_ARG, "Z"),
-    ("add-server", "a", _NO_ARG, "a"), ("edit-server", "e", _NO_ARG, "e"),
-    ("delete-server", "d", _NO_ARG, "d"), ("set", "", _NO_ARG, "set"),
-    ("help", "h", _NO_ARG, "h"), ("version", "v", _NO_ARG, "v"),
-    ("restore", "R", _NO_ARG, "R"), ("save", "S", _NO_ARG, "S"),
-    ("start-daemon", "", _ARG, "start-daemon"), ("stop-daemon", "", _ARG, "stop-daemon"),
-    ("tcp-service", "t", _ARG, "t"), ("udp-service", "u", _ARG, "u"),
-    ("sctp-service", "", _ARG, "sctp-service"), ("fwmark-service", "f", _ARG, "f"),
-    ("scheduler", "s", _ARG, "s"), ("persistent", "p", _OPT_ARG, "p"),
-    ("netmask", "M", _ARG, "M"), ("real-server", "r", _ARG, "r"),
-    ("masquerading", "m", _NO_ARG, "m"), ("ipip", "i", _NO_ARG, "i"),
-    ("gatewaying", "g", _NO_ARG, "g"), ("weight", "w", _ARG, "w"),
-    ("u-threshold", "x", _ARG, "x"), ("l-threshold", "y", _ARG, "y"),
-    ("numeric", "n", _NO_ARG, "n"), ("connection", "c", _NO_ARG, "c"),
-    ("mcast-interface", "", _ARG, "mcast-interface"), ("syncid", "", _ARG, "syncid"),
-    ("timeout", "", _NO_ARG, "timeout"), ("daemon", "", _NO_ARG, "daemon"),
-    ("stats", "", _NO_ARG, "stats"), ("rate", "", _NO_ARG, "rate"),
+    ("add-service", "A", _NO_ARG, "A"),
+    ("edit-service", "E", _NO_ARG, "E"),
+    ("delete-service", "D", _NO_ARG, "D"),
+    ("clear", "C", _NO_ARG, "C"),
+    ("list", "L", _NO_ARG, "L"),
+    ("list", "l", _NO_ARG, "L"),
+    ("zero", "Z", _NO_ARG, "Z"),
+    ("add-server", "a", _NO_ARG, "a"),
+    ("edit-server", "e", _NO_ARG, "e"),
+    ("delete-server", "d", _NO_ARG, "d"),
+    ("set", "", _NO_ARG, "set"),
+    ("help", "h", _NO_ARG, "h"),
+    ("version", "v", _NO_ARG, "v"),
+    ("restore", "R", _NO_ARG, "R"),
+    ("save", "S", _NO_ARG, "S"),
+    ("start-daemon", "", _ARG, "start-daemon"),
+    ("stop-daemon", "", _ARG, "stop-daemon"),
+    ("tcp-service", "t", _ARG, "t"),
+    ("udp-service", "u", _ARG, "u"),
+    ("sctp-service", "", _ARG, "sctp-service"),
+    ("fwmark-service", "f", _ARG, "f"),
+    ("scheduler", "s", _ARG, "s"),
+    ("persistent", "p", _OPT_ARG, "p"),
+    ("netmask", "M", _ARG, "M"),
+    ("real-server", "r", _ARG, "r"),
+    ("masquerading", "m", _NO_ARG, "m"),
+    ("ipip", "i", _NO_ARG, "i"),
+    ("gatewaying", "g", _NO_ARG, "g"),
+    ("weight", "w", _ARG, "w"),
+    ("u-threshold", "x", _ARG, "x"),
+    ("l-threshold", "y", _ARG, "y"),
+    ("numeric", "n", _NO_ARG, "n"),
+    ("connection", "c", _NO_ARG, "c"),
+    ("mcast-interface", "", _ARG, "mcast-interface"),
+    ("syncid", "", _ARG, "syncid"),
+    ("timeout", "", _NO_ARG, "timeout"),
+    ("daemon", "", _NO_ARG, "daemon"),
+    ("stats", "", _NO_ARG, "stats"),
+    ("rate", "", _NO_ARG, "rate"),
     ("thresholds", "", _NO_ARG, "thresholds"),
-    ("persistent-conn", "", _NO_ARG, "persistent-conn"), ("nosort", "", _NO_ARG, "nosort"),
-    ("sort", "", _NO_ARG, "sort"), ("exact", "X", _NO_ARG, "exact"),
-    ("ipv6", "6", _NO_ARG, "ipv6"), ("ops", "o", _NO_ARG, "ops"), ("pe", "", _ARG, "pe"),
-    ("sched-flags", "b", _ARG, "b"), ("mcast-group", "", _ARG, "mcast-group"),
-    ("mcast-port", "", _ARG, "mcast-port"), ("mcast-ttl", "", _ARG, "mcast-ttl"),
-    ("sync-maxlen", "", _ARG, "sync-maxlen"), ("tun-info", "", _NO_ARG, "tun-info"),
-    ("tun-type", "", _ARG, "tun-type"), ("tun-port", "", _ARG, "tun-port"),
-    ("tun-nocsum", "", _NO_ARG, "tun-nocsum"), ("tun-csum", "", _NO_ARG, "tun-csum"),
+    ("persistent-conn", "", _NO_ARG, "persistent-conn"),
+    ("nosort", "", _NO_ARG, "nosort"),
+    ("sort", "", _NO_ARG, "sort"),
+    ("exact", "X", _NO_ARG, "exact"),
+    ("ipv6", "6", _NO_ARG, "ipv6"),
+    ("ops", "o", _NO_ARG, "ops"),
+    ("pe", "", _ARG, "pe"),
+    ("sched-flags", "b", _ARG, "b"),
+    ("mcast-group", "", _ARG, "mcast-group"),
+    ("mcast-port", "", _ARG, "mcast-port"),
+    ("mcast-ttl", "", _ARG, "mcast-ttl"),
+    ("sync-maxlen", "", _ARG, "sync-maxlen"),
+    ("tun-info", "", _NO_ARG, "tun-info"),
+    ("tun-type", "", _ARG, "tun-type"),
+    ("tun-port", "", _ARG, "tun-port"),
+    ("tun-nocsum", "", _NO_ARG, "tun-nocsum"),
+    ("tun-csum", "", _NO_ARG, "tun-csum"),
     ("tun-remcsum", "", _NO_ARG, "tun-remcsum"),
 )
 _LONG = {long: (mode, tag) for long, _, mode, tag in _OPTIONS}
 _SHORT = {short: (mode, tag) for _, short, mode, tag in _OPTIONS if short}
 _UNSUPPORTED = {
-    "sctp-service", "mcast-interface", "syncid", "ipv6", "ops", "pe", "mcast-group",
-    "mcast-port", "mcast-ttl", "sync-maxlen", "tun-info", "tun-type", "tun-port",
-    "tun-nocsum", "tun-csum", "tun-remcsum",
+    "sctp-service",
+    "mcast-interface",
+    "syncid",
+    "ipv6",
+    "ops",
+    "pe",
+    "mcast-group",
+    "mcast-port",
+    "mcast-ttl",
+    "sync-maxlen",
+    "tun-info",
+    "tun-type",
+    "tun-port",
+    "tun-nocsum",
+    "tun-csum",
+    "tun-remcsum",
 }
 _COMMANDS = {
-    "A": "add-service", "E": "edit-service", "D": "delete-service", "C": "flush",
-    "L": "list", "a": "add-server", "d": "delete-server", "e": "edit-server",
-    "set": "set", "start-daemon": "start-daemon", "stop-daemon": "stop-daemon",
-    "R": "restore", "S": "save", "Z": "zero",
+    "A": "add-service",
+    "E": "edit-service",
+    "D": "delete-service",
+    "C": "flush",
+    "L": "list",
+    "a": "add-server",
+    "d": "delete-server",
+    "e": "edit-server",
+    "set": "set",
+    "start-daemon": "start-daemon",
+    "stop-daemon": "stop-daemon",
+    "R": "restore",
+    "S": "save",
+    "Z": "zero",
 }
 
 # commands_v_options[][] of ipvsadm.c for the options supported here, in ipvsadm's order:
 # '+' compulsory, 'x' illegal, '1' at most one of them, ' ' optional.
 _OPTNAMES = (
-    "numeric", "connection", "service-address", "scheduler", "persistent", "netmask",
-    "real-server", "forwarding-method", "weight", "u-threshold", "l-threshold", "timeout",
-    "daemon", "stats", "rate", "thresholds", "persistent-conn", "nosort", "exact",
+    "numeric",
+    "connection",
+    "service-address",
+    "scheduler",
+    "persistent",
+    "netmask",
+    "real-server",
+    "forwarding-method",
+    "weight",
+    "u-threshold",
+    "l-threshold",
+    "timeout",
+    "daemon",
+    "stats",
+    "rate",
+    "thresholds",
+    "persistent-conn",
+    "nosort",
+    "exact",
     "sched-flags",
 )
 _LEGAL = {
     #                  n c s s p M r f w x y t d s r t p s e b
-    "add-service":    "xx+   xxxxxxxxxxxxx ",
-    "edit-service":   "xx+   xxxxxxxxxxxxx ",
+    "add-service": "xx+   xxxxxxxxxxxxx ",
+    "edit-service": "xx+   xxxxxxxxxxxxx ",
     "delete-service": "xx+xxxxxxxxxxxxxxxxx",
-    "flush":          "xxxxxxxxxxxxxxxxxxxx",
-    "list":           " 11xxxxxxxx11      x",
-    "add-server":     "xx+xxx+    xxxxxxxxx",
-    "delete-server":  "xx+xxx+xxxxxxxxxxxxx",
-    "edit-server":    "xx+xxx+    xxxxxxxxx",
-    "set":            "xxxxxxxxxxxxxxxxxxxx",
-    "restore":        "xxxxxxxxxxxxxxxxxxxx",
-    "save":           " xxxxxxxxxxxxxxxxxxx",
-    "zero":           "xx xxxxxxxxxxxxxxxxx",
+    "flush": "xxxxxxxxxxxxxxxxxxxx",
+    "list": " 11xxxxxxxx11      x",
+    "add-server": "xx+xxx+    xxxxxxxxx",
+    "delete-server": "xx+xxx+xxxxxxxxxxxxx",
+    "edit-server": "xx+xxx+    xxxxxxxxx",
+    "set": "xxxxxxxxxxxxxxxxxxxx",
+    "restore": "xxxxxxxxxxxxxxxxxxxx",
+    "save": " xxxxxxxxxxxxxxxxxxx",
+    "zero": "xx xxxxxxxxxxxxxxxxx",
 }
 
 _NUMBER = re.compile(r"\s*[+-]?[0-9]+")
 _WELL_KNOWN_PORTS = {
-    "echo": 7, "ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53,
-    "http": 80, "www": 80, "pop3": 110, "ntp": 123, "imap": 143, "imap2": 143, "snmp": 161,
-    "ldap": 389, "https": 443, "submission": 587, "imaps": 993, "pop3s": 995,
-    "mysql": 3306, "http-alt": 8080,
+    "echo": 7,
+    "ftp-data": 20,
+    "ftp": 21,
+    "ssh": 22,
+    "telnet": 23,
+    "smtp": 25,
+    "domain": 53,
+    "http": 80,
+    "www": 80,
+    "pop3": 110,
+    "ntp": 123,
+    "imap": 143,
+    "imap2": 143,
+    "snmp": 161,
+    "ldap": 389,
+    "https": 443,
+    "submission": 587,
+    "imaps": 993,
+    "pop3s": 995,
+    "mysql": 3306,
+    "http-alt": 8080,
 }
 
 
@@ -327,13 +412,22 @@ class _Command:
         return service_key(self.proto, self.addr, self.port, self.fwmark)
 
     def service_spec(self) -> ServiceSpec:
-        return ServiceSpec(self.proto, self.addr, self.port, self.fwmark,
-                           self.scheduler or DEFAULT_SCHEDULER, self.persistent,
-                           self.timeout_s, self.netmask, self.sched_flags)
+        return ServiceSpec(
+            self.proto,
+            self.addr,
+            self.port,
+            self.fwmark,
+            self.scheduler or DEFAULT_SCHEDULER,
+            self.persistent,
+            self.timeout_s,
+            self.netmask,
+            self.sched_flags,
+        )
 
     def dest_spec(self) -> DestSpec:
-        return DestSpec(self.daddr, self.dport, self.weight, self.fwd, self.u_threshold,
-                        self.l_threshold)
+        return DestSpec(
+            self.daddr, self.dport, self.weight, self.fwd, self.u_threshold, self.l_threshold
+        )
 
 
 def _parse(argv: list[str]) -> _Command:
@@ -350,8 +444,10 @@ def _parse(argv: list[str]) -> _Command:
     command = _Command()
     command.cmd = _COMMANDS[first.tag]
     if first.tag in ("start-daemon", "stop-daemon"):
-        raise _fail(f"--{first.tag}: connection sync is not controlled through ipvsadm in "
-                    "lvs-testbed (the director daemon starts it)")
+        raise _fail(
+            f"--{first.tag}: connection sync is not controlled through ipvsadm in "
+            "lvs-testbed (the director daemon starts it)"
+        )
     for event in events[1:]:
         if event.tag is None:
             raise _Exit(RC_REFUSED, f"{event.raw}: {event.arg}\n")
@@ -359,15 +455,15 @@ def _parse(argv: list[str]) -> _Command:
     if command.cmd == "set":
         if len(leftovers) < 3:
             raise _fail("--set option requires 3 timeout values")
-        tcp_s, tcpfin_s, udp_s = (_parse_timeout(text, 0, MAX_TIMEOUT_S)
-                                  for text in leftovers[:3])
+        tcp_s, tcpfin_s, udp_s = (_parse_timeout(text, 0, MAX_TIMEOUT_S) for text in leftovers[:3])
         command.timeouts = (tcp_s, tcpfin_s, udp_s)
         leftovers = leftovers[3:]
     if leftovers:
         raise _fail(f"unexpected argument {leftovers[0]}")
     if command.sched_flags_text:
-        command.sched_flags = _parse_sched_flags(command.scheduler or DEFAULT_SCHEDULER,
-                                                 command.sched_flags_text)
+        command.sched_flags = _parse_sched_flags(
+            command.scheduler or DEFAULT_SCHEDULER, command.sched_flags_text
+        )
     _check_options(command)
     return command
 
@@ -444,8 +540,10 @@ def _apply_option(command: _Command, event: _Event) -> None:
         command.set_option("sched-flags")
         command.sched_flags_text = arg
     elif tag in _UNSUPPORTED:
-        raise _fail(f"{event.raw}: not supported by lvs-testbed's ipvsadm "
-                    "(IPv4 TCP/UDP services only, no sync daemon options)")
+        raise _fail(
+            f"{event.raw}: not supported by lvs-testbed's ipvsadm "
+            "(IPv4 TCP/UDP services only, no sync daemon options)"
+        )
     else:
         raise _fail(f"invalid option `{event.raw}'")
 
@@ -457,8 +555,9 @@ def _check_options(command: _Command) -> None:
     for name, rule in zip(_OPTNAMES, legal, strict=True):
         if name not in command.options:
             if rule == "+":
-                raise _fail(f"You need to supply the '{name}' option for the "
-                            f"'{command.cmd}' command")
+                raise _fail(
+                    f"You need to supply the '{name}' option for the '{command.cmd}' command"
+                )
             continue
         if rule == "x":
             raise _fail(f"Illegal '{name}' option with the '{command.cmd}' command")
@@ -466,20 +565,29 @@ def _check_options(command: _Command) -> None:
             if first_exclusive is None:
                 first_exclusive = name
             else:
-                raise _fail(f"The option '{name}' conflicts with the '{first_exclusive}' "
-                            f"option in the '{command.cmd}' command")
-    if (command.cmd in ("add-service", "edit-service") and not command.fwmark
-            and not command.port and not command.persistent):
+                raise _fail(
+                    f"The option '{name}' conflicts with the '{first_exclusive}' "
+                    f"option in the '{command.cmd}' command"
+                )
+    if (
+        command.cmd in ("add-service", "edit-service")
+        and not command.fwmark
+        and not command.port
+        and not command.persistent
+    ):
         raise _fail("Zero port specified for non-persistent service")
     # The real server port must be the service's for DR and TUN, unless fwmark.
-    if (command.cmd in ("add-server", "edit-server") and not command.fwmark
-            and command.fwd in (Fwd.DR, Fwd.TUN)):
+    if (
+        command.cmd in ("add-server", "edit-server")
+        and not command.fwmark
+        and command.fwd in (Fwd.DR, Fwd.TUN)
+    ):
         command.dport = command.port
     if command.cmd == "list":
         opts = command.options
-        if ((opts & {"connection", "timeout", "daemon"}
-             and opts & {"stats", "rate", "thresholds"})
-                or (opts & {"timeout", "daemon"} and "persistent-conn" in opts)):
+        if (
+            opts & {"connection", "timeout", "daemon"} and opts & {"stats", "rate", "thresholds"}
+        ) or (opts & {"timeout", "daemon"} and "persistent-conn" in opts):
             raise _fail("options conflicts in the list command")
 
 
@@ -506,19 +614,29 @@ def _largenum(value: int, exact: bool) -> str:
 
 def _title(fmt: set[str]) -> str:
     if "stats" in fmt:
-        return (f"{'Prot LocalAddress:Port':<33} {'Conns':>8} {'InPkts':>8} {'OutPkts':>8} "
-                f"{'InBytes':>8} {'OutBytes':>8}\n  -> RemoteAddress:Port\n")
+        return (
+            f"{'Prot LocalAddress:Port':<33} {'Conns':>8} {'InPkts':>8} {'OutPkts':>8} "
+            f"{'InBytes':>8} {'OutBytes':>8}\n  -> RemoteAddress:Port\n"
+        )
     if "rate" in fmt:
-        return (f"{'Prot LocalAddress:Port':<33} {'CPS':>8} {'InPPS':>8} {'OutPPS':>8} "
-                f"{'InBPS':>8} {'OutBPS':>8}\n  -> RemoteAddress:Port\n")
+        return (
+            f"{'Prot LocalAddress:Port':<33} {'CPS':>8} {'InPPS':>8} {'OutPPS':>8} "
+            f"{'InBPS':>8} {'OutBPS':>8}\n  -> RemoteAddress:Port\n"
+        )
     if "thresholds" in fmt:
-        return (f"{'Prot LocalAddress:Port':<33} {'Uthreshold':<10} {'Lthreshold':<10} "
-                f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n")
+        return (
+            f"{'Prot LocalAddress:Port':<33} {'Uthreshold':<10} {'Lthreshold':<10} "
+            f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n"
+        )
     if "persistent-conn" in fmt:
-        return (f"{'Prot LocalAddress:Port':<33} {'Weight':<9} {'PersistConn':<11} "
-                f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n")
-    return ("Prot LocalAddress:Port Scheduler Flags\n"
-            "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+        return (
+            f"{'Prot LocalAddress:Port':<33} {'Weight':<9} {'PersistConn':<11} "
+            f"{'ActiveConn':<10} {'InActConn':<10}\n  -> RemoteAddress:Port\n"
+        )
+    return (
+        "Prot LocalAddress:Port Scheduler Flags\n"
+        "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+    )
 
 
 def _service_name(svc: VirtualService, rule: bool) -> str:
@@ -568,20 +686,29 @@ def _service_entry(svc: VirtualService, fmt: set[str], rule: bool) -> list[str]:
                 line += f" -y {d.l_threshold}"
         elif "stats" in fmt:
             line = f"  -> {dname[:28]:<28}" + "".join(
-                _largenum(v, exact) for v in d.stats.as_tuple())
+                _largenum(v, exact) for v in d.stats.as_tuple()
+            )
         elif "rate" in fmt:
             s = d.stats
-            line = (f"  -> {dname[:28]:<28} {s.cps:8d} {s.inpps:8d} {s.outpps:8d}"
-                    f"{_largenum(s.inbps, exact)}{_largenum(s.outbps, exact)}")
+            line = (
+                f"  -> {dname[:28]:<28} {s.cps:8d} {s.inpps:8d} {s.outpps:8d}"
+                f"{_largenum(s.inbps, exact)}{_largenum(s.outbps, exact)}"
+            )
         elif "thresholds" in fmt:
-            line = (f"  -> {dname[:28]:<28} {d.u_threshold:<10} {d.l_threshold:<10} "
-                    f"{d.activeconns:<10} {d.inactconns:<10}")
+            line = (
+                f"  -> {dname[:28]:<28} {d.u_threshold:<10} {d.l_threshold:<10} "
+                f"{d.activeconns:<10} {d.inactconns:<10}"
+            )
         elif "persistent-conn" in fmt:
-            line = (f"  -> {dname[:28]:<28} {d.weight:<9} {d.persistconns:<11} "
-                    f"{d.activeconns:<10} {d.inactconns:<10}")
+            line = (
+                f"  -> {dname[:28]:<28} {d.weight:<9} {d.persistconns:<11} "
+                f"{d.activeconns:<10} {d.inactconns:<10}"
+            )
         else:
-            line = (f"  -> {dname[:28]:<28} {d.fwd.value:<7} {d.weight:<6} "
-                    f"{d.activeconns:<10} {d.inactconns:<10}")
+            line = (
+                f"  -> {dname[:28]:<28} {d.fwd.value:<7} {d.weight:<6} "
+                f"{d.activeconns:<10} {d.inactconns:<10}"
+            )
         lines.append(line)
     return lines
 
@@ -616,8 +743,10 @@ def _list_service(state: Director, command: _Command) -> str:
 def _list_connections(state: Director, fmt: set[str], now: float) -> str:
     out = ["IPVS connection entries\n"]
     if "persistent-conn" in fmt:
-        out.append(f"pro expire {'state':<11} {'source':<18} {'virtual':<18} "
-                   f"{'destination':<18} {'pe name':<16} pe_data\n")
+        out.append(
+            f"pro expire {'state':<11} {'source':<18} {'virtual':<18} "
+            f"{'destination':<18} {'pe name':<16} pe_data\n"
+        )
     else:
         out.append(f"pro expire {'state':<11} {'source':<18} {'virtual':<18} destination\n")
     for conn in state.conns:
@@ -626,13 +755,15 @@ def _list_connections(state: Director, fmt: set[str], now: float) -> str:
         out.append(
             f"{PROTO_NAMES.get(conn.proto, str(conn.proto)):<3} {expire:<6} "
             f"{conn.state_name:<11} {_addrport(conn.caddr, conn.cport):<18} "
-            f"{_addrport(conn.vaddr, conn.vport):<18} {_addrport(conn.daddr, conn.dport)}\n")
+            f"{_addrport(conn.vaddr, conn.vport):<18} {_addrport(conn.daddr, conn.dport)}\n"
+        )
     return "".join(out)
 
 
 # -- running ------------------------------------------------------------------------------------
-def _execute(command: _Command, state: Director, now: float, stdin_text: str | None,
-             in_restore: bool) -> str:
+def _execute(
+    command: _Command, state: Director, now: float, stdin_text: str | None, in_restore: bool
+) -> str:
     """Apply one checked command; return its standard output."""
     cmd = command.cmd
     if cmd == "list":
@@ -695,12 +826,12 @@ def _restore(state: Director, stdin_text: str, now: float) -> str:
     trial = state.config_copy()
     for words in lines:
         _execute(_parse(words), trial, now, None, in_restore=True)
-    return "".join(_execute(_parse(words), state, now, None, in_restore=True)
-                   for words in lines)
+    return "".join(_execute(_parse(words), state, now, None, in_restore=True) for words in lines)
 
 
-def run(argv: list[str], state: Director, stdin_text: str | None = None,
-        now: float | None = None) -> Result:
+def run(
+    argv: list[str], state: Director, stdin_text: str | None = None, now: float | None = None
+) -> Result:
     """Run one ipvsadm command line (without the program name) against `state`.
 
     `stdin_text` is what -R reads; `now` is the clock for -L -c (default: the latest time
@@ -754,7 +885,7 @@ virtual-service:
   --fwmark-service|-f fwmark          fwmark is an integer greater than zero
 
 Options:
-  --scheduler    -s scheduler         one of {'|'.join(SCHEDULERS)},
+  --scheduler    -s scheduler         one of {"|".join(SCHEDULERS)},
                                       the default scheduler is {DEFAULT_SCHEDULER}.
   --persistent   -p [timeout]         persistent service
   --netmask      -M netmask           persistent granularity mask

@@ -46,7 +46,9 @@ def ruleset(director: Director) -> str:
 def apply(director: Director) -> None:
     """Replace the table with one for the current services."""
     script = f"table inet {TABLE}\ndelete table inet {TABLE}\n{ruleset(director)}\n"
-    res = subprocess.run(["nft", "-f", "-"], input=script, text=True, capture_output=True, check=False)
+    res = subprocess.run(
+        ["nft", "-f", "-"], input=script, text=True, capture_output=True, check=False
+    )
     if res.returncode != 0:
         raise RuntimeError(f"nft could not load the director's bypass rules: {res.stderr.strip()}")
 

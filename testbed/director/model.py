@@ -98,8 +98,9 @@ class IpvsError(Exception):
 
 
 def _einval() -> IpvsError:
-    return IpvsError(errno.EINVAL,
-                     "Invalid operation.  Possibly wrong module version, address not unicast, ...")
+    return IpvsError(
+        errno.EINVAL, "Invalid operation.  Possibly wrong module version, address not unicast, ..."
+    )
 
 
 def _erange() -> IpvsError:
@@ -163,8 +164,20 @@ class Dest:
     """
 
     __slots__ = (
-        "service", "addr", "port", "weight", "last_weight", "fwd", "u_threshold", "l_threshold",
-        "activeconns", "inactconns", "persistconns", "available", "overloaded", "stats",
+        "service",
+        "addr",
+        "port",
+        "weight",
+        "last_weight",
+        "fwd",
+        "u_threshold",
+        "l_threshold",
+        "activeconns",
+        "inactconns",
+        "persistconns",
+        "available",
+        "overloaded",
+        "stats",
     )
 
     def __init__(self, service: VirtualService, addr: int, port: int) -> None:
@@ -184,12 +197,15 @@ class Dest:
         self.stats = Stats()
 
     def spec(self) -> DestSpec:
-        return DestSpec(self.addr, self.port, self.weight, self.fwd, self.u_threshold,
-                        self.l_threshold)
+        return DestSpec(
+            self.addr, self.port, self.weight, self.fwd, self.u_threshold, self.l_threshold
+        )
 
     def __repr__(self) -> str:
-        return (f"Dest({int_to_ip(self.addr)}:{self.port} {self.fwd.value} w={self.weight} "
-                f"act={self.activeconns} inact={self.inactconns} pers={self.persistconns})")
+        return (
+            f"Dest({int_to_ip(self.addr)}:{self.port} {self.fwd.value} w={self.weight} "
+            f"act={self.activeconns} inact={self.inactconns} pers={self.persistconns})"
+        )
 
 
 class VirtualService:
@@ -200,8 +216,18 @@ class VirtualService:
     """
 
     __slots__ = (
-        "proto", "addr", "port", "fwmark", "sched_name", "scheduler", "flags", "timeout_s",
-        "netmask", "dests", "stats", "retired",
+        "proto",
+        "addr",
+        "port",
+        "fwmark",
+        "sched_name",
+        "scheduler",
+        "flags",
+        "timeout_s",
+        "netmask",
+        "dests",
+        "stats",
+        "retired",
     )
 
     def __init__(self, spec: ServiceSpec) -> None:
@@ -240,9 +266,17 @@ class VirtualService:
         return self.flags & SCHED_FLAGS_MASK
 
     def spec(self) -> ServiceSpec:
-        return ServiceSpec(self.proto or Proto.TCP, self.addr, self.port, self.fwmark,
-                           self.sched_name, self.persistent, self.timeout_s, self.netmask,
-                           self.sched_flags)
+        return ServiceSpec(
+            self.proto or Proto.TCP,
+            self.addr,
+            self.port,
+            self.fwmark,
+            self.sched_name,
+            self.persistent,
+            self.timeout_s,
+            self.netmask,
+            self.sched_flags,
+        )
 
     def find_dest(self, addr: int, port: int) -> Dest | None:
         for dest in self.dests:
@@ -251,8 +285,11 @@ class VirtualService:
         return None
 
     def __repr__(self) -> str:
-        where = f"FWM {self.fwmark}" if self.fwmark else \
-            f"{Proto(self.proto).name} {int_to_ip(self.addr)}:{self.port}"
+        where = (
+            f"FWM {self.fwmark}"
+            if self.fwmark
+            else f"{Proto(self.proto).name} {int_to_ip(self.addr)}:{self.port}"
+        )
         return f"VirtualService({where} {self.sched_name} dests={len(self.dests)})"
 
 
@@ -270,8 +307,9 @@ class Director:
     `lookup_in`, `lookup_out`, `on_tcp_packet`, `on_udp_packet` (see conntable.py).
     """
 
-    def __init__(self, conn_tab_bits: int = DEFAULT_TAB_BITS, *, seed: int | None = None,
-                 now: float = 0.0) -> None:
+    def __init__(
+        self, conn_tab_bits: int = DEFAULT_TAB_BITS, *, seed: int | None = None, now: float = 0.0
+    ) -> None:
         self.conns = ConnTable(conn_tab_bits, seed=seed)
         self.lookup_in = self.conns.lookup_in
         self.lookup_out = self.conns.lookup_out
@@ -316,8 +354,9 @@ class Director:
         tcp = self.conns.tcp_timeouts_s
         return (tcp[ESTABLISHED], tcp[FIN_WAIT], self.conns.udp_timeout_s)
 
-    def find_service(self, proto: int, vaddr: int, vport: int,
-                     fwmark: int = 0) -> VirtualService | None:
+    def find_service(
+        self, proto: int, vaddr: int, vport: int, fwmark: int = 0
+    ) -> VirtualService | None:
         """The service a packet without a connection belongs to (ip_vs_service_find): the
         firewall mark first, then protocol/address/port, then the port-zero service."""
         if fwmark and self._by_fwmark:
@@ -334,12 +373,32 @@ class Director:
         snapshots mean an operation changed nothing."""
         self.refresh_stats()
         return (
-            self.timeouts(), self.stats.as_tuple(), self._retired.as_tuple(),
+            self.timeouts(),
+            self.stats.as_tuple(),
+            self._retired.as_tuple(),
             tuple(
-                (key, svc.sched_name, svc.flags, svc.timeout_s, svc.netmask,
-                 svc.stats.as_tuple(), svc.retired.as_tuple(),
-                 tuple((d.addr, d.port, d.weight, d.last_weight, d.fwd, d.u_threshold,
-                        d.l_threshold, d.stats.as_tuple()) for d in svc.dests))
+                (
+                    key,
+                    svc.sched_name,
+                    svc.flags,
+                    svc.timeout_s,
+                    svc.netmask,
+                    svc.stats.as_tuple(),
+                    svc.retired.as_tuple(),
+                    tuple(
+                        (
+                            d.addr,
+                            d.port,
+                            d.weight,
+                            d.last_weight,
+                            d.fwd,
+                            d.u_threshold,
+                            d.l_threshold,
+                            d.stats.as_tuple(),
+                        )
+                        for d in svc.dests
+                    ),
+                )
                 for key, svc in self._services.items()
             ),
         )
@@ -568,8 +627,16 @@ class Director:
         self.clock_s = now
         return self.conns.expire(now)
 
-    def schedule_new(self, svc: VirtualService, proto: int, caddr: int, cport: int,
-                     vaddr: int, vport: int, now: float) -> Connection | None:
+    def schedule_new(
+        self,
+        svc: VirtualService,
+        proto: int,
+        caddr: int,
+        cport: int,
+        vaddr: int,
+        vport: int,
+        now: float,
+    ) -> Connection | None:
         """Make the connection for the first packet of a flow to `svc` (ip_vs_schedule).
 
         Persistence first (the client's template, or a new one), else the scheduler; then a
@@ -587,28 +654,58 @@ class Director:
         if dest is None:
             self.drops["no_dest"] += 1
             return None
-        conn = self._new_conn(svc, proto, caddr, cport, vaddr, vport, dest,
-                              dest.port or vport, now)
+        conn = self._new_conn(svc, proto, caddr, cport, vaddr, vport, dest, dest.port or vport, now)
         if template is not None:
             conn.control = template
             template.n_control += 1
         return conn
 
-    def _new_conn(self, svc: VirtualService, proto: int, caddr: int, cport: int, vaddr: int,
-                  vport: int, dest: Dest, dport: int, now: float) -> Connection:
+    def _new_conn(
+        self,
+        svc: VirtualService,
+        proto: int,
+        caddr: int,
+        cport: int,
+        vaddr: int,
+        vport: int,
+        dest: Dest,
+        dport: int,
+        now: float,
+    ) -> Connection:
         fwd = dest.fwd
         # New connections start inactive; DR and TUN ones expect no replies (NOOUTPUT).
         flags = fwd.code | F_INACTIVE | (0 if fwd is Fwd.NAT else F_NOOUTPUT)
-        timeout = (self.conns.tcp_timeouts_s[NONE] if proto == PROTO_TCP
-                   else self.conns.udp_timeout_s)
-        conn = Connection(proto, caddr, cport, vaddr, vport, dest.addr, dport, flags=flags,
-                          timeout=timeout, dest=dest, service=svc, fwd=fwd)
+        timeout = (
+            self.conns.tcp_timeouts_s[NONE] if proto == PROTO_TCP else self.conns.udp_timeout_s
+        )
+        conn = Connection(
+            proto,
+            caddr,
+            cport,
+            vaddr,
+            vport,
+            dest.addr,
+            dport,
+            flags=flags,
+            timeout=timeout,
+            dest=dest,
+            service=svc,
+            fwd=fwd,
+        )
         self.conns.insert(conn, now)
         dest.stats.conns += 1
         return conn
 
-    def _persist(self, svc: VirtualService, proto: int, caddr: int, cport: int, vaddr: int,
-                 vport: int, now: float) -> tuple[Dest | None, Connection | None]:
+    def _persist(
+        self,
+        svc: VirtualService,
+        proto: int,
+        caddr: int,
+        cport: int,
+        vaddr: int,
+        vport: int,
+        now: float,
+    ) -> tuple[Dest | None, Connection | None]:
         """ip_vs_sched_persist(): find or make the client's template."""
         snet = caddr & svc.netmask
         if svc.fwmark:
@@ -626,9 +723,20 @@ class Director:
             if dest is None:
                 return None, None
             tdport = 0 if (svc.fwmark or svc.port == 0) else dest.port
-            template = Connection(tproto, snet, 0, tvaddr, tvport, dest.addr, tdport,
-                                  flags=F_TEMPLATE | dest.fwd.code, timeout=svc.timeout_s,
-                                  dest=dest, service=svc, fwd=dest.fwd)
+            template = Connection(
+                tproto,
+                snet,
+                0,
+                tvaddr,
+                tvport,
+                dest.addr,
+                tdport,
+                flags=F_TEMPLATE | dest.fwd.code,
+                timeout=svc.timeout_s,
+                dest=dest,
+                service=svc,
+                fwd=dest.fwd,
+            )
             self.conns.insert(template, now)
         else:
             self.conns.refresh(template, now)  # using a template restarts its timer
@@ -654,15 +762,14 @@ class Director:
         state, timeout = record["state"], record["timeout_s"]
         fwmark = record.get("fwmark", 0)
         template = bool(flags & F_TEMPLATE)
-        svc = (self._by_fwmark.get(fwmark) if fwmark
-               else self.find_service(proto, vaddr, vport))
+        svc = self._by_fwmark.get(fwmark) if fwmark else self.find_service(proto, vaddr, vport)
         if svc is None:
             self.drops["sync_no_service"] += 1
             return None
-        dest = svc.find_dest(daddr, dport) or next(
-            (d for d in svc.dests if d.addr == daddr), None)
-        inactive = 0 if (not template and proto == PROTO_TCP and state == ESTABLISHED) \
-            else F_INACTIVE
+        dest = svc.find_dest(daddr, dport) or next((d for d in svc.dests if d.addr == daddr), None)
+        inactive = (
+            0 if (not template and proto == PROTO_TCP and state == ESTABLISHED) else F_INACTIVE
+        )
         if template:
             conn = self.conns.lookup_template(proto, caddr, vaddr, vport)
         else:
@@ -674,7 +781,20 @@ class Director:
         conn_flags = (flags & F_TEMPLATE) | fwd.code | inactive | F_SYNC
         if fwd is not Fwd.NAT:
             conn_flags |= F_NOOUTPUT
-        conn = Connection(proto, caddr, cport, vaddr, vport, daddr, dport, flags=conn_flags,
-                          state=state, timeout=timeout, dest=dest, service=svc, fwd=fwd)
+        conn = Connection(
+            proto,
+            caddr,
+            cport,
+            vaddr,
+            vport,
+            daddr,
+            dport,
+            flags=conn_flags,
+            state=state,
+            timeout=timeout,
+            dest=dest,
+            service=svc,
+            fwd=fwd,
+        )
         self.conns.insert(conn, now)
         return conn

@@ -46,8 +46,14 @@ def routes_from_ip_json(entries: list[dict], port_names: set[str]) -> list[Route
         dst = e.get("dst", "")
         net = ipaddress.IPv4Network("0.0.0.0/0" if dst == "default" else dst, strict=False)
         gw = e.get("gateway")
-        routes.append(Route(int(net.network_address), net.prefixlen, dev,
-                            int(ipaddress.IPv4Address(gw)) if gw else None))
+        routes.append(
+            Route(
+                int(net.network_address),
+                net.prefixlen,
+                dev,
+                int(ipaddress.IPv4Address(gw)) if gw else None,
+            )
+        )
     return routes
 
 

@@ -59,8 +59,12 @@ class PortError(OSError):
 
 
 class _SockFilter(ctypes.Structure):
-    _fields_ = [("code", ctypes.c_uint16), ("jt", ctypes.c_uint8), ("jf", ctypes.c_uint8),
-                ("k", ctypes.c_uint32)]
+    _fields_ = [
+        ("code", ctypes.c_uint16),
+        ("jt", ctypes.c_uint8),
+        ("jf", ctypes.c_uint8),
+        ("k", ctypes.c_uint32),
+    ]
 
 
 class _SockFprog(ctypes.Structure):
@@ -109,7 +113,9 @@ def _open(name: str) -> socket.socket:
     try:
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     except PermissionError as exc:
-        raise PortError(exc.errno, "AF_PACKET sockets need root (CAP_NET_RAW): run with sudo") from exc
+        raise PortError(
+            exc.errno, "AF_PACKET sockets need root (CAP_NET_RAW): run with sudo"
+        ) from exc
     try:
         sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         _attach_filter(sock)
@@ -145,7 +151,9 @@ class Port:
         """Frames the kernel dropped because this socket's buffer or ring was full, since
         the port opened: the analogue of a NIC's receive overruns. (The kernel's counter
         resets when read, so it is accumulated here.)"""
-        _packets, drops = struct.unpack("II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8))
+        _packets, drops = struct.unpack(
+            "II", self.sock.getsockopt(SOL_PACKET, PACKET_STATISTICS, 8)
+        )
         self._kernel_drops += drops
         return self._kernel_drops
 
@@ -195,7 +203,9 @@ class FramePort(Port):
                     status, _len, _snap, _mac, _net, tci, tpid = AUXDATA.unpack_from(data)
                     partial = bool(status & TP_STATUS_CSUMNOTREADY)
                     if status & TP_STATUS_VLAN_VALID:
-                        frame = _with_vlan(frame, tci, tpid if status & TP_STATUS_VLAN_TPID_VALID else 0)
+                        frame = _with_vlan(
+                            frame, tci, tpid if status & TP_STATUS_VLAN_TPID_VALID else 0
+                        )
             handler(frame, self, partial, now)
         return n
 
@@ -222,11 +232,15 @@ class RingPort(Port):
         self.sock.setsockopt(SOL_PACKET, PACKET_VERSION, TPACKET_V2)
         block = FRAME_SLOT_BYTES * 32  # 64 KiB blocks, a multiple of the page size
         for opt, count in ((PACKET_RX_RING, rx_frames), (PACKET_TX_RING, tx_frames)):
-            req = struct.pack("IIII", block, count * FRAME_SLOT_BYTES // block, FRAME_SLOT_BYTES, count)
+            req = struct.pack(
+                "IIII", block, count * FRAME_SLOT_BYTES // block, FRAME_SLOT_BYTES, count
+            )
             self.sock.setsockopt(SOL_PACKET, opt, req)
         self.rx_count, self.tx_count = rx_frames, tx_frames
         total = (rx_frames + tx_frames) * FRAME_SLOT_BYTES
-        self.mm = mmap.mmap(self.sock.fileno(), total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+        self.mm = mmap.mmap(
+            self.sock.fileno(), total, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE
+        )
         self.view = memoryview(self.mm)
         self.tx_base = rx_frames * FRAME_SLOT_BYTES
         self.rx_i = 0
@@ -269,7 +283,7 @@ class RingPort(Port):
             if not status & TP_STATUS_USER:
                 break
             _len, snaplen, mac = meta(mm, off)
-            frame = view[off + mac: off + mac + snaplen]
+            frame = view[off + mac : off + mac + snaplen]
             if status & TP_STATUS_VLAN_VALID:
                 tci, tpid = struct.unpack_from("HH", mm, off + 24)
                 frame = _with_vlan(frame, tci, tpid if status & TP_STATUS_VLAN_TPID_VALID else 0)
@@ -293,7 +307,7 @@ class RingPort(Port):
             self.tx_dropped += 1
             return
         data = off + TX_DATA_OFFSET
-        mm[data: data + size] = frame
+        mm[data : data + size] = frame
         U32.pack_into(mm, off + 4, size)  # tp_len before the status the kernel polls
         U32.pack_into(mm, off, TP_STATUS_SEND_REQUEST)
         self.tx_i = (self.tx_i + 1) & (self.tx_count - 1)

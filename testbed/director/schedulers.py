@@ -88,8 +88,9 @@ class Scheduler:
     def update(self, service: ServiceLike) -> None:
         """Recompute per-service state after the real servers or their weights changed."""
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         raise NotImplementedError
 
 
@@ -114,8 +115,9 @@ class RoundRobin(Scheduler):
             self._pos -= 1
             self._last = None
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         dests = service.dests
         n = len(dests)
         pos = self._pos
@@ -154,8 +156,9 @@ class WeightedRoundRobin(Scheduler):
         elif self._di > 1:
             self._cw = (self._cw // self._di) * self._di + 1
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         dests = service.dests
         if self._mw <= 0 or not any(_usable(d) for d in dests):
             return None
@@ -182,8 +185,9 @@ class LeastConnection(Scheduler):
 
     name = "lc"
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         least = None
         loh = 0
         for dest in service.dests:
@@ -218,8 +222,9 @@ class WeightedLeastConnection(Scheduler):
 
     name = "wlc"
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         return _least_weighted(service.dests, conn_overhead)
 
 
@@ -232,8 +237,9 @@ class ShortestExpectedDelay(Scheduler):
 
     name = "sed"
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         return _least_weighted(service.dests, _sed_overhead)
 
 
@@ -242,8 +248,9 @@ class NeverQueue(Scheduler):
 
     name = "nq"
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         least = None
         loh = 0
         for dest in service.dests:
@@ -290,8 +297,9 @@ class SourceHashing(Scheduler):
         h = (((port + addr) & _U32) * _GOLDEN_RATIO_32 & _U32) >> (32 - self.TAB_BITS)
         return (offset + h) & (self.TAB_SIZE - 1)
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         port = cport if service.flags & SCHED_FLAG_2 else 0
         ihash = self._hash(caddr, port, 0)
         dest = self._buckets[ihash]
@@ -322,8 +330,9 @@ class DestinationHashing(Scheduler):
         dests = service.dests
         self._buckets = [dests[i % len(dests)] if dests else None for i in range(self.TAB_SIZE)]
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         dest = self._buckets[(vaddr * _GOLDEN_RATIO_PRIME_32) & (self.TAB_SIZE - 1)]
         if dest is None or not dest.available or not _usable(dest):
             return None
@@ -398,8 +407,9 @@ class MaglevHashing(Scheduler):
                     break
         self._lookup = lookup
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         port = cport if service.flags & SCHED_FLAG_2 else 0
         size = self.TAB_SIZE
         ihash = self._hashkey(caddr, port, self._KEY1, 0) % size
@@ -439,11 +449,16 @@ class LocalityBasedLeastConnection(Scheduler):
             return any(d.activeconns * 2 < d.weight for d in service.dests)
         return False
 
-    def schedule(self, service: ServiceLike, caddr: int, cport: int, vaddr: int,
-                 vport: int) -> DestLike | None:
+    def schedule(
+        self, service: ServiceLike, caddr: int, cport: int, vaddr: int, vport: int
+    ) -> DestLike | None:
         dest = self._cache.get(vaddr)
-        if (dest is not None and dest.available and dest.weight > 0
-                and not self._is_overloaded(dest, service)):
+        if (
+            dest is not None
+            and dest.available
+            and dest.weight > 0
+            and not self._is_overloaded(dest, service)
+        ):
             return dest
         dest = _least_weighted(service.dests, conn_overhead)
         if dest is not None:
@@ -454,9 +469,16 @@ class LocalityBasedLeastConnection(Scheduler):
 SCHEDULERS: dict[str, type[Scheduler]] = {
     cls.name: cls
     for cls in (
-        RoundRobin, WeightedRoundRobin, LeastConnection, WeightedLeastConnection,
-        LocalityBasedLeastConnection, DestinationHashing, SourceHashing,
-        ShortestExpectedDelay, NeverQueue, MaglevHashing,
+        RoundRobin,
+        WeightedRoundRobin,
+        LeastConnection,
+        WeightedLeastConnection,
+        LocalityBasedLeastConnection,
+        DestinationHashing,
+        SourceHashing,
+        ShortestExpectedDelay,
+        NeverQueue,
+        MaglevHashing,
     )
 }
 """Scheduler name (as given to ipvsadm -s) -> class; instantiate one per service."""

@@ -67,8 +67,16 @@ class Stats(Counters):
     """
 
     __slots__ = (
-        "_last_conns", "_last_inpkts", "_last_outpkts", "_last_inbytes", "_last_outbytes",
-        "_cps", "_inpps", "_outpps", "_inbps", "_outbps",
+        "_last_conns",
+        "_last_inpkts",
+        "_last_outpkts",
+        "_last_inbytes",
+        "_last_outbytes",
+        "_cps",
+        "_inpps",
+        "_outpps",
+        "_inbps",
+        "_outbps",
     )
 
     def __init__(self) -> None:

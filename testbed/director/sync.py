@@ -170,21 +170,27 @@ SYNC_TCP_STATES = frozenset((ESTABLISHED, FIN_WAIT, CLOSE, CLOSE_WAIT, TIME_WAIT
 
 def check_sync_id(sync_id: int) -> None:
     """Raise ValueError unless `sync_id` is 0..255 (one byte of the header)."""
-    if isinstance(sync_id, bool) or not isinstance(sync_id, int) \
-            or not 0 <= sync_id <= MAX_SYNC_ID:
+    if isinstance(sync_id, bool) or not isinstance(sync_id, int) or not 0 <= sync_id <= MAX_SYNC_ID:
         raise ValueError(f"sync ID must be an integer 0..{MAX_SYNC_ID}, got {sync_id!r}")
 
 
 def check_threshold(threshold: int, period: int) -> None:
     """Raise ValueError for values net.ipv4.vs.sync_threshold refuses."""
     if threshold < 0 or period < 0 or (period and threshold >= period):
-        raise ValueError(f"sync threshold must be 0..period-1 and period >= 0, got "
-                         f"{threshold} {period}")
+        raise ValueError(
+            f"sync threshold must be 0..period-1 and period >= 0, got {threshold} {period}"
+        )
 
 
-def should_sync(conn: Connection, pkts: int, old_state: int, new_state: int, *,
-                threshold: int = DEFAULT_SYNC_THRESHOLD,
-                period: int = DEFAULT_SYNC_PERIOD) -> bool:
+def should_sync(
+    conn: Connection,
+    pkts: int,
+    old_state: int,
+    new_state: int,
+    *,
+    threshold: int = DEFAULT_SYNC_THRESHOLD,
+    period: int = DEFAULT_SYNC_PERIOD,
+) -> bool:
     """Whether this packet of `conn` sends it to the backup (ip_vs_sync_conn_needed() with
     sync_refresh_period = 0).
 
@@ -237,9 +243,19 @@ def encode_entry(record: Mapping[str, int | float]) -> bytes:
     """One IPv4 entry, without optional parameters (36 bytes, a multiple of 4)."""
     timeout_s = min(max(int(record["timeout_s"]), 0), _U32)
     return ENTRY_V4.pack(
-        0, record["proto"], ENTRY_V4.size, record["flags"] & _U32, record["state"],
-        record["cport"], record["vport"], record["dport"], record.get("fwmark", 0),
-        timeout_s, record["caddr"], record["vaddr"], record["daddr"],
+        0,
+        record["proto"],
+        ENTRY_V4.size,
+        record["flags"] & _U32,
+        record["state"],
+        record["cport"],
+        record["vport"],
+        record["dport"],
+        record.get("fwmark", 0),
+        timeout_s,
+        record["caddr"],
+        record["vaddr"],
+        record["daddr"],
     )
 
 
@@ -279,8 +295,21 @@ def decode_message(data: bytes) -> SyncMessage | str:
     for _ in range(nr_conns):
         if at + ENTRY_V4.size > n:
             return "truncated-entry"
-        (stype, proto, ver_size, flags, state, cport, vport, dport, fwmark, timeout_s,
-         caddr, vaddr, daddr) = ENTRY_V4.unpack_from(data, at)
+        (
+            stype,
+            proto,
+            ver_size,
+            flags,
+            state,
+            cport,
+            vport,
+            dport,
+            fwmark,
+            timeout_s,
+            caddr,
+            vaddr,
+            daddr,
+        ) = ENTRY_V4.unpack_from(data, at)
         entry_bytes = ver_size & SVER_MASK
         end = at + entry_bytes
         if end > n:
@@ -299,11 +328,21 @@ def decode_message(data: bytes) -> SyncMessage | str:
         if usable.__class__ is str:
             return usable
         if usable and not stype & STYPE_F_INET6 and _applicable(proto, flags, state):
-            records.append({
-                "proto": proto, "caddr": caddr, "cport": cport, "vaddr": vaddr,
-                "vport": vport, "daddr": daddr, "dport": dport, "state": state,
-                "flags": flags & _RECV_FLAGS_MASK, "timeout_s": timeout_s, "fwmark": fwmark,
-            })
+            records.append(
+                {
+                    "proto": proto,
+                    "caddr": caddr,
+                    "cport": cport,
+                    "vaddr": vaddr,
+                    "vport": vport,
+                    "daddr": daddr,
+                    "dport": dport,
+                    "state": state,
+                    "flags": flags & _RECV_FLAGS_MASK,
+                    "timeout_s": timeout_s,
+                    "fwmark": fwmark,
+                }
+            )
         else:
             skipped += 1
         at += (entry_bytes + 3) & ~3
@@ -354,22 +393,30 @@ class SyncSender:
     kernel's sync buffer does. A message `send` refuses (OSError) is counted and dropped.
     """
 
-    def __init__(self, send: Callable[[bytes], object], sync_id: int = 0, *,
-                 max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
-                 threshold: int = DEFAULT_SYNC_THRESHOLD,
-                 period: int = DEFAULT_SYNC_PERIOD) -> None:
+    def __init__(
+        self,
+        send: Callable[[bytes], object],
+        sync_id: int = 0,
+        *,
+        max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+        threshold: int = DEFAULT_SYNC_THRESHOLD,
+        period: int = DEFAULT_SYNC_PERIOD,
+    ) -> None:
         check_sync_id(sync_id)
         check_threshold(threshold, period)
         if max_message_bytes < HEADER.size + ENTRY_V4.size:
-            raise ValueError(f"a sync message needs at least {HEADER.size + ENTRY_V4.size} "
-                             f"bytes, got {max_message_bytes}")
+            raise ValueError(
+                f"a sync message needs at least {HEADER.size + ENTRY_V4.size} "
+                f"bytes, got {max_message_bytes}"
+            )
         if not flush_interval_s > 0:
             raise ValueError(f"flush interval must be > 0 s, got {flush_interval_s}")
         self._send = send
         self.sync_id = sync_id
-        self.max_entries = min(MAX_CONNS_PER_MESSAGE,
-                               (max_message_bytes - HEADER.size) // ENTRY_V4.size)
+        self.max_entries = min(
+            MAX_CONNS_PER_MESSAGE, (max_message_bytes - HEADER.size) // ENTRY_V4.size
+        )
         self.flush_interval_s = flush_interval_s
         self.threshold = threshold
         self.period = period
@@ -386,16 +433,23 @@ class SyncSender:
         pkts = conn.in_pkts + 1
         conn.in_pkts = pkts
         state = conn.state
-        if should_sync(conn, pkts, conn.old_state, state, threshold=self.threshold,
-                       period=self.period):
+        if should_sync(
+            conn, pkts, conn.old_state, state, threshold=self.threshold, period=self.period
+        ):
             conn.old_state = state
             self.queue(conn, now)
         template = conn.control
         if template is not None:
             pkts = template.in_pkts + 1
             template.in_pkts = pkts
-            if should_sync(template, pkts, template.old_state, template.state,
-                           threshold=self.threshold, period=self.period):
+            if should_sync(
+                template,
+                pkts,
+                template.old_state,
+                template.state,
+                threshold=self.threshold,
+                period=self.period,
+            ):
                 self.queue(template, now)
 
     def queue(self, conn: Connection, now: float) -> None:
@@ -451,8 +505,9 @@ class SyncReceiver:
     every `period` packets, not at once.
     """
 
-    def __init__(self, director: Director, sync_id: int = 0, *,
-                 threshold: int = DEFAULT_SYNC_THRESHOLD) -> None:
+    def __init__(
+        self, director: Director, sync_id: int = 0, *, threshold: int = DEFAULT_SYNC_THRESHOLD
+    ) -> None:
         check_sync_id(sync_id)
         self.director = director
         self.sync_id = sync_id
@@ -543,13 +598,22 @@ class ConnectionSync:
     asks the peers for their whole table; a peer's request is answered with ours, each at
     most once per RESYNC_MIN_INTERVAL_S."""
 
-    def __init__(self, director: Director, transport: SyncTransport, sync_id: int = 0, *,
-                 flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S) -> None:
+    def __init__(
+        self,
+        director: Director,
+        transport: SyncTransport,
+        sync_id: int = 0,
+        *,
+        flush_interval_s: float = DEFAULT_FLUSH_INTERVAL_S,
+    ) -> None:
         self.director = director
         self.transport = transport
-        self.sender = SyncSender(transport.send, sync_id,
-                                 max_message_bytes=transport.max_message_bytes,
-                                 flush_interval_s=flush_interval_s)
+        self.sender = SyncSender(
+            transport.send,
+            sync_id,
+            max_message_bytes=transport.max_message_bytes,
+            flush_interval_s=flush_interval_s,
+        )
         self.receiver = SyncReceiver(director, sync_id)
         self.receiver.on_resync_request = self._answer_later
         self._request_due: float | None = None
@@ -574,7 +638,11 @@ class ConnectionSync:
             self._answer_due = max(now, self._last_answer + RESYNC_MIN_INTERVAL_S)
 
     def deadline_s(self) -> float | None:
-        due = [t for t in (self.sender.deadline_s(), self._request_due, self._answer_due) if t is not None]
+        due = [
+            t
+            for t in (self.sender.deadline_s(), self._request_due, self._answer_due)
+            if t is not None
+        ]
         return min(due) if due else None
 
     def tick(self, now: float) -> None:
@@ -644,8 +712,15 @@ class MulticastTransport:
     the sender counts it, so the forwarding loop never waits for sync. Needs root.
     """
 
-    def __init__(self, iface: str, local_ip: int, *, group: str = SYNC_GROUP,
-                 port: int = SYNC_PORT, ttl: int = SYNC_TTL) -> None:
+    def __init__(
+        self,
+        iface: str,
+        local_ip: int,
+        *,
+        group: str = SYNC_GROUP,
+        port: int = SYNC_PORT,
+        ttl: int = SYNC_TTL,
+    ) -> None:
         self.iface = iface
         self._local = int_to_ip(local_ip)
         self._tx: socket.socket | None = None
@@ -656,8 +731,11 @@ class MulticastTransport:
             ifindex = socket.if_nametoindex(iface)
             self.max_message_bytes = max_message_bytes(interface_mtu(iface))
             self._tx = tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_IF,
-                          _MREQN.pack(bytes(4), socket.inet_aton(self._local), ifindex))
+            tx.setsockopt(
+                socket.IPPROTO_IP,
+                socket.IP_MULTICAST_IF,
+                _MREQN.pack(bytes(4), socket.inet_aton(self._local), ifindex),
+            )
             tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_TTL, ttl)
             tx.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 0)
             tx.bind((self._local, 0))
@@ -667,13 +745,17 @@ class MulticastTransport:
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             rx.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, iface.encode())
             rx.bind((group, port))
-            rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                          _MREQN.pack(socket.inet_aton(group), bytes(4), ifindex))
+            rx.setsockopt(
+                socket.IPPROTO_IP,
+                socket.IP_ADD_MEMBERSHIP,
+                _MREQN.pack(socket.inet_aton(group), bytes(4), ifindex),
+            )
             rx.setblocking(False)
         except (OSError, ValueError) as exc:
             self.close()
-            raise SyncTransportError(f"connection sync on {iface!r} ({self._local}): "
-                                     f"{exc}") from exc
+            raise SyncTransportError(
+                f"connection sync on {iface!r} ({self._local}): {exc}"
+            ) from exc
 
     def fileno(self) -> int:
         return self._rx.fileno()

@@ -3,9 +3,10 @@
 For: the `Experiment` declaration an experiment module makes (name, description, typed
 parameter dataclass, `run_point`, `report`), the registry (`EXPERIMENTS`, filled by loading
 every file of the checkout's ``experiments/`` folder plus the files, folders and modules named
-in the environment variable ``LVS_TESTBED_EXPERIMENTS``), the typing of parameters (text from the command line and
-values from JSON, both checked against the dataclass field's type), and the expansion of a
-sweep into points (the cartesian product of the given values, times the repeats).
+in the environment variable ``LVS_TESTBED_EXPERIMENTS``), the typing of parameters (text from
+the command line and values from JSON, both checked against the dataclass field's type), and
+the expansion of a sweep into points (the cartesian product of the given values, times the
+repeats).
 
 Not for: running points (`testbed.harness.runner` in the parent, `.point` in each child),
 the layout of result files (`.results`) or plotting (`testbed.report`). Nothing here imports
@@ -177,8 +178,11 @@ class ParamSpec:
 
     @property
     def type_text(self) -> str:
-        text = ("one of " + ", ".join(map(str, self.base)) if isinstance(self.base, tuple)
-                else self.base.__name__)
+        text = (
+            "one of " + ", ".join(map(str, self.base))
+            if isinstance(self.base, tuple)
+            else self.base.__name__
+        )
         return f"{text} or none" if self.optional else text
 
     def parse(self, text: str) -> Scalar:
@@ -230,8 +234,10 @@ def _field_type(cls: type, f: dataclasses.Field, hint: Any) -> tuple[Any, bool]:
         return choices, optional
     if hint in (int, float, str, bool):
         return hint, optional
-    raise ExperimentError(f"{cls.__name__}.{f.name}: type {hint!r} is not supported "
-                          "(int, float, str, bool, Literal[...], or one of those | None)")
+    raise ExperimentError(
+        f"{cls.__name__}.{f.name}: type {hint!r} is not supported "
+        "(int, float, str, bool, Literal[...], or one of those | None)"
+    )
 
 
 def param_specs(cls: type) -> list[ParamSpec]:
@@ -255,7 +261,9 @@ def param_specs(cls: type) -> list[ParamSpec]:
             raise ExperimentError(f"{cls.__name__}.{f.name} has no default")
         help_text = f.metadata.get("help")
         if not help_text:
-            raise ExperimentError(f'{cls.__name__}.{f.name} has no help: field(..., metadata={{"help": ...}})')
+            raise ExperimentError(
+                f'{cls.__name__}.{f.name} has no help: field(..., metadata={{"help": ...}})'
+            )
         spec = ParamSpec(f.name, base, optional, None, help_text)
         try:
             default = spec.check(default)
@@ -271,8 +279,9 @@ def params_from_dict(cls: type, values: Mapping[str, object]) -> Any:
     specs = {s.name: s for s in param_specs(cls)}
     unknown = sorted(set(values) - set(specs))
     if unknown:
-        raise ExperimentError(f"parameters {', '.join(unknown)} are not in {cls.__name__} "
-                              f"(known: {', '.join(specs)})")
+        raise ExperimentError(
+            f"parameters {', '.join(unknown)} are not in {cls.__name__} (known: {', '.join(specs)})"
+        )
     return cls(**{name: specs[name].check(value) for name, value in values.items()})
 
 
@@ -297,18 +306,24 @@ _NAME_RE = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 def register(experiment: Experiment) -> Experiment:
     """Add an experiment to `EXPERIMENTS`; returns it with ``module`` set to the caller's
-    module (its file's path for a definition loaded from a file). Call it at the top level of the experiment's module (``EXPERIMENT = register(...)``).
+    module (its file's path for a definition loaded from a file). Call it at the top level of
+    the experiment's module (``EXPERIMENT = register(...)``).
 
     The declaration is checked here, so a mistake shows at import, not mid-sweep.
     """
     caller = sys._getframe(1).f_globals
     # A definition loaded from its file is known by the file's path (see `_load_file`).
-    module = caller.get("__file__") if caller.get("__name__", "").startswith(_FILE_MODULE_PREFIX) else None
+    module = (
+        caller.get("__file__")
+        if caller.get("__name__", "").startswith(_FILE_MODULE_PREFIX)
+        else None
+    )
     module = str(Path(module).resolve()) if module else caller.get("__name__", "")
     experiment = dataclasses.replace(experiment, module=experiment.module or module)
     if not _NAME_RE.match(experiment.name):
-        raise ExperimentError(f"experiment name {experiment.name!r}: use lower case letters, "
-                              "digits, '-' and '_'")
+        raise ExperimentError(
+            f"experiment name {experiment.name!r}: use lower case letters, digits, '-' and '_'"
+        )
     if not experiment.description or "\n" in experiment.description:
         raise ExperimentError(f"experiment {experiment.name}: the description is one line")
     if not experiment.timeout_s > 0:
@@ -316,8 +331,10 @@ def register(experiment: Experiment) -> Experiment:
     experiment.param_specs()
     existing = EXPERIMENTS.get(experiment.name)
     if existing is not None and existing.module != experiment.module:
-        raise ExperimentError(f"experiment {experiment.name!r} is defined in both "
-                              f"{existing.module} and {experiment.module}")
+        raise ExperimentError(
+            f"experiment {experiment.name!r} is defined in both "
+            f"{existing.module} and {experiment.module}"
+        )
     EXPERIMENTS[experiment.name] = experiment
     return experiment
 
@@ -337,8 +354,13 @@ def experiment_modules() -> list[str]:
     """What registers experiments: every ``*.py`` file of `experiment_dirs` (by path), then the
     files (``*.py``) and dotted module names in ``LVS_TESTBED_EXPERIMENTS`` (comma-separated:
     tests, out-of-tree work)."""
-    files = [str(f) for d in experiment_dirs() if d.is_dir() for f in sorted(d.glob("*.py"))
-             if not f.name.startswith("_")]
+    files = [
+        str(f)
+        for d in experiment_dirs()
+        if d.is_dir()
+        for f in sorted(d.glob("*.py"))
+        if not f.name.startswith("_")
+    ]
     extra = [x for x in _extra_sources() if not Path(x).is_dir()]
     return files + [str(Path(x).resolve()) if x.endswith(".py") else x for x in extra]
 
@@ -375,8 +397,9 @@ def _import(module: str) -> None:
     except ExperimentError:
         raise
     except Exception as exc:  # a broken module must name itself, whatever broke it
-        raise ExperimentError(f"cannot import experiment module {module}: "
-                              f"{type(exc).__name__}: {exc}") from exc
+        raise ExperimentError(
+            f"cannot import experiment module {module}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
 def load_experiments() -> dict[str, Experiment]:
@@ -394,8 +417,11 @@ def get_experiment(name: str) -> Experiment:
         _import(path)
         found = [e for e in EXPERIMENTS.values() if e.module == path]
         if len(found) != 1:
-            raise ExperimentError(f"{name} registers {len(found)} experiments; name one of them "
-                                  "instead of the file" if found else f"{name} registers no experiment")
+            raise ExperimentError(
+                f"{name} registers {len(found)} experiments; name one of them instead of the file"
+                if found
+                else f"{name} registers no experiment"
+            )
         return found[0]
     known = load_experiments()
     if name not in known:
@@ -408,7 +434,9 @@ def definition_module(experiment: Experiment) -> types.ModuleType:
     it, such as the seed's sweep for `reproduce`)."""
     for module in list(sys.modules.values()):
         file = getattr(module, "__file__", None)
-        if module.__name__ == experiment.module or (file and str(Path(file).resolve()) == experiment.module):
+        if module.__name__ == experiment.module or (
+            file and str(Path(file).resolve()) == experiment.module
+        ):
             return module
     raise ExperimentError(f"the module of experiment {experiment.name} is not loaded")
 
@@ -457,7 +485,9 @@ class Sweep:
         return " ".join(parts)
 
 
-def parse_assignments(experiment: Experiment, assignments: Sequence[str]) -> dict[str, list[Scalar]]:
+def parse_assignments(
+    experiment: Experiment, assignments: Sequence[str]
+) -> dict[str, list[Scalar]]:
     """``["rate_pps=1000,2000", "layout=nat"]`` -> ``{"rate_pps": [1000.0, 2000.0], ...}``.
 
     A parameter may be given several times; its values add up, in order. Every problem is
@@ -473,8 +503,10 @@ def parse_assignments(experiment: Experiment, assignments: Sequence[str]) -> dic
             errors.append(f"{assignment!r}: expected NAME=VALUE[,VALUE...]")
             continue
         if name not in specs:
-            errors.append(f"unknown parameter {name!r} for experiment {experiment.name}; "
-                          f"known: {', '.join(specs)}")
+            errors.append(
+                f"unknown parameter {name!r} for experiment {experiment.name}; "
+                f"known: {', '.join(specs)}"
+            )
             continue
         for item in text.split(","):
             try:
@@ -483,7 +515,9 @@ def parse_assignments(experiment: Experiment, assignments: Sequence[str]) -> dic
                 errors.append(f"{name}: {exc}")
                 continue
             if value in values.get(name, []):
-                errors.append(f"{name}: {format_value(value)} is given twice (use --repeat to repeat)")
+                errors.append(
+                    f"{name}: {format_value(value)} is given twice (use --repeat to repeat)"
+                )
                 continue
             values.setdefault(name, []).append(value)
     if errors:
@@ -516,7 +550,9 @@ def plan_sweep(experiment: Experiment, assignments: Sequence[str], repeat: int =
     order = [s.name for s in specs if s.name in values]
     values = {name: values[name] for name in order}
     defaults = {s.name: s.default for s in specs}
-    configs = [dict(zip(order, combo, strict=True)) for combo in itertools.product(*values.values())]
+    configs = [
+        dict(zip(order, combo, strict=True)) for combo in itertools.product(*values.values())
+    ]
     errors = []
     for config in configs:
         try:

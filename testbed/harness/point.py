@@ -67,8 +67,10 @@ def _scalar(name: str, value: object) -> Scalar:
         return value  # type: ignore[return-value]
     if hasattr(value, "item"):  # numpy scalars
         return value.item()
-    raise TypeError(f"summary figure {name!r} is a {type(value).__name__}: figures are numbers, "
-                    "strings, booleans or None")
+    raise TypeError(
+        f"summary figure {name!r} is a {type(value).__name__}: figures are numbers, "
+        "strings, booleans or None"
+    )
 
 
 def _summary(summary: Mapping[str, object]) -> dict[str, Scalar]:
@@ -96,8 +98,13 @@ def run(run_dir: Path, point_id: str) -> int:
         reasons = [str(r) for r in result.invalid_reasons]
         if result.samples:
             write_samples(pdir / SAMPLES_FILE, result.samples)
-        record = point_record(point, status=STATUS_OK, summary=summary, invalid_reasons=reasons,
-                              samples_file=SAMPLES_FILE if result.samples else None)
+        record = point_record(
+            point,
+            status=STATUS_OK,
+            summary=summary,
+            invalid_reasons=reasons,
+            samples_file=SAMPLES_FILE if result.samples else None,
+        )
         code = EXIT_OK
         for reason in reasons:
             log.warning("invalid: %s", reason)
@@ -121,8 +128,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     _die_with_parent()
     _sigterm_interrupts()
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     return run(Path(args[0]), args[1])
 
 

@@ -95,9 +95,16 @@ def point_dir(run_dir: Path, point_id: str) -> Path:
 # Point records and samples
 
 
-def point_record(point: Mapping[str, Any], *, status: str, summary: Mapping[str, Scalar] | None = None,
-                 invalid_reasons: Sequence[str] = (), error: str | None = None,
-                 samples_file: str | None = None, elapsed_s: float | None = None) -> dict[str, Any]:
+def point_record(
+    point: Mapping[str, Any],
+    *,
+    status: str,
+    summary: Mapping[str, Scalar] | None = None,
+    invalid_reasons: Sequence[str] = (),
+    error: str | None = None,
+    samples_file: str | None = None,
+    elapsed_s: float | None = None,
+) -> dict[str, Any]:
     """A point's record, as ``result.json``, ``points.jsonl`` and ``summary.json`` hold it.
     ``point`` is the point as params.json lists it (``point_id``, ``repeat``, ``params``)."""
     return {
@@ -122,7 +129,9 @@ def write_samples(path: Path, rows: Sequence[Mapping[str, Scalar]]) -> None:
     header = list(rows[0])
     for i, row in enumerate(rows):
         if set(row) != set(header):
-            raise ValueError(f"sample row {i} has columns {sorted(row)}, row 0 has {sorted(header)}")
+            raise ValueError(
+                f"sample row {i} has columns {sorted(row)}, row 0 has {sorted(header)}"
+            )
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=header)
         writer.writeheader()
@@ -170,14 +179,29 @@ def read_results(run_dir: Path, spec: Mapping[str, Any]) -> dict[str, dict[str, 
     return results
 
 
-def summary_rows(spec: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def summary_rows(
+    spec: Mapping[str, Any], results: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per point in sweep order; points without a record are pending."""
     rows = []
     for point in spec["points"]:
         record = results.get(point["point_id"]) or point_record(point, status=STATUS_PENDING)
-        rows.append({key: record[key] for key in (
-            "point_id", "repeat", "status", "valid", "invalid_reasons", "error", "elapsed_s",
-            "params", "summary")})
+        rows.append(
+            {
+                key: record[key]
+                for key in (
+                    "point_id",
+                    "repeat",
+                    "status",
+                    "valid",
+                    "invalid_reasons",
+                    "error",
+                    "elapsed_s",
+                    "params",
+                    "summary",
+                )
+            }
+        )
     return rows
 
 
@@ -224,8 +248,10 @@ class PointRecord:
             return self.summary[name]
         if in_params:
             return self.param_values[name]
-        raise KeyError(f"{name!r} is neither a parameter ({', '.join(self.param_values)}) nor a "
-                       f"summary figure ({', '.join(self.summary) or 'none'}) of {self.point_id}")
+        raise KeyError(
+            f"{name!r} is neither a parameter ({', '.join(self.param_values)}) nor a "
+            f"summary figure ({', '.join(self.summary) or 'none'}) of {self.point_id}"
+        )
 
     def samples(self) -> list[dict[str, Scalar]]:
         path = self.dir / SAMPLES_FILE
@@ -300,17 +326,19 @@ class RunData:
                 label = format_value(key[0])
             else:
                 label = ", ".join(f"{b}={format_value(v)}" for b, v in zip(by, key, strict=True))
-            out.append(Series(
-                label=label,
-                key=dict(zip(by, key, strict=True)),
-                x=xs,
-                y=[statistics.fmean(valid[key][v]) for v in xs],
-                y_min=[min(valid[key][v]) for v in xs],
-                y_max=[max(valid[key][v]) for v in xs],
-                n=[len(valid[key][v]) for v in xs],
-                invalid_x=[pt[0] for pt in sorted(invalid[key])],
-                invalid_y=[pt[1] for pt in sorted(invalid[key])],
-            ))
+            out.append(
+                Series(
+                    label=label,
+                    key=dict(zip(by, key, strict=True)),
+                    x=xs,
+                    y=[statistics.fmean(valid[key][v]) for v in xs],
+                    y_min=[min(valid[key][v]) for v in xs],
+                    y_max=[max(valid[key][v]) for v in xs],
+                    n=[len(valid[key][v]) for v in xs],
+                    invalid_x=[pt[0] for pt in sorted(invalid[key])],
+                    invalid_y=[pt[1] for pt in sorted(invalid[key])],
+                )
+            )
         return out
 
 
@@ -327,16 +355,18 @@ def load_run(run_dir: Path) -> RunData:
     points = []
     for point in spec["points"]:
         record = results.get(point["point_id"]) or point_record(point, status=STATUS_PENDING)
-        points.append(PointRecord(
-            point_id=point["point_id"],
-            repeat=point["repeat"],
-            params=params_from_dict(experiment.params, point["params"]),
-            param_values=dict(point["params"]),
-            status=record["status"],
-            valid=record["valid"],
-            invalid_reasons=tuple(record["invalid_reasons"]),
-            summary=record["summary"],
-            error=record["error"],
-            dir=point_dir(run_dir, point["point_id"]),
-        ))
+        points.append(
+            PointRecord(
+                point_id=point["point_id"],
+                repeat=point["repeat"],
+                params=params_from_dict(experiment.params, point["params"]),
+                param_values=dict(point["params"]),
+                status=record["status"],
+                valid=record["valid"],
+                invalid_reasons=tuple(record["invalid_reasons"]),
+                summary=record["summary"],
+                error=record["error"],
+                dir=point_dir(run_dir, point["point_id"]),
+            )
+        )
     return RunData(run_dir, experiment, spec, env, points)

@@ -112,8 +112,9 @@ def create_run(sweep: Sweep, results_root: Path) -> Path:
         "command": sweep.command(),
         "values": sweep.values,
         "repeat": sweep.repeat,
-        "points": [{"point_id": p.point_id, "repeat": p.repeat, "params": p.params}
-                   for p in sweep.points],
+        "points": [
+            {"point_id": p.point_id, "repeat": p.repeat, "params": p.params} for p in sweep.points
+        ],
     }
     write_json(run_dir / PARAMS_FILE, spec)
     write_json(run_dir / ENV_FILE, collect_env())
@@ -237,8 +238,13 @@ def _child_record(pdir: Path, point_id: str) -> dict[str, Any] | None:
     return record if ok else None
 
 
-def run_one(run_dir: Path, point: dict[str, Any], timeout_s: float, env: dict[str, str],
-            console: Console | None = None) -> dict[str, Any]:
+def run_one(
+    run_dir: Path,
+    point: dict[str, Any],
+    timeout_s: float,
+    env: dict[str, str],
+    console: Console | None = None,
+) -> dict[str, Any]:
     """Run one point in a fresh process; write and return its final record."""
     pdir = point_dir(run_dir, point["point_id"])
     if pdir.exists():
@@ -247,25 +253,41 @@ def run_one(run_dir: Path, point: dict[str, Any], timeout_s: float, env: dict[st
     argv = [sys.executable, "-m", "testbed.harness.point", str(run_dir), point["point_id"]]
     started = time.monotonic()
     with (pdir / LOG_FILE).open("wb") as log:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         finished = _exited(proc, timeout_s)
         rc = _kill_group_and_reap(proc) if finished else _stop(proc)
     except BaseException:  # Ctrl-C or SIGTERM in the parent: stop the point, then stop
         if console is not None:
-            console.print(f"stopping {point['point_id']} (up to {STOP_GRACE_S:g} s for its "
-                          "teardown; Ctrl-C again kills it now)", highlight=False)
+            console.print(
+                f"stopping {point['point_id']} (up to {STOP_GRACE_S:g} s for its "
+                "teardown; Ctrl-C again kills it now)",
+                highlight=False,
+            )
         _stop(proc)
-        write_json(pdir / RESULT_FILE, point_record(
-            point, status=STATUS_INTERRUPTED, error="interrupted: the sweep was stopped",
-            elapsed_s=round(time.monotonic() - started, 3)))
+        write_json(
+            pdir / RESULT_FILE,
+            point_record(
+                point,
+                status=STATUS_INTERRUPTED,
+                error="interrupted: the sweep was stopped",
+                elapsed_s=round(time.monotonic() - started, 3),
+            ),
+        )
         raise
     elapsed_s = round(time.monotonic() - started, 3)
     record = _child_record(pdir, point["point_id"]) if finished else None
     if not finished:
-        record = point_record(point, status=STATUS_FAILED,
-                              error=_with_tail(f"timed out after {timeout_s:g} s", pdir))
+        record = point_record(
+            point, status=STATUS_FAILED, error=_with_tail(f"timed out after {timeout_s:g} s", pdir)
+        )
     elif record is None:
         record = point_record(point, status=STATUS_FAILED, error=_with_tail(_exit_text(rc), pdir))
     record["elapsed_s"] = elapsed_s
@@ -274,8 +296,9 @@ def run_one(run_dir: Path, point: dict[str, Any], timeout_s: float, env: dict[st
     return record
 
 
-def write_summary(run_dir: Path, spec: dict[str, Any], attempts: list[dict[str, Any]],
-                  interrupted: bool) -> dict[str, int]:
+def write_summary(
+    run_dir: Path, spec: dict[str, Any], attempts: list[dict[str, Any]], interrupted: bool
+) -> dict[str, int]:
     """summary.json from the points' records: one row per point, counts, attempts."""
     rows = summary_rows(spec, read_results(run_dir, spec))
     counts = count_statuses(rows)
@@ -283,17 +306,20 @@ def write_summary(run_dir: Path, spec: dict[str, Any], attempts: list[dict[str, 
         status = "interrupted"
     else:
         status = "complete" if counts["n_ok"] == counts["n_points"] else "incomplete"
-    write_json(run_dir / SUMMARY_FILE, {
-        "experiment": spec["experiment"],
-        "description": spec["description"],
-        "run_id": spec["run_id"],
-        "command": spec["command"],
-        "created_at": spec["created_at"],
-        "status": status,
-        **counts,
-        "attempts": attempts,
-        "points": rows,
-    })
+    write_json(
+        run_dir / SUMMARY_FILE,
+        {
+            "experiment": spec["experiment"],
+            "description": spec["description"],
+            "run_id": spec["run_id"],
+            "command": spec["command"],
+            "created_at": spec["created_at"],
+            "status": status,
+            **counts,
+            "attempts": attempts,
+            "points": rows,
+        },
+    )
     return counts
 
 
@@ -306,15 +332,26 @@ def _previous_attempts(run_dir: Path) -> list[dict[str, Any]]:
 
 def _progress(console: Console | None, show: bool) -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-        TextColumn("elapsed"), TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-        console=console, disable=not show,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("elapsed"),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not show,
         speed_estimate_period=7 * 24 * 3600.0,  # average over the whole sweep, not 30 s
     )
 
 
-def execute(run_dir: Path, *, timeout_s: float | None = None, console: Console | None = None,
-            show_progress: bool = True) -> RunOutcome:
+def execute(
+    run_dir: Path,
+    *,
+    timeout_s: float | None = None,
+    console: Console | None = None,
+    show_progress: bool = True,
+) -> RunOutcome:
     """Run every point of ``run_dir`` that has no ``ok`` record, in sweep order.
 
     A fresh run and a resume are the same call. ``timeout_s`` limits each point (default: the
@@ -331,8 +368,12 @@ def execute(run_dir: Path, *, timeout_s: float | None = None, console: Console |
     todo = [p for p in spec["points"] if p["point_id"] not in done]
     env = _child_env(experiment)
     attempts = _previous_attempts(run_dir)
-    attempt = {"started_at": utc_now(), "timeout_s": limit_s, **git_facts(REPO_ROOT),
-               "kernel": os.uname().release}
+    attempt = {
+        "started_at": utc_now(),
+        "timeout_s": limit_s,
+        **git_facts(REPO_ROOT),
+        "kernel": os.uname().release,
+    }
     outcome = RunOutcome(run_dir)
     try:
         with _sigterm_interrupts(), _progress(console, show_progress) as bar:
@@ -343,15 +384,20 @@ def execute(run_dir: Path, *, timeout_s: float | None = None, console: Console |
                 outcome.ran += 1
                 if record["status"] != STATUS_OK:
                     outcome.failures.append((point["point_id"], record["error"]))
-                    bar.console.print(f"[red]failed[/] {point['point_id']}: "
-                                      f"{escape(record['error'][:CONSOLE_ERROR_CHARS])}",
-                                      highlight=False)
+                    bar.console.print(
+                        f"[red]failed[/] {point['point_id']}: "
+                        f"{escape(record['error'][:CONSOLE_ERROR_CHARS])}",
+                        highlight=False,
+                    )
                 bar.advance(task)
             bar.update(task, description=experiment.name)
     except KeyboardInterrupt:
         outcome.interrupted = True
     finally:
-        attempt.update(finished_at=utc_now(), points_run=outcome.ran,
-                       outcome="interrupted" if outcome.interrupted else "finished")
+        attempt.update(
+            finished_at=utc_now(),
+            points_run=outcome.ran,
+            outcome="interrupted" if outcome.interrupted else "finished",
+        )
         outcome.counts = write_summary(run_dir, spec, [*attempts, attempt], outcome.interrupted)
     return outcome

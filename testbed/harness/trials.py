@@ -72,7 +72,9 @@ def set_forwarding(tb, kind: str) -> None:
     for svc in tb.plan.services:
         flag = "-t" if svc.proto == "tcp" else "-u"
         for rs in tb.plan.realservers:
-            rc, out = tb.ipvsadm(f"-e {flag} {tb.plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1")
+            rc, out = tb.ipvsadm(
+                f"-e {flag} {tb.plan.vip}:{svc.port} -r {rs.ip}:{svc.port} {fwd} -w 1"
+            )
             if rc != 0:
                 raise RuntimeError(f"could not switch {rs.name} to {kind}: {out.strip()}")
 
@@ -113,8 +115,14 @@ def wait_drained(tb, director: str | None, timeout_s: float = 10.0, quiet_s: flo
         last = now
 
 
-def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int = 64,
-              director: str | None = "d1", target: str | None = None) -> Trial:
+def udp_trial(
+    tb,
+    rate_pps: float,
+    duration_s: float = 2.0,
+    payload_bytes: int = 64,
+    director: str | None = "d1",
+    target: str | None = None,
+) -> Trial:
     """Offer ``rate_pps`` UDP echo requests from every client for ``duration_s`` to the VIP
     (or ``target``). ``director`` names whose counters to read: a director host ("d1"), the
     OpenFlow director ("of"), or None (kernel forwarding: nothing to read)."""
@@ -126,14 +134,28 @@ def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int =
     def counters() -> tuple[dict, tuple[int, int]]:
         if director is None:
             return {}, (0, 0)
-        return _director_stats(tb, director), service_totals(tb.ipvsadm("-L -n --stats --exact", director)[1])
+        return _director_stats(tb, director), service_totals(
+            tb.ipvsadm("-L -n --stats --exact", director)[1]
+        )
 
     stats0, ipvs0 = counters()
     cpu0, host0, t0 = cgroup.usage_s() if cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
     procs = [
-        c.popen([sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", target or tb.plan.vip,
-                 "--rate-pps", f"{per_client:.3f}", "--duration-s", f"{duration_s:g}",
-                 "--payload-bytes", str(payload_bytes)])
+        c.popen(
+            [
+                sys.executable,
+                "-m",
+                "testbed.traffic.loadgen",
+                "udp-rr",
+                target or tb.plan.vip,
+                "--rate-pps",
+                f"{per_client:.3f}",
+                "--duration-s",
+                f"{duration_s:g}",
+                "--payload-bytes",
+                str(payload_bytes),
+            ]
+        )
         for c in clients
     ]
     outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
@@ -163,14 +185,18 @@ def udp_trial(tb, rate_pps: float, duration_s: float = 2.0, payload_bytes: int =
     trial.director_socket_drops = director_socket_drops(stats1) - director_socket_drops(stats0)
     trial.host_busy_frac = cpu_busy_fraction(host0, host1)
     trial.invalid_reasons = list(
-        check_fidelity(target_pps=rate_pps, achieved_pps=trial.sent_pps,
-                       host_cpu_busy_frac=trial.host_busy_frac).reasons
+        check_fidelity(
+            target_pps=rate_pps,
+            achieved_pps=trial.sent_pps,
+            host_cpu_busy_frac=trial.host_busy_frac,
+        ).reasons
     )
     return trial
 
 
-def next_rate(trials: list[Trial], start_pps: float, factor: float, max_pps: float,
-              bisections: int) -> float | None:
+def next_rate(
+    trials: list[Trial], start_pps: float, factor: float, max_pps: float, bisections: int
+) -> float | None:
     """The next rate a capacity search offers, or None when it is done (pure).
 
     Geometric ramp from ``start_pps`` while rates are carried. A first rate that fails is
@@ -222,9 +248,18 @@ class Capacity:
         return max(self.trials, key=lambda t: t.answered_pps)
 
 
-def find_capacity(tb, start_pps: float = 1000, factor: float = 2.0, max_pps: float = 200_000,
-                  duration_s: float = 2.0, bisections: int = 2, payload_bytes: int = 64,
-                  log=None, director: str | None = "d1", target: str | None = None) -> Capacity:
+def find_capacity(
+    tb,
+    start_pps: float = 1000,
+    factor: float = 2.0,
+    max_pps: float = 200_000,
+    duration_s: float = 2.0,
+    bisections: int = 2,
+    payload_bytes: int = 64,
+    log=None,
+    director: str | None = "d1",
+    target: str | None = None,
+) -> Capacity:
     """Ramp, then bisect, until the director stops answering what it is offered."""
     trials: list[Trial] = []
     while (rate := next_rate(trials, start_pps, factor, max_pps, bisections)) is not None:
@@ -232,12 +267,24 @@ def find_capacity(tb, start_pps: float = 1000, factor: float = 2.0, max_pps: flo
             wait_drained(tb, director)
         trial = udp_trial(tb, rate, duration_s, payload_bytes, director, target)
         if log is not None:
-            log.info("offered %.0f pps: sent %.0f, answered %.0f (loss %.1f%%), director %.2f cores",
-                     rate, trial.sent_pps, trial.answered_pps, 100 * trial.loss_frac, trial.director_cores)
+            log.info(
+                "offered %.0f pps: sent %.0f, answered %.0f (loss %.1f%%), director %.2f cores",
+                rate,
+                trial.sent_pps,
+                trial.answered_pps,
+                100 * trial.loss_frac,
+                trial.director_cores,
+            )
         trials.append(trial)
-    knee = find_knee([t.offered_pps for t in trials], [t.answered_pps for t in trials],
-                     loss_frac=[t.loss_frac for t in trials], max_loss_frac=1 - CARRIED_FRAC)
-    return Capacity(trials, max(t.answered_pps for t in trials), knee.knee_offered_pps, knee.capacity_pps)
+    knee = find_knee(
+        [t.offered_pps for t in trials],
+        [t.answered_pps for t in trials],
+        loss_frac=[t.loss_frac for t in trials],
+        max_loss_frac=1 - CARRIED_FRAC,
+    )
+    return Capacity(
+        trials, max(t.answered_pps for t in trials), knee.knee_offered_pps, knee.capacity_pps
+    )
 
 
 @contextmanager
@@ -283,16 +330,27 @@ def capacity_invalid(cap: Capacity) -> list[str]:
     return cap.at_capacity().invalid_reasons
 
 
-def capacity_point(ctx, kind: str, quota_cores: float | None, start_pps: float = 1000,
-                   duration_s: float = 2.0, payload_bytes: int = 64, **layout_kw):
+def capacity_point(
+    ctx,
+    kind: str,
+    quota_cores: float | None,
+    start_pps: float = 1000,
+    duration_s: float = 2.0,
+    payload_bytes: int = 64,
+    **layout_kw,
+):
     """The body of a capacity-search point: a fresh layout, a search, the standard figures."""
     from testbed.harness import PointResult
 
     with layout_up(kind, ctx.point_id, quota_cores, **layout_kw) as tb:
-        cap = find_capacity(tb, start_pps=start_pps, duration_s=duration_s,
-                            payload_bytes=payload_bytes, log=ctx.log)
-    return PointResult(summary=capacity_summary(cap), samples=[t.row() for t in cap.trials],
-                       invalid_reasons=capacity_invalid(cap))
+        cap = find_capacity(
+            tb, start_pps=start_pps, duration_s=duration_s, payload_bytes=payload_bytes, log=ctx.log
+        )
+    return PointResult(
+        summary=capacity_summary(cap),
+        samples=[t.row() for t in cap.trials],
+        invalid_reasons=capacity_invalid(cap),
+    )
 
 
 def director_pid(tb, name: str = "d1") -> int:
@@ -308,14 +366,29 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def tcp_load(tb, rate_cps: float, duration_s: float, sample_every_s: float, sample) -> tuple[list[dict], list[dict]]:
+def tcp_load(
+    tb, rate_cps: float, duration_s: float, sample_every_s: float, sample
+) -> tuple[list[dict], list[dict]]:
     """Short TCP connections to the VIP at ``rate_cps`` (split over the clients) for
     ``duration_s``; ``sample(t_s) -> dict`` is called every ``sample_every_s`` while they run.
     Returns the sampled rows and each client's load summary."""
     per_client = rate_cps / len(tb.plan.clients)
-    procs = [tb.net[c.name].popen([sys.executable, "-m", "testbed.traffic.loadgen", "tcp-crr", tb.plan.vip,
-                                   "--rate-cps", f"{per_client:g}", "--duration-s", f"{duration_s:g}"])
-             for c in tb.plan.clients]
+    procs = [
+        tb.net[c.name].popen(
+            [
+                sys.executable,
+                "-m",
+                "testbed.traffic.loadgen",
+                "tcp-crr",
+                tb.plan.vip,
+                "--rate-cps",
+                f"{per_client:g}",
+                "--duration-s",
+                f"{duration_s:g}",
+            ]
+        )
+        for c in tb.plan.clients
+    ]
     rows = []
     t0 = time.monotonic()
     while any(proc.poll() is None for proc in procs):
@@ -329,8 +402,11 @@ def prefill(tb, count: int, director: str = "d1") -> None:
     experiments' 62,000 or 1,000,000), with its CPU quota lifted: filling is set-up."""
     if count:
         with tb.net[director].quota_lifted():
-            reply = request(socket_path(tb.run.dir, director), {"op": "prefill", "count": count},
-                            timeout_s=PREFILL_TIMEOUT_S)
+            reply = request(
+                socket_path(tb.run.dir, director),
+                {"op": "prefill", "count": count},
+                timeout_s=PREFILL_TIMEOUT_S,
+            )
         if reply.get("rc") != 0:
             raise RuntimeError(f"prefill failed: {reply.get('err')}")
 

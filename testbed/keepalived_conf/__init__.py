@@ -13,4 +13,11 @@ from testbed.keepalived_conf.model import ConfigError, ConfigWarning, ParseResul
 from testbed.keepalived_conf.parser import load_config, parse_config
 from testbed.keepalived_conf.render import render_config
 
-__all__ = ["ConfigError", "ConfigWarning", "ParseResult", "load_config", "parse_config", "render_config"]
+__all__ = [
+    "ConfigError",
+    "ConfigWarning",
+    "ParseResult",
+    "load_config",
+    "parse_config",
+    "render_config",
+]

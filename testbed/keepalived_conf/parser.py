@@ -114,7 +114,9 @@ class _Parser:
             raise error_at(tok, f"'{what}' needs a number, got '{tok.text}'")
         number = float(tok.text)
         if not lo <= number <= hi:
-            raise error_at(tok, f"'{what}' must be in {format_number(lo)}..{format_number(hi)}, got {tok.text}")
+            raise error_at(
+                tok, f"'{what}' must be in {format_number(lo)}..{format_number(hi)}, got {tok.text}"
+            )
         return number
 
     @staticmethod
@@ -323,7 +325,9 @@ class _Parser:
         if not args:
             return None, None
         if args[0].text != "weight":
-            raise error_at(args[0], f"expected 'weight' after '{stmt.keyword}', got '{args[0].text}'")
+            raise error_at(
+                args[0], f"expected 'weight' after '{stmt.keyword}', got '{args[0].text}'"
+            )
         if len(args) < 2:
             raise error_at(args[0], "'weight' needs a value")
         weight = self.integer(args[1], "weight", lo, hi)
@@ -520,9 +524,7 @@ class _Parser:
                         Tok(WORD, lo_text, tok.file, tok.line), "status_code", 100, 599
                     )
                     hi = (
-                        self.integer(
-                            Tok(WORD, hi_text, tok.file, tok.line), "status_code", lo, 599
-                        )
+                        self.integer(Tok(WORD, hi_text, tok.file, tok.line), "status_code", lo, 599)
                         if hi_text
                         else lo
                     )

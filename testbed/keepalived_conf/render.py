@@ -31,8 +31,6 @@ def _q(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-
-
 class _Writer:
     def __init__(self) -> None:
         self.lines: list[str] = []

@@ -33,15 +33,33 @@ from testbed.labs.model import (
 
 LABS: dict[int, Lab] = {
     m.LAB.number: m.LAB
-    for m in (lab01_dr, lab02_nat, lab03_schedulers, lab04_bottleneck, lab05_failover, lab06_openflow)
+    for m in (
+        lab01_dr,
+        lab02_nat,
+        lab03_schedulers,
+        lab04_bottleneck,
+        lab05_failover,
+        lab06_openflow,
+    )
 }
 
 
 def get_lab(number: int) -> Lab:
     if number not in LABS:
-        raise LabError(f"there is no lab {number}; the labs are {', '.join(map(str, sorted(LABS)))}")
+        raise LabError(
+            f"there is no lab {number}; the labs are {', '.join(map(str, sorted(LABS)))}"
+        )
     return LABS[number]
 
 
-__all__ = ["LABS", "LABS_DIR", "CheckResult", "Lab", "LabContext", "LabError", "all_ok",
-           "format_results", "get_lab"]
+__all__ = [
+    "LABS",
+    "LABS_DIR",
+    "CheckResult",
+    "Lab",
+    "LabContext",
+    "LabError",
+    "all_ok",
+    "format_results",
+    "get_lab",
+]

@@ -34,10 +34,14 @@ from testbed.runtime.control import request, socket_path
 from testbed.topo.plan import Plan, ipvsadm_rules
 
 
-def ipvsadm(hosts: HostAccess, args: str, director: str = "d1", stdin: str | None = None) -> tuple[int, str]:
+def ipvsadm(
+    hosts: HostAccess, args: str, director: str = "d1", stdin: str | None = None
+) -> tuple[int, str]:
     """``ipvsadm ARGS`` on ``director`` (a director host, or "of" for the OpenFlow director)."""
-    reply = request(socket_path(hosts.run_dir, director),
-                    {"op": "ipvsadm", "argv": shlex.split(args), "stdin": stdin})
+    reply = request(
+        socket_path(hosts.run_dir, director),
+        {"op": "ipvsadm", "argv": shlex.split(args), "stdin": stdin},
+    )
     return reply.get("rc", 1), reply.get("out", "") + reply.get("err", "")
 
 
@@ -67,19 +71,27 @@ def restore_default_services(hosts: HostAccess, plan: Plan, director: str = "d1"
     ipvsadm_ok(hosts, "-Z", director)
 
 
-def http_names(hosts: HostAccess, client: str, vip: str, n: int, timeout_s: float = 2.0) -> list[str]:
+def http_names(
+    hosts: HostAccess, client: str, vip: str, n: int, timeout_s: float = 2.0
+) -> list[str]:
     """``n`` HTTP GETs from ``client`` to the VIP, one after the other: the name of the real
     server that answered each ('' for a failed request)."""
-    loop = (f"for i in $(seq {n}); do r=$(curl -s -m {timeout_s:g} http://{vip}/); "
-            f'echo "{REQUEST_MARK} ${{r%% *}}"; done')
+    loop = (
+        f"for i in $(seq {n}); do r=$(curl -s -m {timeout_s:g} http://{vip}/); "
+        f'echo "{REQUEST_MARK} ${{r%% *}}"; done'
+    )
     return request_names(hosts.cmd(client, loop))
 
 
-def udp_probe(hosts: HostAccess, client: str, dst: str, port: int, sports: list[int],
-              timeout_s: float = 1.0) -> dict[int, bool]:
+def udp_probe(
+    hosts: HostAccess, client: str, dst: str, port: int, sports: list[int], timeout_s: float = 1.0
+) -> dict[int, bool]:
     """One datagram from each source port of ``client`` to dst:port; which were echoed."""
-    out = hosts.cmd(client, f"{sys.executable} -m testbed.labs.udpprobe {dst} {port} "
-                            f"--sports {','.join(map(str, sports))} --timeout-s {timeout_s:g}")
+    out = hosts.cmd(
+        client,
+        f"{sys.executable} -m testbed.labs.udpprobe {dst} {port} "
+        f"--sports {','.join(map(str, sports))} --timeout-s {timeout_s:g}",
+    )
     line = next((x for x in reversed(out.splitlines()) if x.startswith("{")), None)
     if line is None:
         raise LabError(f"the UDP probe on {client} printed no result: {out.strip()[-300:]}")
@@ -97,15 +109,21 @@ def read_int(hosts: HostAccess, host: str, path: str) -> int:
 def arp_setting(hosts: HostAccess, host: str, name: str, intf: str) -> int:
     """The value the kernel applies for ``arp_ignore`` or ``arp_announce`` on ``intf``."""
     base = "/proc/sys/net/ipv4/conf"
-    return effective_arp_setting(read_int(hosts, host, f"{base}/all/{name}"),
-                                 read_int(hosts, host, f"{base}/{intf}/{name}"))
+    return effective_arp_setting(
+        read_int(hosts, host, f"{base}/all/{name}"), read_int(hosts, host, f"{base}/{intf}/{name}")
+    )
 
 
-def set_arp_settings(hosts: HostAccess, host: str, intf: str, arp_ignore: int, arp_announce: int) -> None:
+def set_arp_settings(
+    hosts: HostAccess, host: str, intf: str, arp_ignore: int, arp_announce: int
+) -> None:
     """Set both ARP sysctls on ``all`` and on ``intf`` (the kernel uses the larger)."""
     for scope in ("all", intf):
-        hosts.cmd(host, f"sysctl -qw net.ipv4.conf.{scope}.arp_ignore={arp_ignore} "
-                        f"net.ipv4.conf.{scope}.arp_announce={arp_announce}")
+        hosts.cmd(
+            host,
+            f"sysctl -qw net.ipv4.conf.{scope}.arp_ignore={arp_ignore} "
+            f"net.ipv4.conf.{scope}.arp_announce={arp_announce}",
+        )
 
 
 def mac_of(hosts: HostAccess, host: str, intf: str) -> str:

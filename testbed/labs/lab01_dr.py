@@ -48,23 +48,41 @@ def check(ctx: LabContext) -> list[CheckResult]:
     names = actions.http_names(hosts, "c1", plan.vip, HTTP_ROUNDS * len(plan.realservers))
     served = {n for n in names if n}
     missing = sorted(rs.name for rs in plan.realservers if rs.name not in served)
-    results.append(CheckResult(
-        "HTTP from c1 reaches every real server", not missing,
-        f"{len(names) - names.count('')} of {len(names)} requests answered, by {', '.join(sorted(served)) or 'none'}",
-        "a real server that never answers lacks the VIP on lo, or is not in the service with -g"
-        if served else "no answer at all: is the service there, and the VIP on every real server's lo?"))
+    results.append(
+        CheckResult(
+            "HTTP from c1 reaches every real server",
+            not missing,
+            f"{len(names) - names.count('')} of {len(names)} requests answered, by "
+            f"{', '.join(sorted(served)) or 'none'}",
+            "a real server that never answers lacks the VIP on lo, or is not in the service with -g"
+            if served
+            else "no answer at all: is the service there, and the VIP on every real server's lo?",
+        )
+    )
     after = actions.stats(hosts).get(("tcp", f"{plan.vip}:80"))
     if before is None or after is None:
-        results.append(CheckResult("replies bypass the director (OutPkts 0)", False,
-                                   f"no service TCP {plan.vip}:80 to count on", "add the service first"))
+        results.append(
+            CheckResult(
+                "replies bypass the director (OutPkts 0)",
+                False,
+                f"no service TCP {plan.vip}:80 to count on",
+                "add the service first",
+            )
+        )
     else:
         in_pkts = after.total.in_pkts - before.total.in_pkts
         ok = in_pkts > 0 and after.total.out_pkts == 0
-        results.append(CheckResult(
-            "replies bypass the director (OutPkts 0)", ok,
-            f"InPkts +{in_pkts} during the check, OutPkts {after.total.out_pkts} in all",
-            "OutPkts counts replies through the director: in DR there are none. Is the "
-            "forwarding method -g (Route)?" if in_pkts > 0 else "no packets reached the service"))
+        results.append(
+            CheckResult(
+                "replies bypass the director (OutPkts 0)",
+                ok,
+                f"InPkts +{in_pkts} during the check, OutPkts {after.total.out_pkts} in all",
+                "OutPkts counts replies through the director: in DR there are none. Is the "
+                "forwarding method -g (Route)?"
+                if in_pkts > 0
+                else "no packets reached the service",
+            )
+        )
     return results
 
 
@@ -85,10 +103,13 @@ def _check_realservers(ctx: LabContext) -> CheckResult:
         if problems:
             wrong.append(f"{rs.name}: {', '.join(problems)}")
     return CheckResult(
-        "every real server holds the VIP on lo, ARP-silenced", not wrong,
-        "; ".join(wrong) or f"all {len(plan.realservers)} have {_vip32(plan)} on lo, arp_ignore 1, arp_announce 2",
+        "every real server holds the VIP on lo, ARP-silenced",
+        not wrong,
+        "; ".join(wrong)
+        or f"all {len(plan.realservers)} have {_vip32(plan)} on lo, arp_ignore 1, arp_announce 2",
         f"on each real server: sysctl -w net.ipv4.conf.all.arp_ignore=1 "
-        f"net.ipv4.conf.all.arp_announce=2, then ip addr add {_vip32(plan)} dev lo")
+        f"net.ipv4.conf.all.arp_announce=2, then ip addr add {_vip32(plan)} dev lo",
+    )
 
 
 def _check_arp(ctx: LabContext) -> CheckResult:
@@ -101,20 +122,25 @@ def _check_arp(ctx: LabContext) -> CheckResult:
     cached = neigh_mac(hosts.cmd("fw", f"ip neigh show {plan.vip} dev {fw_intf}"))
     ok = answered == {director_mac} and cached == director_mac
     return CheckResult(
-        "only the director answers ARP for the VIP", ok,
+        "only the director answers ARP for the VIP",
+        ok,
         f"arping from fw: answers from {', '.join(sorted(answered)) or 'nobody'}; fw's cache: "
         f"{cached or 'empty'}; d1 is {director_mac}",
         "a real server answering for the VIP steals the director's traffic (the ARP problem): "
-        "set arp_ignore=1 and arp_announce=2 on every real server")
+        "set arp_ignore=1 and arp_announce=2 on every real server",
+    )
 
 
 def _check_service(ctx: LabContext) -> CheckResult:
     hosts, plan = ctx.need_layout()
     svc = actions.rules(hosts).get(("tcp", f"{plan.vip}:80"))
     if svc is None:
-        return CheckResult("the service TCP VIP:80 forwards to every real server by DR", False,
-                           f"no service TCP {plan.vip}:80",
-                           f"ipvsadm -A -t {plan.vip}:80 -s rr, then -a ... -r RIP:80 -g per real server")
+        return CheckResult(
+            "the service TCP VIP:80 forwards to every real server by DR",
+            False,
+            f"no service TCP {plan.vip}:80",
+            f"ipvsadm -A -t {plan.vip}:80 -s rr, then -a ... -r RIP:80 -g per real server",
+        )
     wrong = []
     for rs in plan.realservers:
         dest = svc.dests.get(f"{rs.ip}:80")
@@ -125,14 +151,24 @@ def _check_service(ctx: LabContext) -> CheckResult:
         elif dest.weight <= 0:
             wrong.append(f"{rs.ip}:80 has weight {dest.weight}")
     return CheckResult(
-        "the service TCP VIP:80 forwards to every real server by DR", not wrong,
-        "; ".join(wrong) or f"{len(svc.dests)} real servers in Route mode, scheduler {svc.scheduler}",
-        "add each real server with -g (gatewaying = direct routing) and a positive weight")
+        "the service TCP VIP:80 forwards to every real server by DR",
+        not wrong,
+        "; ".join(wrong)
+        or f"{len(svc.dests)} real servers in Route mode, scheduler {svc.scheduler}",
+        "add each real server with -g (gatewaying = direct routing) and a positive weight",
+    )
 
 
 LAB = Lab(
-    number=1, slug="dr-by-hand", title="LVS-DR by hand",
-    summary="VIP on the real servers' lo, the ARP problem, -g services; replies bypass the director",
-    layout="dr", params=LayoutParams(n_rs=3, n_clients=2),
-    prepare=prepare, solve=solve, check=check,
+    number=1,
+    slug="dr-by-hand",
+    title="LVS-DR by hand",
+    summary=(
+        "VIP on the real servers' lo, the ARP problem, -g services; replies bypass the director"
+    ),
+    layout="dr",
+    params=LayoutParams(n_rs=3, n_clients=2),
+    prepare=prepare,
+    solve=solve,
+    check=check,
 )

@@ -56,8 +56,12 @@ def _check_wrr_config(plan: Plan, rules: dict[ServiceKey, ServiceRule]) -> Check
     name = "tcp 80: wrr with weights rs1 3, rs2 2, rs3 1, no persistence"
     svc = rules.get(("tcp", f"{plan.vip}:80"))
     if svc is None:
-        return CheckResult(name, False, "no service TCP VIP:80", "`lab reset 3` puts the default services back")
-    weights = {_ip_names(plan).get(rip.split(":")[0], rip): d.weight for rip, d in svc.dests.items()}
+        return CheckResult(
+            name, False, "no service TCP VIP:80", "`lab reset 3` puts the default services back"
+        )
+    weights = {
+        _ip_names(plan).get(rip.split(":")[0], rip): d.weight for rip, d in svc.dests.items()
+    }
     problems = []
     if svc.scheduler != "wrr":
         problems.append(f"scheduler {svc.scheduler}")
@@ -66,9 +70,12 @@ def _check_wrr_config(plan: Plan, rules: dict[ServiceKey, ServiceRule]) -> Check
     if weights != WRR_WEIGHTS:
         problems.append("weights " + ", ".join(f"{k} {v}" for k, v in sorted(weights.items())))
     return CheckResult(
-        name, not problems, "; ".join(problems) or "as asked",
+        name,
+        not problems,
+        "; ".join(problems) or "as asked",
         f"ipvsadm -E -t {plan.vip}:80 -s wrr (no -p), then -e -t {plan.vip}:80 -r RIP:80 -g -w W "
-        "for each real server")
+        "for each real server",
+    )
 
 
 def _check_wrr_split(ctx: LabContext) -> CheckResult:
@@ -80,10 +87,12 @@ def _check_wrr_split(ctx: LabContext) -> CheckResult:
     ok = failed <= MAX_FAILED_REQUESTS and all(s.ok for s in shares)
     detail = ", ".join(f"{s.name} {s.got} (expected {s.expected:.0f})" for s in shares)
     return CheckResult(
-        f"{WRR_REQUESTS} requests split about 30/20/10", ok,
+        f"{WRR_REQUESTS} requests split about 30/20/10",
+        ok,
         detail + (f"; {failed} failed" if failed else ""),
         "each share may be off by 20 % (3 requests at least); persistence, another scheduler "
-        "or other weights move them further")
+        "or other weights move them further",
+    )
 
 
 def _check_udp(ctx: LabContext, rules: dict[ServiceKey, ServiceRule]) -> list[CheckResult]:
@@ -91,19 +100,30 @@ def _check_udp(ctx: LabContext, rules: dict[ServiceKey, ServiceRule]) -> list[Ch
     ip_names = _ip_names(plan)
     svc = rules.get(("udp", f"{plan.vip}:7"))
     if svc is None:
-        return [CheckResult("udp 7: a hashing scheduler, rs3 quiesced", False, "no service UDP VIP:7",
-                            "`lab reset 3` puts the default services back")]
+        return [
+            CheckResult(
+                "udp 7: a hashing scheduler, rs3 quiesced",
+                False,
+                "no service UDP VIP:7",
+                "`lab reset 3` puts the default services back",
+            )
+        ]
     weights = {ip_names.get(rip.split(":")[0], rip): d.weight for rip, d in svc.dests.items()}
     others_up = all(w > 0 for n, w in weights.items() if n != QUIESCED)
     results = [
         CheckResult(
-            "udp 7: source hashing (sh or mh)", svc.scheduler in HASH_SCHEDULERS,
-            f"scheduler {svc.scheduler}", f"ipvsadm -E -u {plan.vip}:7 -s sh"),
+            "udp 7: source hashing (sh or mh)",
+            svc.scheduler in HASH_SCHEDULERS,
+            f"scheduler {svc.scheduler}",
+            f"ipvsadm -E -u {plan.vip}:7 -s sh",
+        ),
         CheckResult(
-            "udp 7: rs3 quiesced (weight 0), the others serving", weights.get(QUIESCED) == 0 and others_up,
+            "udp 7: rs3 quiesced (weight 0), the others serving",
+            weights.get(QUIESCED) == 0 and others_up,
             ", ".join(f"{k} weight {v}" for k, v in sorted(weights.items())),
             f"ipvsadm -e -u {plan.vip}:7 -r {plan.node(QUIESCED).ip}:7 -g -w 0 (quiesce; -d would "
-            "delete it and cut its flows)"),
+            "delete it and cut its flows)",
+        ),
     ]
     # New flows from fresh source ports: where the scheduler sends each.
     existing = {c.source for c in actions.connections(hosts)}
@@ -120,28 +140,47 @@ def _check_udp(ctx: LabContext, rules: dict[ServiceKey, ServiceRule]) -> list[Ch
         echoed = actions.udp_probe(hosts, client, plan.vip, 7, ports)
         answered[client] = sum(echoed.values())
         sources = {f"{cip}:{p}" for p in ports}
-        landed[client] = {ip_names.get(c.destination.split(":")[0], c.destination)
-                          for c in actions.connections(hosts)
-                          if c.proto == "udp" and c.source in sources and c.virtual == f"{plan.vip}:7"}
+        landed[client] = {
+            ip_names.get(c.destination.split(":")[0], c.destination)
+            for c in actions.connections(hosts)
+            if c.proto == "udp" and c.source in sources and c.virtual == f"{plan.vip}:7"
+        }
     sticky = [c for c in landed if len(landed[c]) == 1 and answered[c] > 0]
     spread = [c for c in landed if len(landed[c]) > 1]
-    where = "; ".join(f"{c}: {answered[c]} of {PROBE_PORTS_PER_CLIENT} echoed, on {', '.join(sorted(landed[c])) or 'none'}"
-                      for c in landed)
-    results.append(CheckResult(
-        "udp 7: each client's new flows stick to one real server", bool(sticky) and not spread,
-        where, "with sh (or mh) the client address alone picks the real server; rr spreads a "
-        "client's flows"))
+    where = "; ".join(
+        f"{c}: {answered[c]} of {PROBE_PORTS_PER_CLIENT} echoed, on "
+        f"{', '.join(sorted(landed[c])) or 'none'}"
+        for c in landed
+    )
+    results.append(
+        CheckResult(
+            "udp 7: each client's new flows stick to one real server",
+            bool(sticky) and not spread,
+            where,
+            "with sh (or mh) the client address alone picks the real server; rr spreads a "
+            "client's flows",
+        )
+    )
     to_quiesced = [c for c in landed if QUIESCED in landed[c]]
-    results.append(CheckResult(
-        "udp 7: no new flow goes to the quiesced rs3", not to_quiesced,
-        f"new flows reached rs3 from {', '.join(to_quiesced)}" if to_quiesced else "none did",
-        "weight 0 keeps a real server's existing flows and gives it no new ones"))
+    results.append(
+        CheckResult(
+            "udp 7: no new flow goes to the quiesced rs3",
+            not to_quiesced,
+            f"new flows reached rs3 from {', '.join(to_quiesced)}" if to_quiesced else "none did",
+            "weight 0 keeps a real server's existing flows and gives it no new ones",
+        )
+    )
     return results
 
 
 LAB = Lab(
-    number=3, slug="schedulers", title="Schedulers and persistence",
+    number=3,
+    slug="schedulers",
+    title="Schedulers and persistence",
     summary="wrr 3:2:1 on tcp 80, quiesce rs3 and source hashing on udp 7, persistence",
-    layout="dr", params=LayoutParams(n_rs=3, n_clients=2),
-    prepare=prepare, solve=solve, check=check,
+    layout="dr",
+    params=LayoutParams(n_rs=3, n_clients=2),
+    prepare=prepare,
+    solve=solve,
+    check=check,
 )

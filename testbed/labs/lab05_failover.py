@@ -29,8 +29,11 @@ def is_master(status: dict | None) -> bool:
 
 def transitions_seen(status: dict | None) -> set[tuple[str, str]]:
     """(previous, state) pairs of every instance's recorded transitions."""
-    return {(t["previous"], t["state"]) for i in (status or {}).get("instances", [])
-            for t in i.get("transitions", [])}
+    return {
+        (t["previous"], t["state"])
+        for i in (status or {}).get("instances", [])
+        for t in i.get("transitions", [])
+    }
 
 
 def failed_over_and_back(status: dict | None) -> bool:
@@ -41,12 +44,18 @@ def failed_over_and_back(status: dict | None) -> bool:
 def states(status: dict | None) -> str:
     if status is None:
         return "not running"
-    return ", ".join(f"{i['name']} {i['state']}" for i in status.get("instances", [])) or "no instances"
+    return (
+        ", ".join(f"{i['name']} {i['state']}" for i in status.get("instances", []))
+        or "no instances"
+    )
 
 
-# -- I/O ----------------------------------------------------------------------------------------------
+# -- I/O -------------------------------------------------------------------------------------------
 def _blocking_rules(hosts: HostAccess, plan: Plan) -> dict[str, list]:
-    return {d.name: vrrp_blocking_rules(hosts.cmd(d.name, "nft -a list ruleset")) for d in plan.directors}
+    return {
+        d.name: vrrp_blocking_rules(hosts.cmd(d.name, "nft -a list ruleset"))
+        for d in plan.directors
+    }
 
 
 def _vips_held(hosts: HostAccess, plan: Plan, name: str) -> set[str]:
@@ -61,14 +70,19 @@ def prepare(ctx: LabContext) -> None:
     for name, found in _blocking_rules(hosts, plan).items():
         for rule in found:
             if rule.handle is not None:
-                hosts.cmd(name, f"nft delete rule {rule.family} {rule.table} {rule.chain} handle {rule.handle}")
+                hosts.cmd(
+                    name,
+                    f"nft delete rule {rule.family} {rule.table} {rule.chain} handle {rule.handle}",
+                )
     for d in plan.directors:
         for intf in d.intfs:
             hosts.cmd(d.name, f"ip link set {intf.name} up")
     down = [d.name for d in plan.directors if vrrp_status(hosts.run_dir, d.name) is None]
     if down:
-        raise LabError(f"the VRRP daemon of {', '.join(down)} is not running: type `restore` in "
-                       "the lab's CLI (or stop the lab and start it again)")
+        raise LabError(
+            f"the VRRP daemon of {', '.join(down)} is not running: type `restore` in "
+            "the lab's CLI (or stop the lab and start it again)"
+        )
 
 
 def solve(ctx: LabContext) -> None:
@@ -76,14 +90,21 @@ def solve(ctx: LabContext) -> None:
     rule goes and d2, hearing the higher priority again, steps back."""
     hosts, plan = ctx.need_layout()
     hosts.cmd("d2", f"nft add table inet {SPLIT_TABLE}")
-    hosts.cmd("d2", f"nft add chain inet {SPLIT_TABLE} input '{{ type filter hook input priority 0 ; }}'")
+    hosts.cmd(
+        "d2", f"nft add chain inet {SPLIT_TABLE} input '{{ type filter hook input priority 0 ; }}'"
+    )
     hosts.cmd("d2", f"nft add rule inet {SPLIT_TABLE} input ip protocol vrrp drop")
     if not actions.wait_until(lambda: is_master(vrrp_status(hosts.run_dir, "d2")), TAKEOVER_WAIT_S):
         raise LabError("d2 did not become master with VRRP blocked")
     hosts.cmd("d2", f"nft delete table inet {SPLIT_TABLE}")
-    if not actions.wait_until(lambda: not is_master(vrrp_status(hosts.run_dir, "d2"))
-                              and is_master(vrrp_status(hosts.run_dir, "d1"))
-                              and not _vips_held(hosts, plan, "d2"), TAKEOVER_WAIT_S):
+    if not actions.wait_until(
+        lambda: (
+            not is_master(vrrp_status(hosts.run_dir, "d2"))
+            and is_master(vrrp_status(hosts.run_dir, "d1"))
+            and not _vips_held(hosts, plan, "d2")
+        ),
+        TAKEOVER_WAIT_S,
+    ):
         raise LabError("d2 did not step back after the split brain healed")
 
 
@@ -91,44 +112,73 @@ def check(ctx: LabContext) -> list[CheckResult]:
     hosts, plan = ctx.need_layout()
     status = {d.name: vrrp_status(hosts.run_dir, d.name) for d in plan.directors}
     down = [n for n, s in status.items() if s is None]
-    results = [CheckResult(
-        "both directors' VRRP daemons run", not down,
-        "; ".join(f"{n}: {states(s)}" for n, s in status.items()),
-        "type `restore` in the lab's CLI after a failover kill or shutdown")]
+    results = [
+        CheckResult(
+            "both directors' VRRP daemons run",
+            not down,
+            "; ".join(f"{n}: {states(s)}" for n, s in status.items()),
+            "type `restore` in the lab's CLI after a failover kill or shutdown",
+        )
+    ]
 
     masters = [n for n, s in status.items() if is_master(s)]
     holders = {n: _vips_held(hosts, plan, n) for n in status}
     both = {plan.vip, plan.inner_vip}
-    one_master = (len(masters) == 1 and holders[masters[0]] == both
-                  and not any(holders[n] for n in status if n != masters[0]))
-    results.append(CheckResult(
-        "exactly one master, holding both VIPs", one_master,
-        f"masters: {', '.join(masters) or 'none'}; VIPs held: "
-        + "; ".join(f"{n} {', '.join(sorted(v)) or 'none'}" for n, v in holders.items()),
-        "two masters is a split brain: remove the rule that blocks VRRP (IP protocol 112)"))
+    one_master = (
+        len(masters) == 1
+        and holders[masters[0]] == both
+        and not any(holders[n] for n in status if n != masters[0])
+    )
+    results.append(
+        CheckResult(
+            "exactly one master, holding both VIPs",
+            one_master,
+            f"masters: {', '.join(masters) or 'none'}; VIPs held: "
+            + "; ".join(f"{n} {', '.join(sorted(v)) or 'none'}" for n, v in holders.items()),
+            "two masters is a split brain: remove the rule that blocks VRRP (IP protocol 112)",
+        )
+    )
 
     backups = [n for n in status if n not in masters]
     backup = backups[0] if len(backups) == 1 else None
     seen = transitions_seen(status.get(backup)) if backup else set()
-    results.append(CheckResult(
-        "the backup failed over and back", backup is not None and failed_over_and_back(status.get(backup)),
-        f"{backup}'s transitions: " + (", ".join(f"{a}->{b}" for a, b in sorted(seen)) or "none")
-        if backup else "no single backup",
-        "fail the master (failover kill), then `restore` it: the backup must go BACKUP->MASTER "
-        "and MASTER->BACKUP"))
+    results.append(
+        CheckResult(
+            "the backup failed over and back",
+            backup is not None and failed_over_and_back(status.get(backup)),
+            f"{backup}'s transitions: "
+            + (", ".join(f"{a}->{b}" for a, b in sorted(seen)) or "none")
+            if backup
+            else "no single backup",
+            "fail the master (failover kill), then `restore` it: the backup must go BACKUP->MASTER "
+            "and MASTER->BACKUP",
+        )
+    )
 
     blocking = {n: r for n, r in _blocking_rules(hosts, plan).items() if r}
-    results.append(CheckResult(
-        "no nftables rule blocks VRRP on the directors", not blocking,
-        "; ".join(f"{n}: {', '.join(f'{x.table}/{x.chain}: {x.text}' for x in r)}" for n, r in blocking.items())
-        or "none",
-        f"heal the split brain: d2 nft delete table inet {SPLIT_TABLE}"))
+    results.append(
+        CheckResult(
+            "no nftables rule blocks VRRP on the directors",
+            not blocking,
+            "; ".join(
+                f"{n}: {', '.join(f'{x.table}/{x.chain}: {x.text}' for x in r)}"
+                for n, r in blocking.items()
+            )
+            or "none",
+            f"heal the split brain: d2 nft delete table inet {SPLIT_TABLE}",
+        )
+    )
     return results
 
 
 LAB = Lab(
-    number=5, slug="failover", title="High availability: VRRP failover and split brain",
+    number=5,
+    slug="failover",
+    title="High availability: VRRP failover and split brain",
     summary="vrrp status, failover kill/shutdown and restore, takeover times, a split brain healed",
-    layout="nat", params=LayoutParams(n_rs=3, n_clients=2),
-    prepare=prepare, solve=solve, check=check,
+    layout="nat",
+    params=LayoutParams(n_rs=3, n_clients=2),
+    prepare=prepare,
+    solve=solve,
+    check=check,
 )

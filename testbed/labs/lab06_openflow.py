@@ -34,8 +34,13 @@ def solve(ctx: LabContext) -> None:
 
 def dump_flows(switch: str) -> str:
     """The switch's flows, read in the root namespace (OVS's own)."""
-    res = subprocess.run(["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch],
-                         capture_output=True, text=True, timeout=10, check=False)
+    res = subprocess.run(
+        ["ovs-ofctl", "-O", "OpenFlow13", "dump-flows", switch],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     return res.stdout + res.stderr
 
 
@@ -44,29 +49,52 @@ def check(ctx: LabContext) -> list[CheckResult]:
     svc = actions.stats(hosts, DIRECTOR).get(("tcp", f"{plan.vip}:80"))
     names = {rs.ip: rs.name for rs in plan.realservers}
     if svc is None:
-        results = [CheckResult("the OpenFlow director's table has connections on every real server", False,
-                               f"no service TCP {plan.vip}:80 on the OpenFlow director",
-                               "`sudo lvs-testbed lab reset 6` puts the default services back")]
+        results = [
+            CheckResult(
+                "the OpenFlow director's table has connections on every real server",
+                False,
+                f"no service TCP {plan.vip}:80 on the OpenFlow director",
+                "`sudo lvs-testbed lab reset 6` puts the default services back",
+            )
+        ]
     else:
         conns = {names.get(rip.split(":")[0], rip): c.conns for rip, c in svc.dests.items()}
         idle = sorted(n for n in names.values() if conns.get(n, 0) == 0)
-        results = [CheckResult(
-            "the OpenFlow director's table has connections on every real server", not idle,
-            ", ".join(f"{n} {c}" for n, c in sorted(conns.items())),
-            f"send HTTP requests through the VIP from the clients (c1 curl -s http://{plan.vip}/), "
-            "then read `lvs-testbed ipvsadm --director of -L -n --stats`")]
+        results = [
+            CheckResult(
+                "the OpenFlow director's table has connections on every real server",
+                not idle,
+                ", ".join(f"{n} {c}" for n, c in sorted(conns.items())),
+                "send HTTP requests through the VIP from the clients (c1 curl -s "
+                f"http://{plan.vip}/), "
+                "then read `lvs-testbed ipvsadm --director of -L -n --stats`",
+            )
+        ]
     flows = {sw: lb_connection_flows(dump_flows(sw)) for sw in plan.switches}
-    results.append(CheckResult(
-        "the switches hold per-connection flows", sum(flows.values()) > 0,
-        ", ".join(f"{sw}: {n}" for sw, n in flows.items()),
-        "each new connection gets its own flow (cookie 0x4c564c42...); they idle out after IPVS's "
-        "timeouts, so send fresh requests"))
+    results.append(
+        CheckResult(
+            "the switches hold per-connection flows",
+            sum(flows.values()) > 0,
+            ", ".join(f"{sw}: {n}" for sw, n in flows.items()),
+            "each new connection gets its own flow (cookie 0x4c564c42...); they idle out after "
+            "IPVS's "
+            "timeouts, so send fresh requests",
+        )
+    )
     return results
 
 
 LAB = Lab(
-    number=6, slug="openflow", title="With the controllers: the OpenFlow director",
-    summary="the director as an os-ken app: packet-in per connection, flows in OVS, ipvsadm --director of",
-    layout="dr", params=LayoutParams(n_rs=3, n_clients=2, switch="ovs", director="openflow"),
-    prepare=prepare, solve=solve, check=check,
+    number=6,
+    slug="openflow",
+    title="With the controllers: the OpenFlow director",
+    summary=(
+        "the director as an os-ken app: packet-in per connection, flows in OVS, ipvsadm "
+        "--director of"
+    ),
+    layout="dr",
+    params=LayoutParams(n_rs=3, n_clients=2, switch="ovs", director="openflow"),
+    prepare=prepare,
+    solve=solve,
+    check=check,
 )

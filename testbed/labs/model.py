@@ -54,7 +54,9 @@ class LabContext:
 
     def need_layout(self) -> tuple[HostAccess, Plan]:
         if self.hosts is None or self.plan is None:
-            raise LabError("this lab needs its layout running: start it with `sudo lvs-testbed lab start N`")
+            raise LabError(
+                "this lab needs its layout running: start it with `sudo lvs-testbed lab start N`"
+            )
         return self.hosts, self.plan
 
 
@@ -125,8 +127,14 @@ class Lab:
         try:
             return self.check(ctx)
         except (LabError, ControlError, HostsError, OSError) as exc:
-            return [CheckResult("the check could run", False, str(exc),
-                                f"is lab {self.number} running? `sudo lvs-testbed lab start {self.number}`")]
+            return [
+                CheckResult(
+                    "the check could run",
+                    False,
+                    str(exc),
+                    f"is lab {self.number} running? `sudo lvs-testbed lab start {self.number}`",
+                )
+            ]
 
 
 def all_ok(results: list[CheckResult]) -> bool:

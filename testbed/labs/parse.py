@@ -199,8 +199,13 @@ class Share:
     ok: bool
 
 
-def weighted_split(counts: dict[str, int], weights: dict[str, int], total: int,
-                   rel_tol: float = 0.2, abs_tol: int = 3) -> list[Share]:
+def weighted_split(
+    counts: dict[str, int],
+    weights: dict[str, int],
+    total: int,
+    rel_tol: float = 0.2,
+    abs_tol: int = 3,
+) -> list[Share]:
     """How ``total`` requests should have split by ``weights`` against ``counts``: a share is
     ok within ``rel_tol`` of its expectation or ``abs_tol`` requests, whichever is larger
     (a few requests of the student's own, or a retry, must not fail the check)."""
@@ -211,7 +216,9 @@ def weighted_split(counts: dict[str, int], weights: dict[str, int], total: int,
     for name, weight in sorted(weights.items()):
         expected = total * weight / weight_sum
         got = counts.get(name, 0)
-        shares.append(Share(name, expected, got, abs(got - expected) <= max(abs_tol, rel_tol * expected)))
+        shares.append(
+            Share(name, expected, got, abs(got - expected) <= max(abs_tol, rel_tol * expected))
+        )
     return shares
 
 
@@ -231,7 +238,9 @@ class NftRule:
 
 
 # "ip protocol vrrp", "meta l4proto 112", "ip protocol { tcp, vrrp }"...
-_VRRP_MATCH = re.compile(r"\b(?:ip protocol|meta l4proto)\s+(?:\{[^}]*\b(?:vrrp|112)\b[^}]*\}|(?:vrrp|112)\b)")
+_VRRP_MATCH = re.compile(
+    r"\b(?:ip protocol|meta l4proto)\s+(?:\{[^}]*\b(?:vrrp|112)\b[^}]*\}|(?:vrrp|112)\b)"
+)
 
 
 def vrrp_blocking_rules(ruleset: str) -> list[NftRule]:
@@ -250,8 +259,11 @@ def vrrp_blocking_rules(ruleset: str) -> list[NftRule]:
             continue
         if _VRRP_MATCH.search(line) and re.search(r"\b(drop|reject)\b", line):
             h = re.search(r"# handle (\d+)", line)
-            found.append(NftRule(family, table, chain, int(h.group(1)) if h else None,
-                                 line.split(" # handle")[0]))
+            found.append(
+                NftRule(
+                    family, table, chain, int(h.group(1)) if h else None, line.split(" # handle")[0]
+                )
+            )
     return found
 
 

@@ -62,7 +62,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout-s", type=float, default=1.0)
     args = parser.parse_args(argv)
     sports = [int(p) for p in args.sports.split(",") if p]
-    print(json.dumps({str(k): v for k, v in probe(args.dst, args.port, sports, args.timeout_s).items()}))
+    print(
+        json.dumps(
+            {str(k): v for k, v in probe(args.dst, args.port, sports, args.timeout_s).items()}
+        )
+    )
     return 0
 
 

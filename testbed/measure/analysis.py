@@ -33,11 +33,15 @@ def _check_samples(times_s: Sequence[float], counts: Sequence[float]) -> None:
         raise ValueError("a rate needs at least two counter samples")
     for i in range(1, len(times_s)):
         if not times_s[i] > times_s[i - 1]:
-            raise ValueError(f"timestamps must increase: sample {i} at {times_s[i]!r} s "
-                             f"follows {times_s[i - 1]!r} s")
+            raise ValueError(
+                f"timestamps must increase: sample {i} at {times_s[i]!r} s "
+                f"follows {times_s[i - 1]!r} s"
+            )
         if counts[i] < counts[i - 1]:
-            raise ValueError(f"counter went backwards at sample {i} ({counts[i - 1]!r} -> "
-                             f"{counts[i]!r}): was it reset or did it wrap?")
+            raise ValueError(
+                f"counter went backwards at sample {i} ({counts[i - 1]!r} -> "
+                f"{counts[i]!r}): was it reset or did it wrap?"
+            )
 
 
 def interval_rates(times_s: Sequence[float], counts: Sequence[float]) -> list[float]:
@@ -48,8 +52,9 @@ def interval_rates(times_s: Sequence[float], counts: Sequence[float]) -> list[fl
     interval (``len(times_s) - 1`` values), in counts per second.
     """
     _check_samples(times_s, counts)
-    return [(counts[i] - counts[i - 1]) / (times_s[i] - times_s[i - 1])
-            for i in range(1, len(times_s))]
+    return [
+        (counts[i] - counts[i - 1]) / (times_s[i] - times_s[i - 1]) for i in range(1, len(times_s))
+    ]
 
 
 def mean_rate(times_s: Sequence[float], counts: Sequence[float]) -> float:
@@ -159,9 +164,14 @@ def _hockey_stick_capacity(xs: Sequence[float], ys: Sequence[float]) -> float:
     return best_c
 
 
-def find_knee(offered_pps: Sequence[float], delivered_pps: Sequence[float], *,
-              tolerance_frac: float = 0.05, loss_frac: Sequence[float] | None = None,
-              max_loss_frac: float = 0.01) -> Knee:
+def find_knee(
+    offered_pps: Sequence[float],
+    delivered_pps: Sequence[float],
+    *,
+    tolerance_frac: float = 0.05,
+    loss_frac: Sequence[float] | None = None,
+    max_loss_frac: float = 0.01,
+) -> Knee:
     """Find the saturation knee of an offered-vs-delivered curve.
 
     Method:
@@ -185,7 +195,9 @@ def find_knee(offered_pps: Sequence[float], delivered_pps: Sequence[float], *,
     in + out), so that "carried" means delivered == offered.
     """
     if len(offered_pps) != len(delivered_pps):
-        raise ValueError(f"{len(offered_pps)} offered rates but {len(delivered_pps)} delivered rates")
+        raise ValueError(
+            f"{len(offered_pps)} offered rates but {len(delivered_pps)} delivered rates"
+        )
     if loss_frac is not None and len(loss_frac) != len(offered_pps):
         raise ValueError(f"{len(offered_pps)} offered rates but {len(loss_frac)} loss values")
     if not offered_pps:
@@ -199,10 +211,12 @@ def find_knee(offered_pps: Sequence[float], delivered_pps: Sequence[float], *,
         rows = [(x, y, None) for x, y in _grouped_medians(offered_pps, delivered_pps)]
     else:
         rows = _grouped_medians(offered_pps, delivered_pps, loss_frac)
-    carried = [y >= (1 - tolerance_frac) * x and (loss is None or loss <= max_loss_frac)
-               for x, y, loss in rows]
+    carried = [
+        y >= (1 - tolerance_frac) * x and (loss is None or loss <= max_loss_frac)
+        for x, y, loss in rows
+    ]
     knee_index = max((i for i, ok in enumerate(carried) if ok), default=None)
-    above = rows if knee_index is None else rows[knee_index + 1:]
+    above = rows if knee_index is None else rows[knee_index + 1 :]
     saturated = bool(above)
 
     xs = [r[0] for r in rows]
@@ -269,10 +283,14 @@ class Fidelity:
         return not self.reasons
 
 
-def check_fidelity(*, target_pps: float | None = None, achieved_pps: float | None = None,
-                   host_cpu_busy_frac: float | None = None,
-                   min_achieved_frac: float = MIN_ACHIEVED_FRAC,
-                   max_host_busy_frac: float = MAX_HOST_BUSY_FRAC) -> Fidelity:
+def check_fidelity(
+    *,
+    target_pps: float | None = None,
+    achieved_pps: float | None = None,
+    host_cpu_busy_frac: float | None = None,
+    min_achieved_frac: float = MIN_ACHIEVED_FRAC,
+    max_host_busy_frac: float = MAX_HOST_BUSY_FRAC,
+) -> Fidelity:
     """A point is invalid when the load generator did not reach its target (achieved below
     ``min_achieved_frac`` of target: the offered load was not what the x axis says) or when the
     emulation host was CPU-saturated (busy fraction at or above ``max_host_busy_frac``: the
@@ -284,9 +302,13 @@ def check_fidelity(*, target_pps: float | None = None, achieved_pps: float | Non
             raise ValueError(f"target_pps must be positive, got {target_pps!r}")
         frac = achieved_pps / target_pps
         if frac < min_achieved_frac:
-            reasons.append(f"load generator reached {achieved_pps:,.0f} of {target_pps:,.0f} pps "
-                           f"({frac:.1%} < {min_achieved_frac:.0%} of target)")
+            reasons.append(
+                f"load generator reached {achieved_pps:,.0f} of {target_pps:,.0f} pps "
+                f"({frac:.1%} < {min_achieved_frac:.0%} of target)"
+            )
     if host_cpu_busy_frac is not None and host_cpu_busy_frac >= max_host_busy_frac:
-        reasons.append(f"emulation host CPU {host_cpu_busy_frac:.1%} busy "
-                       f"(>= {max_host_busy_frac:.0%}): the emulator may be the bottleneck")
+        reasons.append(
+            f"emulation host CPU {host_cpu_busy_frac:.1%} busy "
+            f"(>= {max_host_busy_frac:.0%}): the emulator may be the bottleneck"
+        )
     return Fidelity(tuple(reasons))

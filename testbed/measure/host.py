@@ -44,8 +44,9 @@ def read_proc_stat(path: Path = PROC_STAT) -> dict[str, tuple[int, ...]]:
     return parse_proc_stat(path.read_text())
 
 
-def cpu_busy_fractions(before: dict[str, tuple[int, ...]],
-                       after: dict[str, tuple[int, ...]]) -> dict[str, float]:
+def cpu_busy_fractions(
+    before: dict[str, tuple[int, ...]], after: dict[str, tuple[int, ...]]
+) -> dict[str, float]:
     """Busy fraction per CPU line between two `read_proc_stat` snapshots: ``cpu`` is the
     whole machine, ``cpu0``.. each core (a busy single core hides in the average)."""
     return {name: cpu_busy_fraction(before[name], after[name]) for name in before if name in after}
@@ -55,9 +56,21 @@ def cpu_busy_fractions(before: dict[str, tuple[int, ...]],
 # /proc/net/dev
 
 NET_DEV_FIELDS = (
-    "rx_bytes", "rx_packets", "rx_errs", "rx_drop", "rx_fifo", "rx_frame", "rx_compressed",
+    "rx_bytes",
+    "rx_packets",
+    "rx_errs",
+    "rx_drop",
+    "rx_fifo",
+    "rx_frame",
+    "rx_compressed",
     "rx_multicast",
-    "tx_bytes", "tx_packets", "tx_errs", "tx_drop", "tx_fifo", "tx_colls", "tx_carrier",
+    "tx_bytes",
+    "tx_packets",
+    "tx_errs",
+    "tx_drop",
+    "tx_fifo",
+    "tx_colls",
+    "tx_carrier",
     "tx_compressed",
 )
 
@@ -75,8 +88,10 @@ def parse_net_dev(text: str) -> dict[str, dict[str, int]]:
             continue
         values = rest.split()
         if len(values) != len(NET_DEV_FIELDS):
-            raise ValueError(f"/proc/net/dev line for {name.strip()!r} has {len(values)} numbers, "
-                             f"expected {len(NET_DEV_FIELDS)}")
+            raise ValueError(
+                f"/proc/net/dev line for {name.strip()!r} has {len(values)} numbers, "
+                f"expected {len(NET_DEV_FIELDS)}"
+            )
         counters[name.strip()] = dict(zip(NET_DEV_FIELDS, (int(v) for v in values), strict=True))
     return counters
 

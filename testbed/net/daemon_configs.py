@@ -3,8 +3,8 @@ pair's keepalived.conf (`nat_pair_config`), the OpenFlow director's services
 (`lb_config_for_layout`) and the DR firewall's nftables ruleset (`firewall_ruleset`). The
 daemons themselves know nothing of layouts. Pure: no Mininet, no root.
 
-The keepalived.conf is for: ``lvs-testbed vrrp show-config nat --director d1`` and the layouts, which
-start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
+The keepalived.conf is for ``lvs-testbed vrrp show-config nat --director d1`` and the layouts,
+which start the VRRP daemon on ``d1`` (MASTER, priority 150) and ``d2`` (BACKUP, priority 100)
 with this configuration. It is a `testbed.keepalived_conf.model.Config`, rendered with
 ``testbed.keepalived_conf.render_config``, so the same text runs under real keepalived 2.2.7.
 
@@ -189,8 +189,9 @@ def lb_config_for_layout(mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbCo
     return LbConfig(**kwargs)
 
 
-def firewall_ruleset(table: str, vip: str | None, services: tuple[Service, ...],
-                     outside_intf: str | None) -> str:
+def firewall_ruleset(
+    table: str, vip: str | None, services: tuple[Service, ...], outside_intf: str | None
+) -> str:
     """The firewall's nftables ruleset (pure, so it is unit-tested)."""
     lines = [
         f"table inet {table} {{",

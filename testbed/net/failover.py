@@ -45,12 +45,16 @@ class FailoverResult:
 
     def text(self) -> str:
         took = "did not happen" if self.takeover_s is None else f"{self.takeover_s:.3f} s"
-        return (f"failover by {self.how}: {self.backup} took over in {took} "
-                f"(RFC bound {self.rfc_bound_s:.3f} s); probe outage {self.outage_ms:.0f} ms, "
-                f"{self.probe_lost} of {self.probe_sent} requests lost; master now {self.new_master}")
+        return (
+            f"failover by {self.how}: {self.backup} took over in {took} "
+            f"(RFC bound {self.rfc_bound_s:.3f} s); probe outage {self.outage_ms:.0f} ms, "
+            f"{self.probe_lost} of {self.probe_sent} requests lost; master now {self.new_master}"
+        )
 
 
-def rfc_bound_s(how: str, advert_int_s: float, backup_priority: int = 100, version: int = 2) -> float:
+def rfc_bound_s(
+    how: str, advert_int_s: float, backup_priority: int = 100, version: int = 2
+) -> float:
     """When the RFCs say the backup takes over after the master fails ``how``.
 
     Skew_Time is (256 - Priority) / 256 s in VRRPv2 (RFC 3768) and (256 - Priority) *
@@ -86,7 +90,9 @@ def inject(hosts: HostAccess, plan, how: str, master: str) -> None:
 
 def vrrp_status(run_dir: Path, name: str) -> dict | None:
     try:
-        return request(socket_path(run_dir, name, "vrrp"), {"op": "status"}, timeout_s=2.0).get("status")
+        return request(socket_path(run_dir, name, "vrrp"), {"op": "status"}, timeout_s=2.0).get(
+            "status"
+        )
     except (ControlError, OSError, ValueError):
         return None
 
@@ -106,13 +112,33 @@ def master_since(status: dict | None) -> float | None:
     return max(times) if times else None
 
 
-def measure(hosts: HostAccess, plan, how: str = "kill", master: str = "d1", backup: str = "d2",
-            probe_pps: float = 200.0, settle_s: float = 2.0, window_s: float = 12.0,
-            client: str = "c1") -> FailoverResult:
+def measure(
+    hosts: HostAccess,
+    plan,
+    how: str = "kill",
+    master: str = "d1",
+    backup: str = "d2",
+    probe_pps: float = 200.0,
+    settle_s: float = 2.0,
+    window_s: float = 12.0,
+    client: str = "c1",
+) -> FailoverResult:
     """Run a probe, fail ``master`` after ``settle_s``, wait for ``backup``, report."""
     p = plan.params
-    probe = hosts.popen(client, [sys.executable, "-m", "testbed.traffic.loadgen", "udp-rr", plan.vip,
-                                 "--rate-pps", f"{probe_pps:g}", "--duration-s", f"{window_s:g}"])
+    probe = hosts.popen(
+        client,
+        [
+            sys.executable,
+            "-m",
+            "testbed.traffic.loadgen",
+            "udp-rr",
+            plan.vip,
+            "--rate-pps",
+            f"{probe_pps:g}",
+            "--duration-s",
+            f"{window_s:g}",
+        ],
+    )
     time.sleep(settle_s)
     failed_at = time.time()
     inject(hosts, plan, how, master)
@@ -134,8 +160,13 @@ def measure(hosts: HostAccess, plan, how: str = "kill", master: str = "d1", back
         if f"{plan.vip}/" in hosts.cmd(d.name, "ip -4 -o addr show"):
             holder = d.name
     return FailoverResult(
-        how=how, master=master, backup=backup, takeover_s=takeover,
+        how=how,
+        master=master,
+        backup=backup,
+        takeover_s=takeover,
         rfc_bound_s=rfc_bound_s(how, p.advert_int_s, 100, p.vrrp_version),
-        outage_ms=res.get("max_gap_ms", float("nan")), probe_sent=res.get("sent", 0),
-        probe_lost=res.get("sent", 0) - res.get("received", 0), new_master=holder,
+        outage_ms=res.get("max_gap_ms", float("nan")),
+        probe_sent=res.get("sent", 0),
+        probe_lost=res.get("sent", 0) - res.get("received", 0),
+        new_master=holder,
     )

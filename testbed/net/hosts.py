@@ -61,8 +61,10 @@ class RunHosts:
         if run_id is not None:
             runs = [r for r in runs if r.name == run_id]
         if not runs:
-            raise HostsError("no layout is running: start one with `sudo lvs-testbed up nat`"
-                             + (f" (no live run {run_id!r})" if run_id else ""))
+            raise HostsError(
+                "no layout is running: start one with `sudo lvs-testbed up nat`"
+                + (f" (no live run {run_id!r})" if run_id else "")
+            )
         return cls(max(runs, key=lambda r: r.stat().st_mtime))
 
     def plan(self):
@@ -79,14 +81,24 @@ class RunHosts:
 
     def _pid(self, host: str) -> int:
         if host not in self.shells:
-            raise HostsError(f"no host {host!r} in run {self.run_dir.name} (hosts: {', '.join(sorted(self.shells))})")
+            raise HostsError(
+                f"no host {host!r} in run {self.run_dir.name} (hosts: "
+                f"{', '.join(sorted(self.shells))})"
+            )
         return self.shells[host]
 
     def cmd(self, host: str, command: str) -> str:
-        res = subprocess.run(["mnexec", "-a", str(self._pid(host)), "sh", "-c", command],
-                             capture_output=True, text=True, check=False)
+        res = subprocess.run(
+            ["mnexec", "-a", str(self._pid(host)), "sh", "-c", command],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         return res.stdout + res.stderr
 
     def popen(self, host: str, argv: list[str]) -> subprocess.Popen:
-        return subprocess.Popen(["mnexec", "-a", str(self._pid(host)), *argv],
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        return subprocess.Popen(
+            ["mnexec", "-a", str(self._pid(host)), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )

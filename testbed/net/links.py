@@ -29,10 +29,32 @@ class ShapedIntf(Intf):
 class ShapedLink(Link):
     """A veth pair shaped the same way at both ends (each end shapes what it sends)."""
 
-    def __init__(self, node1, node2, port1=None, port2=None, intfName1=None, intfName2=None,
-                 addr1=None, addr2=None, shaping: Shaping | None = None, **params):
+    def __init__(
+        self,
+        node1,
+        node2,
+        port1=None,
+        port2=None,
+        intfName1=None,
+        intfName2=None,
+        addr1=None,
+        addr2=None,
+        shaping: Shaping | None = None,
+        **params,
+    ):
         Link.__init__(
-            self, node1, node2, port1=port1, port2=port2, intfName1=intfName1, intfName2=intfName2,
-            cls1=ShapedIntf, cls2=ShapedIntf, addr1=addr1, addr2=addr2,
-            params1={"shaping": shaping}, params2={"shaping": shaping}, **params,
+            self,
+            node1,
+            node2,
+            port1=port1,
+            port2=port2,
+            intfName1=intfName1,
+            intfName2=intfName2,
+            cls1=ShapedIntf,
+            cls2=ShapedIntf,
+            addr1=addr1,
+            addr2=addr2,
+            params1={"shaping": shaping},
+            params2={"shaping": shaping},
+            **params,
         )

@@ -92,14 +92,20 @@ class ReachResult:
 class Testbed:
     """A layout, up. Use as a context manager::
 
-        with Testbed("dr", LayoutParams(n_rs=3)) as tb:
-            tb.net["c1"].cmd("ping -c1", tb.plan.vip)
+    with Testbed("dr", LayoutParams(n_rs=3)) as tb:
+        tb.net["c1"].cmd("ping -c1", tb.plan.vip)
     """
 
     __test__ = False  # not a pytest test class, despite the name
 
-    def __init__(self, layout: str, params: LayoutParams | None = None, kind: str | None = None,
-                 quiet: bool = True, configs: dict[str, str] | None = None):
+    def __init__(
+        self,
+        layout: str,
+        params: LayoutParams | None = None,
+        kind: str | None = None,
+        quiet: bool = True,
+        configs: dict[str, str] | None = None,
+    ):
         if layout not in TOPOS:
             raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
         self.params = params or LayoutParams()
@@ -111,7 +117,9 @@ class Testbed:
         self.run: Run | None = None
         self.net: TrackedMininet | None = None
         self.controller_proc: subprocess.Popen | None = None
-        self.procs: dict[tuple[str, str], subprocess.Popen] = {}  # (host, what) -> the latest spawned
+        self.procs: dict[
+            tuple[str, str], subprocess.Popen
+        ] = {}  # (host, what) -> the latest spawned
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Testbed:
@@ -122,8 +130,9 @@ class Testbed:
         self.run = Run(self.kind)
         try:
             # Other processes (failover, lab checks) rebuild the plan from this.
-            (self.run.dir / LAYOUT_FILE).write_text(json.dumps(
-                {"layout": self.plan.layout, "params": dataclasses.asdict(self.params)}))
+            (self.run.dir / LAYOUT_FILE).write_text(
+                json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
+            )
             _prepare_host_environment(self.run.dir)
             self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
             if self.plan.controller_app:
@@ -169,7 +178,9 @@ class Testbed:
             if rs.lo_vips:
                 self._prepare_tunnel(rs.name)
         pair = self.plan.has_pair
-        ours_configure = pair and self.params.ha == "vrrp"  # our VRRP daemon applies virtual_servers
+        ours_configure = (
+            pair and self.params.ha == "vrrp"
+        )  # our VRRP daemon applies virtual_servers
         if self.params.director == "python":
             rules = None
             if not ours_configure:
@@ -178,8 +189,11 @@ class Testbed:
             for d in self.plan.directors:
                 self.start_director(d.name, rules)
         for rs in self.plan.realservers:
-            _wait_for(lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
-                      f"{rs.name}'s HTTP server", self.run.dir / f"{rs.name}.servers.log")
+            _wait_for(
+                lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
+                f"{rs.name}'s HTTP server",
+                self.run.dir / f"{rs.name}.servers.log",
+            )
         if pair:
             for d in self.plan.directors:
                 self.net[d.name].del_vips()  # VRRP places them from now on
@@ -200,15 +214,22 @@ class Testbed:
                 argv += ["--gateway-ip", self.plan.inner_vip]
         log = open(self.run.dir / "controller.log", "ab")  # noqa: SIM115 - the child owns it
         try:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         finally:
             log.close()
         self.run.record_process(proc.pid, f"controller {app}")
         self.controller_proc = proc
-        _wait_for(lambda: _listening(port) or proc.poll() is not None, f"controller {app}",
-                  self.run.dir / "controller.log")
+        _wait_for(
+            lambda: _listening(port) or proc.poll() is not None,
+            f"controller {app}",
+            self.run.dir / "controller.log",
+        )
         if proc.poll() is not None:
-            raise RuntimeError(f"the controller exited: {(self.run.dir / 'controller.log').read_text()[-500:]}")
+            raise RuntimeError(
+                f"the controller exited: {(self.run.dir / 'controller.log').read_text()[-500:]}"
+            )
         return port
 
     def restart_controller(self) -> None:
@@ -218,10 +239,16 @@ class Testbed:
         proc.terminate()
         proc.wait(timeout=10)
         _wait_for(lambda: not _listening(port), "the old controller to close its port")
-        self.controller_proc = subprocess.Popen(proc.args, stdout=open(self.run.dir / "controller.log", "ab"),  # noqa: SIM115
-                                                stderr=subprocess.STDOUT, start_new_session=True)
+        self.controller_proc = subprocess.Popen(
+            proc.args,
+            stdout=open(self.run.dir / "controller.log", "ab"),  # noqa: SIM115
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
         self.run.record_process(self.controller_proc.pid, "controller (restarted)")
-        _wait_for(lambda: _listening(port), "the controller to come back", self.run.dir / "controller.log")
+        _wait_for(
+            lambda: _listening(port), "the controller to come back", self.run.dir / "controller.log"
+        )
 
     # -- failover (NAT pair) ----------------------------------------------------------------
     def keepalived_conf(self, name: str) -> Path:
@@ -240,16 +267,39 @@ class Testbed:
         keepalived (VRRP only) with ``ha="keepalived"``."""
         conf = self.keepalived_conf(name)
         if self.params.ha == "keepalived":
-            argv = ["keepalived", "-n", "-l", "-D", "--vrrp", "-f", str(conf),
-                    "-p", str(self.run.dir / f"{name}.keepalived.pid"),
-                    "-r", str(self.run.dir / f"{name}.keepalived-vrrp.pid")]
+            argv = [
+                "keepalived",
+                "-n",
+                "-l",
+                "-D",
+                "--vrrp",
+                "-f",
+                str(conf),
+                "-p",
+                str(self.run.dir / f"{name}.keepalived.pid"),
+                "-r",
+                str(self.run.dir / f"{name}.keepalived-vrrp.pid"),
+            ]
             self.spawn(name, argv, "keepalived")
             return
-        argv = [sys.executable, "-m", "testbed", "vrrp", "run", "--config", str(conf), "--name", name]
+        argv = [
+            sys.executable,
+            "-m",
+            "testbed",
+            "vrrp",
+            "run",
+            "--config",
+            str(conf),
+            "--name",
+            name,
+        ]
         with self.net[name].quota_lifted():
             proc = self.spawn(name, argv, "vrrp")
-            _wait_for(lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
-                      f"VRRP daemon on {name}", self.run.dir / f"{name}.vrrp.log")
+            _wait_for(
+                lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
+                f"VRRP daemon on {name}",
+                self.run.dir / f"{name}.vrrp.log",
+            )
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.vrrp.log").read_text()
             raise RuntimeError(f"the VRRP daemon on {name} exited: {log.strip()[-500:]}")
@@ -279,7 +329,9 @@ class Testbed:
         from testbed.net.failover import master_since, vrrp_status
 
         vip = f"{self.plan.vip}/"
-        holders = [d.name for d in self.plan.directors if vip in self.net[d.name].cmd("ip -4 -o addr show")]
+        holders = [
+            d.name for d in self.plan.directors if vip in self.net[d.name].cmd("ip -4 -o addr show")
+        ]
         if len(holders) > 1:
             alive = [h for h in holders if master_since(vrrp_status(self.run.dir, h)) is not None]
             holders = alive or holders
@@ -287,23 +339,42 @@ class Testbed:
 
     def wait_master(self, name: str, timeout_s: float = 15.0) -> None:
         """Wait until ``name`` holds the VIP (first election: 3 adverts plus skew)."""
-        _wait_for(lambda: self.vip_holder() == name, f"{name} becoming master",
-                  self.run.dir / f"{name}.vrrp.log", timeout_s)
+        _wait_for(
+            lambda: self.vip_holder() == name,
+            f"{name} becoming master",
+            self.run.dir / f"{name}.vrrp.log",
+            timeout_s,
+        )
 
     def _prepare_tunnel(self, name: str) -> None:
         """Let a DR real server also take TUN (IP-in-IP) traffic for the VIP on its lo: the
         kernel's tunl0 where the kernel has ipip, a userspace decapsulator where it has not."""
         if _kernel_has_ipip():
             self.net[name].check("ip link set tunl0 up")
-            self.net[name].set_sysctls({"net.ipv4.conf.tunl0.rp_filter": 0, "net.ipv4.conf.all.rp_filter": 0})
+            self.net[name].set_sysctls(
+                {"net.ipv4.conf.tunl0.rp_filter": 0, "net.ipv4.conf.all.rp_filter": 0}
+            )
         else:
             self.spawn(name, [sys.executable, "-m", "testbed.traffic.ipipd"], "ipipd")
 
     def start_director(self, name: str, rules: Path | None = None) -> None:
         """Start the director daemon on host ``name`` and wait for its control socket."""
         p = self.params
-        argv = [sys.executable, "-m", "testbed", "director", "run", "--io", p.io_mode,
-                "--batch", str(p.batch), "--wait-us", str(p.wait_us), "--table-bits", str(p.table_bits)]
+        argv = [
+            sys.executable,
+            "-m",
+            "testbed",
+            "director",
+            "run",
+            "--io",
+            p.io_mode,
+            "--batch",
+            str(p.batch),
+            "--wait-us",
+            str(p.wait_us),
+            "--table-bits",
+            str(p.table_bits),
+        ]
         for intf in self.plan.node(name).intfs:
             argv += ["--iface", intf.name]
         if rules is not None:
@@ -313,8 +384,13 @@ class Testbed:
             argv += ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
         with self.net[name].quota_lifted():
             proc = self.spawn(name, argv, "director")
-            _wait_for(lambda: _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None,
-                      f"director on {name}", self.run.dir / f"{name}.director.log")
+            _wait_for(
+                lambda: (
+                    _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None
+                ),
+                f"director on {name}",
+                self.run.dir / f"{name}.director.log",
+            )
         if proc.poll() is not None:
             log = (self.run.dir / f"{name}.director.log").read_text()
             raise RuntimeError(f"the director on {name} exited: {log.strip()[-500:]}")
@@ -401,7 +477,9 @@ def generated_keepalived_conf(plan: Plan, name: str) -> str:
     from testbed.net.daemon_configs import nat_pair_config
 
     p = plan.params
-    return render_config(nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version))
+    return render_config(
+        nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version)
+    )
 
 
 def _free_port(start: int = 6653) -> int:

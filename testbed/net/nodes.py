@@ -74,9 +74,15 @@ class LvsHost(Host):
         self.saved_sysctls.clear()
 
     # -- Mininet hooks ---------------------------------------------------------------------
-    def config(self, plan: NodePlan | None = None, cpu: float | None = None,
-               cpu_period_us: int | None = None, accounting: bool = False,
-               offloads_off: bool = True, **params):
+    def config(
+        self,
+        plan: NodePlan | None = None,
+        cpu: float | None = None,
+        cpu_period_us: int | None = None,
+        accounting: bool = False,
+        offloads_off: bool = True,
+        **params,
+    ):
         result = Host.config(self, **params)
         if plan is not None:
             for intf in plan.intfs:
@@ -133,7 +139,9 @@ class LvsHost(Host):
         """Change the host's CPU quota in place (a calibration re-measures without rebuilding
         the layout). Only a host built with a quota has the cgroup to change."""
         if self.cgroup is None or self.quota is None:
-            raise RuntimeError(f"{self.name} was built without a CPU quota; give one when building it")
+            raise RuntimeError(
+                f"{self.name} was built without a CPU quota; give one when building it"
+            )
         self.quota = CpuQuota(fraction, self.quota.period_us)
         self.cgroup.set_quota(self.quota)
 
@@ -200,8 +208,13 @@ class FirewallHost(LvsHost):
 
     TABLE = "lvs_testbed_fw"
 
-    def config(self, vip: str | None = None, services: tuple[Service, ...] = (),
-               outside_intf: str | None = None, **params):
+    def config(
+        self,
+        vip: str | None = None,
+        services: tuple[Service, ...] = (),
+        outside_intf: str | None = None,
+        **params,
+    ):
         result = LvsHost.config(self, **params)
         self.set_sysctls({"net.ipv4.ip_forward": 1})
         self.load_nft(firewall_ruleset(self.TABLE, vip, services, outside_intf))
@@ -220,10 +233,12 @@ class RealServerHost(LvsHost):
     def config(self, plan: NodePlan | None = None, **params):
         result = LvsHost.config(self, plan=plan, **params)
         if plan is not None and plan.lo_vips:
-            self.set_sysctls({
-                "net.ipv4.conf.all.arp_ignore": 1,
-                "net.ipv4.conf.all.arp_announce": 2,
-            })
+            self.set_sysctls(
+                {
+                    "net.ipv4.conf.all.arp_ignore": 1,
+                    "net.ipv4.conf.all.arp_announce": 2,
+                }
+            )
             for vip in plan.lo_vips:
                 self.check(f"ip addr add {vip} dev lo")
         return result

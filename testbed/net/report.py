@@ -9,8 +9,10 @@ from testbed.topo.plan import Plan
 
 
 def plan_table(plan: Plan) -> Table:
-    table = Table(title=f"layout {plan.layout}: VIP {plan.vip}"
-                  + (f", inner VIP {plan.inner_vip}" if plan.inner_vip else ""))
+    table = Table(
+        title=f"layout {plan.layout}: VIP {plan.vip}"
+        + (f", inner VIP {plan.inner_vip}" if plan.inner_vip else "")
+    )
     for col in ("node", "role", "interfaces", "gateway", "VIPs"):
         table.add_column(col)
     for n in plan.nodes:
@@ -26,7 +28,8 @@ def reach_table(results: list[ReachResult]) -> Table:
         table.add_column(col)
     for r in results:
         table.add_row(
-            r.reach.src, f"{r.reach.dst} {r.reach.dst_ip}",
+            r.reach.src,
+            f"{r.reach.dst} {r.reach.dst_ip}",
             "reach" if r.reach.expect else "blocked",
             "reach" if r.observed else "blocked",
             "[green]ok[/]" if r.ok else "[bold red]WRONG[/]",

@@ -78,7 +78,9 @@ def tc_commands(dev: str, shaping: Shaping) -> list[str]:
     if shaping.bw_mbit is not None:
         burst = burst_bytes(shaping.bw_mbit)
         framing = (
-            f" overhead {ETH_WIRE_OVERHEAD_BYTES} mpu {ETH_MIN_WIRE_BYTES}" if shaping.ethernet_overhead else ""
+            f" overhead {ETH_WIRE_OVERHEAD_BYTES} mpu {ETH_MIN_WIRE_BYTES}"
+            if shaping.ethernet_overhead
+            else ""
         )
         cmds.append(f"qdisc replace dev {dev} root handle 1: htb default 1")
         cmds.append(
@@ -88,7 +90,9 @@ def tc_commands(dev: str, shaping: Shaping) -> list[str]:
         if netem:
             cmds.append(f"qdisc add dev {dev} parent 1:1 handle 10: {netem}")
         elif shaping.queue_pkts:
-            cmds.append(f"qdisc add dev {dev} parent 1:1 handle 10: pfifo limit {shaping.queue_pkts}")
+            cmds.append(
+                f"qdisc add dev {dev} parent 1:1 handle 10: pfifo limit {shaping.queue_pkts}"
+            )
     elif netem:
         cmds.append(f"qdisc replace dev {dev} root handle 10: {netem}")
     elif shaping.queue_pkts:
@@ -100,11 +104,29 @@ def tc_commands(dev: str, shaping: Shaping) -> list[str]:
 def qdisc_available(kind: str) -> bool:
     """Can this kernel create a ``kind`` qdisc? Probed on ``lo`` in a throwaway namespace,
     so nothing on the machine changes."""
-    args = {"netem": "netem delay 1ms", "htb": "htb", "tbf": "tbf rate 1mbit burst 10k latency 50ms"}.get(kind, kind)
+    args = {
+        "netem": "netem delay 1ms",
+        "htb": "htb",
+        "tbf": "tbf rate 1mbit burst 10k latency 50ms",
+    }.get(kind, kind)
     try:
         res = subprocess.run(
-            ["unshare", "--net", "tc", "qdisc", "add", "dev", "lo", "root", "handle", "1:", *args.split()],
-            capture_output=True, timeout=10, check=False,
+            [
+                "unshare",
+                "--net",
+                "tc",
+                "qdisc",
+                "add",
+                "dev",
+                "lo",
+                "root",
+                "handle",
+                "1:",
+                *args.split(),
+            ],
+            capture_output=True,
+            timeout=10,
+            check=False,
         )
     except (OSError, subprocess.TimeoutExpired):
         return False

@@ -88,8 +88,10 @@ def _cell(text: str) -> str:
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-    lines = ["| " + " | ".join(_cell(h) for h in header) + " |",
-             "|" + "|".join("---" for _ in header) + "|"]
+    lines = [
+        "| " + " | ".join(_cell(h) for h in header) + " |",
+        "|" + "|".join("---" for _ in header) + "|",
+    ]
     lines += ["| " + " | ".join(_cell(c) for c in row) + " |" for row in rows]
     return lines
 
@@ -130,7 +132,11 @@ def _parameters(run: RunData) -> list[str]:
     rows = []
     for spec in run.experiment.param_specs():
         values = given.get(spec.name)
-        shown = ", ".join(format_value(v) for v in values) if values else f"{format_value(spec.default)} (default)"
+        shown = (
+            ", ".join(format_value(v) for v in values)
+            if values
+            else f"{format_value(spec.default)} (default)"
+        )
         rows.append([f"`{spec.name}`", shown, spec.help])
     return ["## Parameters", "", *_table(["parameter", "value(s)", "meaning"], rows), ""]
 
@@ -140,13 +146,24 @@ def _points(run: RunData) -> list[str]:
     figures: list[str] = []
     for p in run.points:
         figures += [k for k in p.summary if k not in figures]
-    rows = [[p.point_id, *(format_value(p.param_values[s]) for s in swept), str(p.repeat),
-             _status(p), *(_fmt(p.summary.get(k)) for k in figures)] for p in run.points]
+    rows = [
+        [
+            p.point_id,
+            *(format_value(p.param_values[s]) for s in swept),
+            str(p.repeat),
+            _status(p),
+            *(_fmt(p.summary.get(k)) for k in figures),
+        ]
+        for p in run.points
+    ]
     lines = ["## Points", ""]
     if any(p.measured and not p.valid for p in run.points):
-        lines += ["Invalid points measured the emulator rather than the system under test (the "
-                  "fidelity check's reasons are given); plots draw them as grey crosses and "
-                  "leave them out of the curves.", ""]
+        lines += [
+            "Invalid points measured the emulator rather than the system under test (the "
+            "fidelity check's reasons are given); plots draw them as grey crosses and "
+            "leave them out of the curves.",
+            "",
+        ]
     return [*lines, *_table(["point", *swept, "repeat", "status", *figures], rows), ""]
 
 
@@ -161,7 +178,10 @@ def _environment(env: dict[str, Any]) -> list[str]:
     missing = sorted(k for k, v in doctor.items() if isinstance(v, dict) and not v.get("ok"))
     rows = [
         ["kernel", f"{env.get('kernel')} ({env.get('machine')})"],
-        ["CPUs", f"{env.get('cpus_usable')} usable of {env.get('cpu_count')}: {env.get('cpu_model')}"],
+        [
+            "CPUs",
+            f"{env.get('cpus_usable')} usable of {env.get('cpu_count')}: {env.get('cpu_model')}",
+        ],
         ["memory", f"{_fmt(env.get('mem_total_kib'))} KiB"],
         ["Python", f"{env.get('python')} ({env.get('python_executable')})"],
         ["packages", packages],
@@ -176,11 +196,25 @@ def _attempts(run: RunData, summary: dict[str, Any]) -> list[str]:
     attempts = summary.get("attempts", [])
     if len(attempts) < 2:
         return []
-    rows = [[str(a.get("started_at")), str(a.get("finished_at")), str(a.get("points_run")),
-             str(a.get("outcome")), str(a.get("kernel")), str(a.get("git_revision"))[:12]]
-            for a in attempts]
-    return ["## Attempts", "", "The run was resumed; each attempt ran the points still missing.",
-            "", *_table(["started", "finished", "points run", "outcome", "kernel", "git"], rows), ""]
+    rows = [
+        [
+            str(a.get("started_at")),
+            str(a.get("finished_at")),
+            str(a.get("points_run")),
+            str(a.get("outcome")),
+            str(a.get("kernel")),
+            str(a.get("git_revision"))[:12],
+        ]
+        for a in attempts
+    ]
+    return [
+        "## Attempts",
+        "",
+        "The run was resumed; each attempt ran the points still missing.",
+        "",
+        *_table(["started", "finished", "points run", "outcome", "kernel", "git"], rows),
+        "",
+    ]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,17 +227,21 @@ def _items(run: RunData) -> list[Figure | Section]:
     try:
         items = list(hook(run))
     except Exception as exc:
-        raise ReportError(f"the report hook of {run.experiment.name} failed: "
-                          f"{type(exc).__name__}: {exc}") from exc
+        raise ReportError(
+            f"the report hook of {run.experiment.name} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     names = set()
     for item in items:
         if not isinstance(item, Figure | Section):
-            raise ReportError(f"the report hook of {run.experiment.name} returned "
-                              f"{type(item).__name__}, not a Figure or Section")
+            raise ReportError(
+                f"the report hook of {run.experiment.name} returned "
+                f"{type(item).__name__}, not a Figure or Section"
+            )
         if isinstance(item, Figure):
             if not _NAME_RE.match(item.name) or item.name in names:
-                raise ReportError(f"figure name {item.name!r} must be unique and use a-z, 0-9, "
-                                  "'-' and '_'")
+                raise ReportError(
+                    f"figure name {item.name!r} must be unique and use a-z, 0-9, '-' and '_'"
+                )
             names.add(item.name)
     return items
 
@@ -218,11 +256,19 @@ def _render_item(item: Figure | Section, out_dir: Path) -> list[str]:
         try:
             item.draw(fig)
         except Exception as exc:
-            raise ReportError(f"drawing figure {item.name!r} failed: {type(exc).__name__}: {exc}") from exc
+            raise ReportError(
+                f"drawing figure {item.name!r} failed: {type(exc).__name__}: {exc}"
+            ) from exc
         fig.suptitle(item.title)
         style.save(fig, out_dir / item.name)
-    lines = [f"## {item.title}", "", f"![{item.title}]({item.name}.png)", "",
-             f"Vector version: [{item.name}.svg]({item.name}.svg)", ""]
+    lines = [
+        f"## {item.title}",
+        "",
+        f"![{item.title}]({item.name}.png)",
+        "",
+        f"Vector version: [{item.name}.svg]({item.name}.svg)",
+        "",
+    ]
     if item.finding:
         lines += [item.finding.strip(), ""]
     return lines

@@ -35,9 +35,13 @@ DPI = 150
 PALETTE = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 COLOURS = {
     # layouts
-    "dr": "#0072B2", "nat": "#D55E00", "nat1": "#009E73", "tun": "#CC79A7",
+    "dr": "#0072B2",
+    "nat": "#D55E00",
+    "nat1": "#009E73",
+    "tun": "#CC79A7",
     # director packet I/O modes
-    "ring": "#E69F00", "frame": "#56B4E9",
+    "ring": "#E69F00",
+    "frame": "#56B4E9",
 }
 INVALID_COLOUR = "#999999"
 
@@ -60,8 +64,17 @@ RC = {
 }
 
 UNITS = {
-    "pps": "packets/s", "mbit": "Mbit/s", "bps": "bit/s", "s": "s", "ms": "ms", "us": "µs",
-    "cores": "cores", "frac": "fraction", "pct": "%", "bytes": "bytes", "pkts": "packets",
+    "pps": "packets/s",
+    "mbit": "Mbit/s",
+    "bps": "bit/s",
+    "s": "s",
+    "ms": "ms",
+    "us": "µs",
+    "cores": "cores",
+    "frac": "fraction",
+    "pct": "%",
+    "bytes": "bytes",
+    "pkts": "packets",
     "bits": "bits",
 }
 
@@ -98,13 +111,21 @@ def plot_series(ax: Axes, series: Series, label: str | None = None) -> None:
     colour; its invalid points as grey crosses (labelled once per axes)."""
     name = series.label if label is None else label
     col = colour(series.label)
-    yerr = [[m - lo for m, lo in zip(series.y, series.y_min, strict=True)],
-            [hi - m for m, hi in zip(series.y, series.y_max, strict=True)]]
+    yerr = [
+        [m - lo for m, lo in zip(series.y, series.y_min, strict=True)],
+        [hi - m for m, hi in zip(series.y, series.y_max, strict=True)],
+    ]
     ax.errorbar(series.x, series.y, yerr=yerr, color=col, marker="o", capsize=3, label=name or None)
     if series.invalid_x:
         _, labels = ax.get_legend_handles_labels()
-        ax.plot(series.invalid_x, series.invalid_y, linestyle="none", marker="x",
-                color=INVALID_COLOUR, label="_nolegend_" if "invalid" in labels else "invalid")
+        ax.plot(
+            series.invalid_x,
+            series.invalid_y,
+            linestyle="none",
+            marker="x",
+            color=INVALID_COLOUR,
+            label="_nolegend_" if "invalid" in labels else "invalid",
+        )
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:

@@ -40,15 +40,19 @@ class CpuQuota:
 
     def __post_init__(self) -> None:
         if not self.fraction > 0:
-            raise CpuQuotaError(f"a CPU quota must be a positive fraction of one core, got {self.fraction!r}")
+            raise CpuQuotaError(
+                f"a CPU quota must be a positive fraction of one core, got {self.fraction!r}"
+            )
         if self.period_us is not None and not MIN_QUOTA_US <= self.period_us <= MAX_PERIOD_US:
             raise CpuQuotaError(
-                f"the CFS period must be from {MIN_QUOTA_US} to {MAX_PERIOD_US} us, got {self.period_us}"
+                f"the CFS period must be from {MIN_QUOTA_US} to {MAX_PERIOD_US} us, got "
+                f"{self.period_us}"
             )
         if self.period_us is not None and self.period_us * self.fraction < MIN_QUOTA_US:
             need = math.ceil(MIN_QUOTA_US / self.fraction)
             raise CpuQuotaError(
-                f"{self.fraction:g} of a core with a {self.period_us} us period is a quota under the "
+                f"{self.fraction:g} of a core with a {self.period_us} us period is a quota under "
+                "the "
                 f"kernel's 1 ms minimum: use a period of at least {need} us"
             )
 
@@ -68,7 +72,10 @@ class CpuQuota:
 
     def v1_values(self) -> dict[str, str]:
         """Files and values for the cgroup v1 cpu controller."""
-        return {"cpu.cfs_period_us": str(self.effective_period_us), "cpu.cfs_quota_us": str(self.quota_us)}
+        return {
+            "cpu.cfs_period_us": str(self.effective_period_us),
+            "cpu.cfs_quota_us": str(self.quota_us),
+        }
 
     def v2_values(self) -> dict[str, str]:
         """Files and values for cgroup v2."""
@@ -89,7 +96,9 @@ def detect_cgroup_version(root: Path = CGROUP_ROOT) -> int | None:
 class CgroupCpu:
     """One host's CPU cgroup: created with a quota, joined by processes, read, removed."""
 
-    def __init__(self, run_id: str, name: str, root: Path = CGROUP_ROOT, version: int | None = None):
+    def __init__(
+        self, run_id: str, name: str, root: Path = CGROUP_ROOT, version: int | None = None
+    ):
         self.version = version if version is not None else detect_cgroup_version(root)
         if self.version is None:
             raise CpuQuotaError(
@@ -166,7 +175,9 @@ class CgroupCpu:
             return 0.0
         acct = [d for d in self.dirs if "cpuacct" in d.parts]
         if not acct:
-            raise CpuQuotaError("cgroup v1 has no cpuacct controller: CPU accounting is unavailable")
+            raise CpuQuotaError(
+                "cgroup v1 has no cpuacct controller: CPU accounting is unavailable"
+            )
         return int((acct[0] / "cpuacct.usage").read_text()) / 1e9
 
     def remove(self, timeout_s: float = 2.0) -> None:

@@ -61,8 +61,16 @@ def socket_path(run_dir: Path, name: str, kind: str = DIRECTOR_KIND) -> Path:
 
 def write_index(run_dir: Path, name: str, pid: int, kind: str = DIRECTOR_KIND) -> Path:
     path = run_dir / f"{name}.{kind}.json"
-    path.write_text(json.dumps({"name": name, "pid": pid, "netns": own_netns_inode(),
-                                "socket": str(socket_path(run_dir, name, kind))}))
+    path.write_text(
+        json.dumps(
+            {
+                "name": name,
+                "pid": pid,
+                "netns": own_netns_inode(),
+                "socket": str(socket_path(run_dir, name, kind)),
+            }
+        )
+    )
     return path
 
 

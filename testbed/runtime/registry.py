@@ -119,7 +119,10 @@ class Run:
     def record_netns(self, pid: int, host: str) -> None:
         """A host's namespace, held by its shell ``pid``; later processes in it are ours too."""
         self._append(
-            Record("netns", {"pid": pid, "start": proc_starttime(pid), "inode": netns_inode(pid), "host": host})
+            Record(
+                "netns",
+                {"pid": pid, "start": proc_starttime(pid), "inode": netns_inode(pid), "host": host},
+            )
         )
 
     def record_link(self, name: str) -> None:
@@ -250,7 +253,9 @@ def clean_run(run_dir: Path, own_pid: int | None = None, grace_s: float = 2.0) -
     report = CleanReport()
     records = read_records(run_dir)
     owner = next((r.data["pid"] for r in records if r.kind == "owner"), None)
-    report.killed = kill_pids(_pids_to_kill(records, own_pid if own_pid is not None else owner or -1), grace_s)
+    report.killed = kill_pids(
+        _pids_to_kill(records, own_pid if own_pid is not None else owner or -1), grace_s
+    )
     for rec in records:
         d = rec.data
         if rec.kind == "bridge":
@@ -262,7 +267,9 @@ def clean_run(run_dir: Path, own_pid: int | None = None, grace_s: float = 2.0) -
                     report.errors.append(f"ovs bridge {d['name']}: {res.stderr.strip()}")
             elif Path("/sys/class/net", d["name"], "bridge").exists():
                 res = _run(["ip", "link", "del", d["name"]])
-                (report.removed if res.returncode == 0 else report.errors).append(f"bridge {d['name']}")
+                (report.removed if res.returncode == 0 else report.errors).append(
+                    f"bridge {d['name']}"
+                )
     for rec in records:
         if rec.kind == "link" and _link_exists(rec.data["name"]):
             res = _run(["ip", "link", "del", rec.data["name"]])

@@ -58,12 +58,20 @@ class PlanError(ValueError):
     """A layout parameter is unknown or out of range; the message says which and why."""
 
 
-def knob(default: Any, help: str, *, flag: str | None = None, short: str | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
+def knob(
+    default: Any,
+    help: str,
+    *,
+    flag: str | None = None,
+    short: str | None = None,
+    choices: tuple[str, ...] | None = None,
+) -> Any:
     """A `LayoutParams` field: its default and its help, the command-line flag that sets it
     (``--`` and the name with dashes unless ``flag``), an optional one-letter alias and, for a
     name from a list, its ``choices``. `lvs-testbed up` builds its options from these."""
-    return field(default=default, metadata={"help": help, "flag": flag, "short": short, "choices": choices})
+    return field(
+        default=default, metadata={"help": help, "flag": flag, "short": short, "choices": choices}
+    )
 
 
 @dataclass(frozen=True)
@@ -81,36 +89,67 @@ class LayoutParams:
     n_rs: int = knob(3, "Number of real servers.", flag="--rs")
     n_clients: int = knob(2, "Number of clients.", flag="--clients")
     bw_mbit: float | None = knob(None, "Shape every link to this rate, Mbit/s.")
-    bw_outer_mbit: float | None = knob(None, "Rate of client-side links, Mbit/s (overrides --bw-mbit).")
-    bw_inner_mbit: float | None = knob(None, "Rate of server-side links, Mbit/s (overrides --bw-mbit).")
-    ethernet_overhead: bool = knob(True, "Count preamble, FCS and gap (24 B, 84 B minimum) against the "
-                                   "rate, as a real wire does.")
+    bw_outer_mbit: float | None = knob(
+        None, "Rate of client-side links, Mbit/s (overrides --bw-mbit)."
+    )
+    bw_inner_mbit: float | None = knob(
+        None, "Rate of server-side links, Mbit/s (overrides --bw-mbit)."
+    )
+    ethernet_overhead: bool = knob(
+        True,
+        "Count preamble, FCS and gap (24 B, 84 B minimum) against the rate, as a real wire does.",
+    )
     delay_ms: float | None = knob(None, "Delay per link, ms (needs netem: a full kernel).")
     loss_pct: float | None = knob(None, "Loss per link, percent (needs netem: a full kernel).")
     queue_pkts: int | None = knob(None, "Queue length of shaped links, packets.")
-    director_cpu: float | None = knob(None, "CPU quota of each director as a fraction of ONE core (0.25 = "
-                                      "a quarter of one core; not Mininet's all-cores cpu=).")
-    cpu_period_us: int | None = knob(None, "CFS period for the quota, us (default 10000, longer only if "
-                                     "the quota would fall under 1 ms).")
-    switch: str = knob("bridge", "bridge (Linux bridge, fast) or ovs (Open vSwitch, userspace datapath).",
-                       choices=SWITCH_KINDS)
-    director: str = knob("python", "Which director forwards the VIP's traffic: python (the userspace "
-                         "IPVS), openflow (an os-ken app in the switches) or none (start it yourself "
-                         "with `d1 lvs-testbed director run`).", choices=DIRECTOR_KINDS)
-    scheduler: str = knob("rr", "Scheduler of the default services.", short="-s",
-                          choices=tuple(sorted(SCHEDULERS)))
-    io_mode: str = knob("ring", "Director packet I/O: ring (batched, PACKET_MMAP) or frame (one "
-                        "system call per frame).", flag="--io", choices=IO_MODES)
+    director_cpu: float | None = knob(
+        None,
+        "CPU quota of each director as a fraction of ONE core (0.25 = "
+        "a quarter of one core; not Mininet's all-cores cpu=).",
+    )
+    cpu_period_us: int | None = knob(
+        None,
+        "CFS period for the quota, us (default 10000, longer only if "
+        "the quota would fall under 1 ms).",
+    )
+    switch: str = knob(
+        "bridge",
+        "bridge (Linux bridge, fast) or ovs (Open vSwitch, userspace datapath).",
+        choices=SWITCH_KINDS,
+    )
+    director: str = knob(
+        "python",
+        "Which director forwards the VIP's traffic: python (the userspace "
+        "IPVS), openflow (an os-ken app in the switches) or none (start it yourself "
+        "with `d1 lvs-testbed director run`).",
+        choices=DIRECTOR_KINDS,
+    )
+    scheduler: str = knob(
+        "rr", "Scheduler of the default services.", short="-s", choices=tuple(sorted(SCHEDULERS))
+    )
+    io_mode: str = knob(
+        "ring",
+        "Director packet I/O: ring (batched, PACKET_MMAP) or frame (one system call per frame).",
+        flag="--io",
+        choices=IO_MODES,
+    )
     batch: int = knob(64, "Director: frames per wake-up, at most (1..4096).")
-    wait_us: int = knob(0, "Director: wait for more frames after a wake-up, us (the interrupt "
-                        "coalescing knob).")
+    wait_us: int = knob(
+        0, "Director: wait for more frames after a wake-up, us (the interrupt coalescing knob)."
+    )
     table_bits: int = knob(12, "Director: connection table of 2^bits buckets (8..20).")
-    controller: str = knob("none", "With --switch ovs: l2_learning runs the os-ken learning switch "
-                           "(--director openflow always runs the OpenFlow director app).",
-                           choices=CONTROLLER_APPS)
-    ha: str = knob("vrrp", "NAT layouts: vrrp (our keepalived-compatible daemon, with health checks), "
-                   "keepalived (Debian's keepalived, VRRP only) or none (static VIPs on d1).",
-                   choices=HA_KINDS)
+    controller: str = knob(
+        "none",
+        "With --switch ovs: l2_learning runs the os-ken learning switch "
+        "(--director openflow always runs the OpenFlow director app).",
+        choices=CONTROLLER_APPS,
+    )
+    ha: str = knob(
+        "vrrp",
+        "NAT layouts: vrrp (our keepalived-compatible daemon, with health checks), "
+        "keepalived (Debian's keepalived, VRRP only) or none (static VIPs on d1).",
+        choices=HA_KINDS,
+    )
     advert_int_s: float = knob(1.0, "VRRP advertisement interval, s (whole seconds for VRRPv2).")
     vrrp_version: int = knob(2, "VRRP version: 2 (RFC 3768) or 3 (RFC 5798).")
     conn_sync: bool = knob(True, "Sync connections from master to backup (as IPVS's sync daemon).")
@@ -119,7 +158,9 @@ class LayoutParams:
         for name in ("n_rs", "n_clients"):
             value = getattr(self, name)
             if not isinstance(value, int) or not 1 <= value <= MAX_NODES_PER_ROLE:
-                raise PlanError(f"{name} must be an integer from 1 to {MAX_NODES_PER_ROLE}, got {value!r}")
+                raise PlanError(
+                    f"{name} must be an integer from 1 to {MAX_NODES_PER_ROLE}, got {value!r}"
+                )
         for name in ("bw_mbit", "bw_outer_mbit", "bw_inner_mbit", "director_cpu"):
             value = getattr(self, name)
             if value is not None and not value > 0:
@@ -131,13 +172,19 @@ class LayoutParams:
         if self.queue_pkts is not None and self.queue_pkts < 1:
             raise PlanError(f"queue_pkts must be at least 1, got {self.queue_pkts!r}")
         if self.cpu_period_us is not None and not 1000 <= self.cpu_period_us <= 1_000_000:
-            raise PlanError(f"cpu_period_us must be from 1000 to 1000000, got {self.cpu_period_us!r}")
+            raise PlanError(
+                f"cpu_period_us must be from 1000 to 1000000, got {self.cpu_period_us!r}"
+            )
         if self.switch not in SWITCH_KINDS:
             raise PlanError(f"switch must be one of {', '.join(SWITCH_KINDS)}, got {self.switch!r}")
         if self.director not in DIRECTOR_KINDS:
-            raise PlanError(f"director must be one of {', '.join(DIRECTOR_KINDS)}, got {self.director!r}")
+            raise PlanError(
+                f"director must be one of {', '.join(DIRECTOR_KINDS)}, got {self.director!r}"
+            )
         if self.scheduler not in SCHEDULERS:
-            raise PlanError(f"scheduler must be one of {', '.join(sorted(SCHEDULERS))}, got {self.scheduler!r}")
+            raise PlanError(
+                f"scheduler must be one of {', '.join(sorted(SCHEDULERS))}, got {self.scheduler!r}"
+            )
         if self.io_mode not in IO_MODES:
             raise PlanError(f"io_mode must be one of {', '.join(IO_MODES)}, got {self.io_mode!r}")
         if not 1 <= self.batch <= 4096:
@@ -147,16 +194,22 @@ class LayoutParams:
         if not 8 <= self.table_bits <= 20:
             raise PlanError(f"table_bits must be from 8 to 20, got {self.table_bits!r}")
         if self.controller not in CONTROLLER_APPS:
-            raise PlanError(f"controller must be one of {', '.join(CONTROLLER_APPS)}, got {self.controller!r}")
+            raise PlanError(
+                f"controller must be one of {', '.join(CONTROLLER_APPS)}, got {self.controller!r}"
+            )
         if self.controller != "none" and self.switch != "ovs":
             raise PlanError("a controller needs switch=ovs (OpenFlow switches)")
         if self.ha not in HA_KINDS:
             raise PlanError(f"ha must be one of {', '.join(HA_KINDS)}, got {self.ha!r}")
         if self.vrrp_version not in (2, 3):
             raise PlanError(f"vrrp_version must be 2 or 3, got {self.vrrp_version!r}")
-        if not 0 < self.advert_int_s <= 255 or (self.vrrp_version == 2 and self.advert_int_s != int(self.advert_int_s)):
-            raise PlanError(f"advert_int_s must be whole seconds (1..255) for VRRPv2 and up to 40.95 s "
-                            f"for v3, got {self.advert_int_s!r}")
+        if not 0 < self.advert_int_s <= 255 or (
+            self.vrrp_version == 2 and self.advert_int_s != int(self.advert_int_s)
+        ):
+            raise PlanError(
+                f"advert_int_s must be whole seconds (1..255) for VRRPv2 and up to 40.95 s "
+                f"for v3, got {self.advert_int_s!r}"
+            )
         if self.director == "openflow" and self.switch != "ovs":
             raise PlanError("director=openflow needs switch=ovs (an OpenFlow switch)")
 
@@ -398,13 +451,33 @@ def _dr_reach(plan: Plan) -> list[Reach]:
     fw, d1 = plan.node("fw"), plan.node("d1")
     out: list[Reach] = []
     for c in plan.clients:
-        out.append(Reach(c.name, "VIP", plan.vip, True, "the director holds the VIP; the firewall admits ping to it"))
+        out.append(
+            Reach(
+                c.name,
+                "VIP",
+                plan.vip,
+                True,
+                "the director holds the VIP; the firewall admits ping to it",
+            )
+        )
         out.append(Reach(c.name, "fw", FW_OUTER, True, "same segment"))
-        out.append(Reach(c.name, d1.name, _addr(d1), False, "the firewall admits only the VIP's services"))
+        out.append(
+            Reach(c.name, d1.name, _addr(d1), False, "the firewall admits only the VIP's services")
+        )
         for rs in plan.realservers:
-            out.append(Reach(c.name, rs.name, rs.ip, False, "the firewall admits only the VIP's services"))
+            out.append(
+                Reach(c.name, rs.name, rs.ip, False, "the firewall admits only the VIP's services")
+            )
     for rs in plan.realservers:
-        out.append(Reach(rs.name, plan.clients[0].name, plan.clients[0].ip, True, "real servers route through the firewall"))
+        out.append(
+            Reach(
+                rs.name,
+                plan.clients[0].name,
+                plan.clients[0].ip,
+                True,
+                "real servers route through the firewall",
+            )
+        )
         out.append(Reach(rs.name, fw.name, FW_INNER, True, "same LAN"))
         out.append(Reach(rs.name, d1.name, _addr(d1), True, "same LAN"))
     out.append(Reach(d1.name, plan.realservers[0].name, plan.realservers[0].ip, True, "same LAN"))
@@ -420,13 +493,32 @@ def _nat_reach(plan: Plan) -> list[Reach]:
         out.append(Reach(c.name, d1.name, _addr(d1), True, "same outer segment"))
         out.append(Reach(c.name, d2.name, _addr(d2), True, "same outer segment"))
         for rs in plan.realservers:
-            out.append(Reach(c.name, rs.name, rs.ip, False, "clients have no route to the private network"))
+            out.append(
+                Reach(c.name, rs.name, rs.ip, False, "clients have no route to the private network")
+            )
     for rs in plan.realservers:
-        out.append(Reach(rs.name, "inner-VIP", VIP_NAT_INNER, True, "the master holds the inner gateway VIP"))
-        out.append(Reach(rs.name, d2.name, d2.intfs[inner_idx].addrs[-1].split("/")[0], True, "same inner segment"))
         out.append(
-            Reach(rs.name, plan.clients[0].name, plan.clients[0].ip, False,
-                  "directors do not route; only the director's NAT joins the two sides")
+            Reach(
+                rs.name, "inner-VIP", VIP_NAT_INNER, True, "the master holds the inner gateway VIP"
+            )
+        )
+        out.append(
+            Reach(
+                rs.name,
+                d2.name,
+                d2.intfs[inner_idx].addrs[-1].split("/")[0],
+                True,
+                "same inner segment",
+            )
+        )
+        out.append(
+            Reach(
+                rs.name,
+                plan.clients[0].name,
+                plan.clients[0].ip,
+                False,
+                "directors do not route; only the director's NAT joins the two sides",
+            )
         )
     return out
 
@@ -445,6 +537,9 @@ def layout_field(name: str, default: Any = dataclasses.MISSING) -> Any:
 def check_layout_knobs(params: object) -> None:
     """Refuse (PlanError, a ValueError) layout knobs the plan would refuse: the fields made
     with `layout_field` of a parameter dataclass, checked by `LayoutParams` itself."""
-    values = {f.metadata["layout_knob"]: getattr(params, f.name) for f in dataclasses.fields(params)
-              if "layout_knob" in f.metadata}
+    values = {
+        f.metadata["layout_knob"]: getattr(params, f.name)
+        for f in dataclasses.fields(params)
+        if "layout_knob" in f.metadata
+    }
     LayoutParams(**values)

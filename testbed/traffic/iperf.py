@@ -46,8 +46,15 @@ def summarize(result: dict) -> dict:
     }
 
 
-def run_client(host: str, port: int = 5201, duration_s: int = 3, udp: bool = False,
-               bandwidth_bps: int = 0, blksize: int = 0, reverse: bool = False) -> dict:
+def run_client(
+    host: str,
+    port: int = 5201,
+    duration_s: int = 3,
+    udp: bool = False,
+    bandwidth_bps: int = 0,
+    blksize: int = 0,
+    reverse: bool = False,
+) -> dict:
     import iperf3
 
     client = iperf3.Client()
@@ -96,8 +103,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.role == "server":
         out = run_server(args.port, args.bind)
     else:
-        out = run_client(args.host, args.port, args.duration_s, args.udp, args.bandwidth_bps,
-                         args.blksize, args.reverse)
+        out = run_client(
+            args.host,
+            args.port,
+            args.duration_s,
+            args.udp,
+            args.bandwidth_bps,
+            args.blksize,
+            args.reverse,
+        )
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 1 if "error" in out else 0
@@ -120,8 +134,9 @@ def wait_listening(host, port: int, proto: str = "tcp", timeout_s: float = 5.0) 
     return False
 
 
-def iperf_between(server, client, dst_ip: str, port: int = 5201, server_bind: str | None = None,
-                  **client_opts) -> dict:
+def iperf_between(
+    server, client, dst_ip: str, port: int = 5201, server_bind: str | None = None, **client_opts
+) -> dict:
     """One iperf3 test from Mininet host ``client`` to ``server`` (reached at ``dst_ip``),
     each side in its own process inside its host. Returns `summarize`'s figures."""
     argv = [sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(port)]
@@ -131,7 +146,15 @@ def iperf_between(server, client, dst_ip: str, port: int = 5201, server_bind: st
     try:
         if not wait_listening(server, port):
             return {"error": f"iperf3 server on {server.name} did not start"}
-        argv = [sys.executable, "-m", "testbed.traffic.iperf", "client", dst_ip, "--port", str(port)]
+        argv = [
+            sys.executable,
+            "-m",
+            "testbed.traffic.iperf",
+            "client",
+            dst_ip,
+            "--port",
+            str(port),
+        ]
         for key, value in client_opts.items():
             flag = "--" + key.replace("_", "-")
             if value is True:

@@ -32,7 +32,8 @@ def kernel_has_ipip() -> bool:
     """Can this kernel create ipip tunnels? Probed in a throwaway network namespace."""
     res = subprocess.run(
         ["unshare", "--net", "ip", "link", "add", "probe0", "type", "ipip", "remote", "192.0.2.1"],
-        capture_output=True, check=False,
+        capture_output=True,
+        check=False,
     )
     return res.returncode == 0
 

@@ -33,8 +33,14 @@ def _percentiles(values: list[float]) -> dict[str, float]:
     return percentiles(values)
 
 
-def udp_rr(dst: str, port: int, rate_pps: float, duration_s: float, payload_bytes: int = 64,
-           drain_s: float = 0.5) -> dict:
+def udp_rr(
+    dst: str,
+    port: int,
+    rate_pps: float,
+    duration_s: float,
+    payload_bytes: int = 64,
+    drain_s: float = 0.5,
+) -> dict:
     """Send ``rate_pps`` requests per second for ``duration_s``; count echoes and RTTs."""
     payload_bytes = max(payload_bytes, HEADER.size)
     pad = b"\0" * (payload_bytes - HEADER.size)
@@ -110,11 +116,17 @@ def longest_gap(answered: list[int], sent: int) -> int:
     if not answered:
         return sent
     seqs = sorted(set(answered))
-    gaps = [seqs[0]] + [b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False)] + [sent - 1 - seqs[-1]]
+    gaps = (
+        [seqs[0]]
+        + [b - a - 1 for a, b in zip(seqs, seqs[1:], strict=False)]
+        + [sent - 1 - seqs[-1]]
+    )
     return max(gaps)
 
 
-async def _one_conn(dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float]) -> None:
+async def _one_conn(
+    dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float]
+) -> None:
     t0 = time.monotonic()
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(dst, port), timeout_s)
@@ -127,7 +139,9 @@ async def _one_conn(dst: str, port: int, timeout_s: float, stats: dict, lat_ms: 
         stats["failed"] += 1
 
 
-async def _tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float) -> dict:
+async def _tcp_crr(
+    dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float
+) -> dict:
     stats = {"ok": 0, "failed": 0}
     lat_ms: list[float] = []
     tasks = set()
@@ -160,7 +174,9 @@ async def _tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, time
     }
 
 
-def tcp_crr(dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float = 3.0) -> dict:
+def tcp_crr(
+    dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float = 3.0
+) -> dict:
     """Open ``rate_cps`` short connections per second for ``duration_s``."""
     return asyncio.run(_tcp_crr(dst, port, rate_cps, duration_s, timeout_s))
 

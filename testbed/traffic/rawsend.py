@@ -1,6 +1,7 @@
 """Send crafted Ethernet frames from inside a host: malformed floods and hand-made packets.
 
-    python -m testbed.traffic.rawsend --iface c1-eth0 --dst-mac 02:..:01 --kind malformed --count 10000
+    python -m testbed.traffic.rawsend --iface c1-eth0 --dst-mac 02:..:01 \
+        --kind malformed --count 10000
 
 ``malformed`` frames are addressed to the given MAC and carry broken IPv4 (bad IHL and lengths,
 truncated headers, fragments, options, wrong versions, garbage L4) aimed at ``--dst-ip`` so
@@ -23,11 +24,15 @@ def _ipv4(rng: random.Random, src: int, dst: int) -> bytes:
     payload = bytes(rng.getrandbits(8) for _ in range(rng.randrange(0, 40)))
     ihl = 5
     proto = rng.choice((6, 17, 1, 4, 47))
-    header = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(payload), rng.getrandbits(16), 0, 64, proto, 0, src, dst)
+    header = struct.pack(
+        "!BBHHHBBHII", 0x45, 0, 20 + len(payload), rng.getrandbits(16), 0, 64, proto, 0, src, dst
+    )
     return header[: ihl * 4] + payload
 
 
-def malformed_frame(rng: random.Random, dst_mac: bytes, src_mac: bytes, src_ip: int, dst_ip: int) -> bytes:
+def malformed_frame(
+    rng: random.Random, dst_mac: bytes, src_mac: bytes, src_ip: int, dst_ip: int
+) -> bytes:
     """One broken frame, of a randomly chosen kind."""
     eth = dst_mac + src_mac + b"\x08\x00"
     ip = bytearray(_ipv4(rng, src_ip, dst_ip))
@@ -44,14 +49,16 @@ def malformed_frame(rng: random.Random, dst_mac: bytes, src_mac: bytes, src_ip: 
         ip[0] = (rng.choice((0, 5, 6, 15)) << 4) | 5
     elif kind == 5:  # TCP/UDP header cut short
         ip[9] = rng.choice((6, 17))
-        ip = ip[:20] + ip[20:20 + rng.randrange(0, 8)]
+        ip = ip[:20] + ip[20 : 20 + rng.randrange(0, 8)]
         struct.pack_into("!H", ip, 2, len(ip))
     elif kind == 6:  # random bytes after a valid Ethernet header
         ip = bytearray(rng.getrandbits(8) for _ in range(rng.randrange(0, 64)))
     else:  # bad TCP data offset
         ip[9] = 6
         tcp = bytearray(20)
-        struct.pack_into("!HHIIBBHHH", tcp, 0, 1234, 80, 0, 0, rng.choice((0x00, 0x40, 0xF0)), 0x02, 0, 0, 0)
+        struct.pack_into(
+            "!HHIIBBHHH", tcp, 0, 1234, 80, 0, 0, rng.choice((0x00, 0x40, 0xF0)), 0x02, 0, 0, 0
+        )
         ip = ip[:20] + tcp
         struct.pack_into("!H", ip, 2, len(ip))
     return eth + bytes(ip)

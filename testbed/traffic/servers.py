@@ -80,8 +80,12 @@ def serve_udp_echo(addrs: list[str], port: int, stop: threading.Event) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m testbed.traffic.servers")
-    parser.add_argument("--name", required=True, help="the real server's name, sent in every answer")
-    parser.add_argument("--bind", action="append", required=True, help="address for UDP echo (repeat)")
+    parser.add_argument(
+        "--name", required=True, help="the real server's name, sent in every answer"
+    )
+    parser.add_argument(
+        "--bind", action="append", required=True, help="address for UDP echo (repeat)"
+    )
     parser.add_argument("--http-port", type=int, default=80)
     parser.add_argument("--echo-port", type=int, default=7)
     args = parser.parse_args(argv)

@@ -47,22 +47,39 @@ class Snapshot:
 def snapshot() -> Snapshot:
     netns = {netns_inode(pid) for pid in all_pids()} - {None}
     links = set(os.listdir("/sys/class/net"))
-    res = subprocess.run(["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True, check=False
+    )
     bridges = set(res.stdout.split())
     cgroups = set()
-    for base in ("/sys/fs/cgroup/cpu/lvs-testbed", "/sys/fs/cgroup/cpuacct/lvs-testbed", "/sys/fs/cgroup/lvs-testbed"):
+    for base in (
+        "/sys/fs/cgroup/cpu/lvs-testbed",
+        "/sys/fs/cgroup/cpuacct/lvs-testbed",
+        "/sys/fs/cgroup/lvs-testbed",
+    ):
         for dirpath, _dirs, _files in os.walk(base):
             cgroups.add(dirpath)
     shells = set()
     for pid in all_pids():
         try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cmdline = (
+                Path(f"/proc/{pid}/cmdline")
+                .read_bytes()
+                .replace(b"\0", b" ")
+                .decode(errors="replace")
+            )
         except OSError:
             continue
         if "mininet:" in cmdline or "testbed.traffic" in cmdline or "testbed.director" in cmdline:
             shells.add((pid, cmdline.strip()))
-    return Snapshot(frozenset(netns), frozenset(links), frozenset(bridges), frozenset(cgroups),
-                    frozenset(list_runs()), frozenset(shells))
+    return Snapshot(
+        frozenset(netns),
+        frozenset(links),
+        frozenset(bridges),
+        frozenset(cgroups),
+        frozenset(list_runs()),
+        frozenset(shells),
+    )
 
 
 def wait_for_no_leftovers(before: Snapshot, timeout_s: float = 5.0) -> dict:

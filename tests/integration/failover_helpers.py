@@ -38,10 +38,23 @@ def add_stream_service(tb: Testbed, names: tuple[str, ...] = ("d1", "d2")) -> No
 def start_stream(tb: Testbed, seconds: int):
     """An iperf3 TCP stream from c1 through the VIP to rs1; returns (server, client) procs."""
     rs1, c1 = tb.net["rs1"], tb.net["c1"]
-    server = rs1.popen([sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(PORT)])
+    server = rs1.popen(
+        [sys.executable, "-m", "testbed.traffic.iperf", "server", "--port", str(PORT)]
+    )
     assert wait_until(lambda: f":{PORT} " in rs1.cmd(f"ss -Hltn 'sport = :{PORT}'"), 5)
-    client = c1.popen([sys.executable, "-m", "testbed.traffic.iperf", "client", tb.plan.vip, "--port", str(PORT),
-                       "--duration-s", str(seconds)])
+    client = c1.popen(
+        [
+            sys.executable,
+            "-m",
+            "testbed.traffic.iperf",
+            "client",
+            tb.plan.vip,
+            "--port",
+            str(PORT),
+            "--duration-s",
+            str(seconds),
+        ]
+    )
     return server, client
 
 
@@ -70,7 +83,9 @@ def ensure_master(tb: Testbed, name: str = "d1") -> None:
         add_stream_service(tb, (name,))
     elif not daemon_alive(tb, name, "vrrp"):
         tb.restore("shutdown", name)
-    assert wait_until(lambda: tb.vip_holder() == name and master_since(vrrp_status(tb.run.dir, name)), 20)
+    assert wait_until(
+        lambda: tb.vip_holder() == name and master_since(vrrp_status(tb.run.dir, name)), 20
+    )
 
 
 def takeover_s(tb: Testbed, failed_at: float, backup: str = "d2") -> float | None:
@@ -84,5 +99,3 @@ def takeover_s(tb: Testbed, failed_at: float, backup: str = "d2") -> float | Non
         return False
 
     return since[0] - failed_at if wait_until(became_master, 10, 0.02) else None
-
-

@@ -20,14 +20,16 @@ def who_served(host, vip: str, n: int) -> list[str]:
     return names
 
 
-def udp_echo(host, dst: str, port: int = 7, sport: int = 0, payload: str = "ping", timeout_s: float = 1.0) -> bool:
+def udp_echo(
+    host, dst: str, port: int = 7, sport: int = 0, payload: str = "ping", timeout_s: float = 1.0
+) -> bool:
     """Send one datagram from ``host`` (optionally from a fixed source port); True if echoed."""
     code = (
         "import socket,sys;s=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);"
         f"s.bind(('',{sport}));s.settimeout({timeout_s});s.sendto({payload.encode()!r},('{dst}',{port}));"
         "\ntry:\n d=s.recv(2048);print('ECHO',d.decode())\nexcept OSError:\n print('TIMEOUT')"
     )
-    out = host.cmd(f"{sys.executable} -c \"{code}\"")
+    out = host.cmd(f'{sys.executable} -c "{code}"')
     return f"ECHO {payload}" in out
 
 
@@ -37,7 +39,9 @@ def ipvsadm(host, args: str) -> tuple[int, str]:
     return int(rc.strip()), body
 
 
-def dest_counter(host, vip_port: str, rip_port: str, proto_flag: str = "-t", column: int = 1) -> int:
+def dest_counter(
+    host, vip_port: str, rip_port: str, proto_flag: str = "-t", column: int = 1
+) -> int:
     """One counter of a real server from `ipvsadm -L -n --stats --exact` (1=Conns, 2=InPkts,
     3=OutPkts, 4=InBytes, 5=OutBytes)."""
     _rc, out = ipvsadm(host, f"-L -n --stats --exact {proto_flag} {vip_port}")

@@ -19,7 +19,9 @@ CLI = [sys.executable, "-m", "testbed"]
 
 
 def test_up_no_cli_leaves_nothing(no_leftovers):
-    res = subprocess.run([*CLI, "up", "nat", "--rs", "2", "--no-cli"], capture_output=True, text=True, timeout=120)
+    res = subprocess.run(
+        [*CLI, "up", "nat", "--rs", "2", "--no-cli"], capture_output=True, text=True, timeout=120
+    )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "WRONG" not in res.stdout
 
@@ -35,8 +37,12 @@ def test_a_run_failing_mid_build_leaves_nothing(no_leftovers, monkeypatch):
 
 def test_kill_9_then_clean_leaves_nothing():
     before = snapshot()
-    proc = subprocess.Popen([*CLI, "up", "dr", "--rs", "2", "--director-cpu", "0.5"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [*CLI, "up", "dr", "--rs", "2", "--director-cpu", "0.5"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     try:
         out = b""
         deadline = time.monotonic() + 60

@@ -54,8 +54,12 @@ def test_replies_bypass_the_director_in_dr_and_pass_it_in_nat(fresh):
     tb = fresh
     who_served(tb.net["c1"], tb.plan.vip, 3)
     d1 = tb.net["d1"]
-    out_pkts = sum(dest_counter(d1, f"{tb.plan.vip}:80", f"{rs.ip}:80", column=3) for rs in tb.plan.realservers)
-    in_pkts = sum(dest_counter(d1, f"{tb.plan.vip}:80", f"{rs.ip}:80", column=2) for rs in tb.plan.realservers)
+    out_pkts = sum(
+        dest_counter(d1, f"{tb.plan.vip}:80", f"{rs.ip}:80", column=3) for rs in tb.plan.realservers
+    )
+    in_pkts = sum(
+        dest_counter(d1, f"{tb.plan.vip}:80", f"{rs.ip}:80", column=2) for rs in tb.plan.realservers
+    )
     assert in_pkts > 0
     if tb.plan.layout == "dr":
         assert out_pkts == 0
@@ -68,8 +72,12 @@ def test_weight_zero_quiesces_new_flows_but_existing_ones_continue(fresh):
     c1, d1 = tb.net["c1"], tb.net["d1"]
     vip = tb.plan.vip
     assert udp_echo(c1, vip, sport=40001)  # this flow now belongs to one real server
-    owner = next(rs for rs in tb.plan.realservers if dest_counter(d1, f"{vip}:7", f"{rs.ip}:7", "-u", 2) == 1)
-    rc, out = ipvsadm(d1, f"-e -u {vip}:7 -r {owner.ip}:7 {'-g' if tb.plan.layout == 'dr' else '-m'} -w 0")
+    owner = next(
+        rs for rs in tb.plan.realservers if dest_counter(d1, f"{vip}:7", f"{rs.ip}:7", "-u", 2) == 1
+    )
+    rc, out = ipvsadm(
+        d1, f"-e -u {vip}:7 -r {owner.ip}:7 {'-g' if tb.plan.layout == 'dr' else '-m'} -w 0"
+    )
     assert rc == 0, out
     assert udp_echo(c1, vip, sport=40001)  # the existing flow goes on
     assert dest_counter(d1, f"{vip}:7", f"{owner.ip}:7", "-u", 2) == 2
@@ -87,7 +95,9 @@ def test_deleting_a_real_server_drops_its_flows_and_reschedules_new_ones(fresh):
     c1, d1 = tb.net["c1"], tb.net["d1"]
     vip = tb.plan.vip
     assert udp_echo(c1, vip, sport=40100)
-    owner = next(rs for rs in tb.plan.realservers if dest_counter(d1, f"{vip}:7", f"{rs.ip}:7", "-u", 2) == 1)
+    owner = next(
+        rs for rs in tb.plan.realservers if dest_counter(d1, f"{vip}:7", f"{rs.ip}:7", "-u", 2) == 1
+    )
     rc, out = ipvsadm(d1, f"-d -u {vip}:7 -r {owner.ip}:7")
     assert rc == 0, out
     assert not udp_echo(c1, vip, sport=40100)
@@ -126,8 +136,13 @@ def test_bad_ipvsadm_commands_fail_and_change_nothing(fresh):
     tb = fresh
     d1 = tb.net["d1"]
     _rc, before = ipvsadm(d1, "-S -n")
-    for bad in ("-A -t 10.0.0.1:80 -s nosuch", "-a -t 1.2.3.4:80 -r 10.0.0.11", "--bogus", "-A -t notanip:80",
-                f"-A -t {tb.plan.vip}:80"):
+    for bad in (
+        "-A -t 10.0.0.1:80 -s nosuch",
+        "-a -t 1.2.3.4:80 -r 10.0.0.11",
+        "--bogus",
+        "-A -t notanip:80",
+        f"-A -t {tb.plan.vip}:80",
+    ):
         rc, out = ipvsadm(d1, bad)
         assert rc != 0, (bad, out)
     _rc, after = ipvsadm(d1, "-S -n")
@@ -144,8 +159,10 @@ def test_director_keeps_serving_through_10000_malformed_frames(fresh):
     else:
         sender, iface, src = c1, "c1-eth0", c1.IP()
     dmac = d1.intf(tb.plan.node("d1").intfs[0].name).MAC()
-    out = sender.cmd(f"{sys.executable} -m testbed.traffic.rawsend --iface {iface} --dst-mac {dmac} "
-                     f"--dst-ip {tb.plan.vip} --src-ip {src} --count 10000")
+    out = sender.cmd(
+        f"{sys.executable} -m testbed.traffic.rawsend --iface {iface} --dst-mac {dmac} "
+        f"--dst-ip {tb.plan.vip} --src-ip {src} --count 10000"
+    )
     assert int(out.strip().splitlines()[-1]) >= 9000
     assert sorted(who_served(c1, tb.plan.vip, 3)) == ["rs1", "rs2", "rs3"]
     import json

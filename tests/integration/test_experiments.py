@@ -61,13 +61,24 @@ def test_reproduce_quick(tmp_path, no_leftovers):
     report = (run_dir / "report" / "report.md").read_text()
     for heading in ("## Seed against measured", "## Verdicts", "## Capacity of each variant"):
         assert heading in report
-    for hypothesis in ("| NIC |", "| IRQ (per-frame wake-ups) |", "| LVS type |", "| bus (DMA) |",
-                       "| connection table |"):
+    for hypothesis in (
+        "| NIC |",
+        "| IRQ (per-frame wake-ups) |",
+        "| LVS type |",
+        "| bus (DMA) |",
+        "| connection table |",
+    ):
         assert hypothesis in report
     steps = {}
     for point in (run_dir / "points").iterdir():
         record = json.loads((point / "result.json").read_text())
         steps[record["params"]["step"]] = record["summary"]
-    assert steps["dr"]["quota_cores"] == steps["nat"]["quota_cores"] == steps["calibrate"]["quota_cores"]
-    assert steps["dr"]["capacity_pps"] > steps["nat"]["capacity_pps"]  # DR beats NAT at the same quota
+    assert (
+        steps["dr"]["quota_cores"]
+        == steps["nat"]["quota_cores"]
+        == steps["calibrate"]["quota_cores"]
+    )
+    assert (
+        steps["dr"]["capacity_pps"] > steps["nat"]["capacity_pps"]
+    )  # DR beats NAT at the same quota
     assert 3000 <= steps["calibrate"]["nat_total_pps"] <= 9000  # calibrated near the seed's 6,000

@@ -81,14 +81,19 @@ def test_cutting_only_the_vrrp_path_makes_two_masters_and_healing_leaves_one(pai
     tb = pair
     ensure_master(tb)
     d2 = tb.net["d2"]
-    d2.cmd("nft add table inet cut; nft add chain inet cut in '{ type filter hook input priority 0; }'; "
-           "nft add rule inet cut in ip protocol vrrp drop")
+    d2.cmd(
+        "nft add table inet cut; nft add chain inet cut in "
+        "'{ type filter hook input priority 0; }'; "
+        "nft add rule inet cut in ip protocol vrrp drop"
+    )
     try:
         assert wait_until(lambda: master_since(vrrp_status(tb.run.dir, "d2")) is not None, 6)
         assert master_since(vrrp_status(tb.run.dir, "d1")) is not None  # split brain
     finally:
         d2.cmd("nft delete table inet cut")
-    assert wait_until(lambda: all(i["state"] == "BACKUP" for i in vrrp_status(tb.run.dir, "d2")["instances"]), 5)
+    assert wait_until(
+        lambda: all(i["state"] == "BACKUP" for i in vrrp_status(tb.run.dir, "d2")["instances"]), 5
+    )
     assert master_since(vrrp_status(tb.run.dir, "d1")) is not None
     assert f"{tb.plan.vip}/" not in d2.cmd("ip -4 -o addr show")
 
@@ -114,5 +119,9 @@ def test_health_check_quiesces_a_dead_real_server_and_brings_it_back(pair):
         assert wait_until(lambda: weight() == 0, 20)
         assert "rs2" not in who_served(tb.net["c1"], tb.plan.vip, 4)
     finally:
-        tb.spawn("rs2", [sys.executable, "-m", "testbed.traffic.servers", "--name", "rs2", "--bind", rip], "servers")
+        tb.spawn(
+            "rs2",
+            [sys.executable, "-m", "testbed.traffic.servers", "--name", "rs2", "--bind", rip],
+            "servers",
+        )
     assert wait_until(lambda: weight() == 1, 20)

@@ -71,15 +71,25 @@ class Lines:
 
 def test_lab_start_check_and_reset_from_another_process(no_leftovers):
     env = dict(os.environ, PYTHONUNBUFFERED="1", COLUMNS="200")
-    start = subprocess.Popen([*CLI, "lab", "start", "1"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True, env=env)
+    start = subprocess.Popen(
+        [*CLI, "lab", "start", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     out = Lines(start)
     try:
         assert out.wait_for("Handout:", 60), out.text()
-        check = subprocess.run([*CLI, "lab", "check", "1"], capture_output=True, text=True, timeout=120, env=env)
+        check = subprocess.run(
+            [*CLI, "lab", "check", "1"], capture_output=True, text=True, timeout=120, env=env
+        )
         assert check.returncode == 1, check.stdout + check.stderr
         assert "FAIL  every real server holds the VIP on lo" in check.stdout
-        reset = subprocess.run([*CLI, "lab", "reset", "1"], capture_output=True, text=True, timeout=60, env=env)
+        reset = subprocess.run(
+            [*CLI, "lab", "reset", "1"], capture_output=True, text=True, timeout=60, env=env
+        )
         assert reset.returncode == 0, reset.stdout + reset.stderr
         start.stdin.write("labcheck\nexit\n")
         start.stdin.close()
@@ -102,4 +112,6 @@ def test_lab4_check_reads_real_sweeps_and_the_answers(tmp_path, no_leftovers):
     assert all_ok(after), format_results(after)
     (ctx.answers_dir / lab.name / "answers.md").unlink()
     without = lab.run_check(ctx)
-    assert [r.name for r in without if not r.ok] == ["the answers name the limiting factor"], format_results(without)
+    assert [r.name for r in without if not r.ok] == ["the answers name the limiting factor"], (
+        format_results(without)
+    )

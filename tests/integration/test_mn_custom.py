@@ -20,9 +20,19 @@ ROOT = Path(__file__).resolve().parents[2]
 )
 def test_mn_custom_pingall(layout, n_rs, expected, no_leftovers):
     res = subprocess.run(
-        ["mn", "--custom", str(ROOT / "topos" / f"{layout}.py"), "--topo", f"lvs-{layout},{n_rs}",
-         "--test", "pingall"],
-        capture_output=True, text=True, timeout=180, cwd=ROOT,
+        [
+            "mn",
+            "--custom",
+            str(ROOT / "topos" / f"{layout}.py"),
+            "--topo",
+            f"lvs-{layout},{n_rs}",
+            "--test",
+            "pingall",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=ROOT,
     )
     out = res.stdout + res.stderr
     assert res.returncode == 0, out

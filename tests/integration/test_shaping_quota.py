@@ -35,8 +35,16 @@ def test_small_frames_are_capped_as_on_a_real_wire(shaped_dr):
     10 Mbit/s, where counting bytes alone would allow 20,833."""
     c1, rs1 = shaped_dr.net["c1"], shaped_dr.net["rs1"]
     expected_pps = max_frames_per_s(RATE_MBIT, 60)
-    res = iperf_between(c1, rs1, c1.IP(), port=5202, duration_s=3, udp=True, blksize=18,
-                        bandwidth_bps=int(2 * expected_pps * 18 * 8))
+    res = iperf_between(
+        c1,
+        rs1,
+        c1.IP(),
+        port=5202,
+        duration_s=3,
+        udp=True,
+        blksize=18,
+        bandwidth_bps=int(2 * expected_pps * 18 * 8),
+    )
     assert "error" not in res, res
     assert expected_pps * 0.8 <= res["received_pps"] <= expected_pps * 1.2, res
 

@@ -28,14 +28,18 @@ from testbed.report import Figure, Section
 class SelftestParams:
     rate_pps: float = field(default=1000.0, metadata={"help": "Offered load, packets/s."})
     layout: Literal["dr", "nat"] = field(
-        default="dr", metadata={"help": "Synthetic layout: nat has half the capacity of dr."})
+        default="dr", metadata={"help": "Synthetic layout: nat has half the capacity of dr."}
+    )
     capacity_pps: float = field(default=3000.0, metadata={"help": "Capacity of dr, packets/s."})
     sender_max_pps: float | None = field(
-        default=None, metadata={"help": "The load generator tops out here (invalid points)."})
+        default=None, metadata={"help": "The load generator tops out here (invalid points)."}
+    )
     fail_at_pps: float | None = field(
-        default=None, metadata={"help": "Raise an exception at this offered load."})
+        default=None, metadata={"help": "Raise an exception at this offered load."}
+    )
     abort_at_pps: float | None = field(
-        default=None, metadata={"help": "Exit without a result at this offered load."})
+        default=None, metadata={"help": "Exit without a result at this offered load."}
+    )
     sleep_s: float = field(default=0.0, metadata={"help": "Sleep this long before measuring."})
     n_samples: int = field(default=6, metadata={"help": "Counter samples per point."})
 
@@ -59,16 +63,24 @@ def run_point(params: SelftestParams, ctx: PointContext) -> PointResult:
     rng = random.Random(f"{params.rate_pps}/{params.layout}/{ctx.repeat}")
     rows, t_s = [], 0.0
     for _ in range(params.n_samples):
-        rows.append({"t_s": round(t_s, 6), "sent_pkts": sent_pps * t_s,
-                     "delivered_pkts": delivered_pps * t_s})
+        rows.append(
+            {
+                "t_s": round(t_s, 6),
+                "sent_pkts": sent_pps * t_s,
+                "delivered_pkts": delivered_pps * t_s,
+            }
+        )
         t_s += 0.1 * (1 + rng.random())  # irregular, as a real sampler's wake-ups are
     times = [r["t_s"] for r in rows]
     achieved = mean_rate(times, [r["sent_pkts"] for r in rows])
     delivered = mean_rate(times, [r["delivered_pkts"] for r in rows])
     fidelity = check_fidelity(target_pps=params.rate_pps, achieved_pps=achieved)
     return PointResult(
-        summary={"achieved_pps": achieved, "delivered_pps": delivered,
-                 "loss_frac": 1 - delivered / achieved},
+        summary={
+            "achieved_pps": achieved,
+            "delivered_pps": delivered,
+            "loss_frac": 1 - delivered / achieved,
+        },
         samples=rows,
         invalid_reasons=fidelity.reasons,
     )
@@ -81,8 +93,10 @@ def report(run: RunData) -> list[Figure | Section]:
     findings = []
     for s in curves:
         knee = find_knee(s.x, s.y)
-        findings.append(f"{s.label}: carried up to {knee.knee_offered_pps or 0:,.0f} pps"
-                        + (f", capacity {knee.capacity_pps:,.0f} pps" if knee.capacity_pps else ""))
+        findings.append(
+            f"{s.label}: carried up to {knee.knee_offered_pps or 0:,.0f} pps"
+            + (f", capacity {knee.capacity_pps:,.0f} pps" if knee.capacity_pps else "")
+        )
 
     def draw(fig) -> None:
         ax = fig.subplots()
@@ -99,12 +113,14 @@ def report(run: RunData) -> list[Figure | Section]:
     ]
 
 
-EXPERIMENT = register(Experiment(
-    name="selftest",
-    description="Synthetic saturating director for the framework's tests (no root).",
-    params=SelftestParams,
-    run_point=run_point,
-    report=report,
-    needs_root=False,
-    timeout_s=60,
-))
+EXPERIMENT = register(
+    Experiment(
+        name="selftest",
+        description="Synthetic saturating director for the framework's tests (no root).",
+        params=SelftestParams,
+        run_point=run_point,
+        report=report,
+        needs_root=False,
+        timeout_s=60,
+    )
+)

@@ -65,8 +65,9 @@ class FakePort:
 
 def accounted(fwd: Forwarder) -> bool:
     """The forwarder's invariant: every received frame ended in exactly one outcome."""
-    return fwd.rx == (fwd.forwarded + fwd.queued + sum(fwd.ignored.values())
-                      + sum(fwd.dropped.values()))
+    return fwd.rx == (
+        fwd.forwarded + fwd.queued + sum(fwd.ignored.values()) + sum(fwd.dropped.values())
+    )
 
 
 LABS: list[Lab] = []
@@ -76,8 +77,9 @@ LABS: list[Lab] = []
 class Lab:
     """A Director configured by `ipvsadm -R`, fake ports, routes, and the Forwarder over them."""
 
-    def __init__(self, ports: list[FakePort], routes: list[Route], rules: str,
-                 *, seed: int = 7) -> None:
+    def __init__(
+        self, ports: list[FakePort], routes: list[Route], rules: str, *, seed: int = 7
+    ) -> None:
         self.director = Director(seed=seed)
         res = ipvsadm.run(["-R"], self.director, rules, now=0.0)
         assert res.rc == 0, res.err
@@ -93,8 +95,9 @@ class Lab:
         self.fwd.refresh_services()
         return res.out
 
-    def handle(self, frame, port: str, now: float = 1.0, *, csum_partial: bool = False
-               ) -> dict[str, list[bytes]]:
+    def handle(
+        self, frame, port: str, now: float = 1.0, *, csum_partial: bool = False
+    ) -> dict[str, list[bytes]]:
         """Feed a copy of ``frame`` in on ``port``; return what each port sent meanwhile."""
         for p in self.ports.values():
             p.take()
@@ -107,8 +110,9 @@ class Lab:
         assert hop is not None and hop.ip == ip(who_ip), f"{who_ip} is not a neighbour"
         self.neigh.solicit(hop, now)
         port = hop.port
-        self.fwd.handle(arp_frame(2, who_mac, who_ip, port.mac_text, port.ip_text), port,
-                        False, now)
+        self.fwd.handle(
+            arp_frame(2, who_mac, who_ip, port.mac_text, port.ip_text), port, False, now
+        )
         assert hop.mac == mac(who_mac)
         port.take()
 
@@ -143,23 +147,59 @@ def _frame(eth_src: str, eth_dst: str, header: ipv4.ipv4, l4, payload: bytes) ->
 
 
 def _ip(src: str, dst: str, proto: int, ttl: int, options: bytes = b"") -> ipv4.ipv4:
-    return ipv4.ipv4(src=src, dst=dst, proto=proto, ttl=ttl, identification=0x1234,
-                     flags=0b010, header_length=5 + len(options) // 4, option=options or None)
+    return ipv4.ipv4(
+        src=src,
+        dst=dst,
+        proto=proto,
+        ttl=ttl,
+        identification=0x1234,
+        flags=0b010,
+        header_length=5 + len(options) // 4,
+        option=options or None,
+    )
 
 
-def tcp_frame(src: str, dst: str, sport: int, dport: int, bits: int = SYN, *,
-              payload: bytes = b"", ttl: int = 64, eth_src: str, eth_dst: str,
-              seq: int = 1000, ack_no: int = 0, options: bytes = b"") -> bytearray:
-    header = tcp.tcp(src_port=sport, dst_port=dport, seq=seq, ack=ack_no, bits=bits,
-                     window_size=29200,
-                     option=[tcp.TCPOptionMaximumSegmentSize(max_seg_size=1460)])
+def tcp_frame(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    bits: int = SYN,
+    *,
+    payload: bytes = b"",
+    ttl: int = 64,
+    eth_src: str,
+    eth_dst: str,
+    seq: int = 1000,
+    ack_no: int = 0,
+    options: bytes = b"",
+) -> bytearray:
+    header = tcp.tcp(
+        src_port=sport,
+        dst_port=dport,
+        seq=seq,
+        ack=ack_no,
+        bits=bits,
+        window_size=29200,
+        option=[tcp.TCPOptionMaximumSegmentSize(max_seg_size=1460)],
+    )
     return _frame(eth_src, eth_dst, _ip(src, dst, 6, ttl, options), header, payload)
 
 
-def udp_frame(src: str, dst: str, sport: int, dport: int, *, payload: bytes = b"ping",
-              ttl: int = 64, eth_src: str, eth_dst: str) -> bytearray:
-    return _frame(eth_src, eth_dst, _ip(src, dst, 17, ttl), udp.udp(src_port=sport,
-                                                                     dst_port=dport), payload)
+def udp_frame(
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    *,
+    payload: bytes = b"ping",
+    ttl: int = 64,
+    eth_src: str,
+    eth_dst: str,
+) -> bytearray:
+    return _frame(
+        eth_src, eth_dst, _ip(src, dst, 17, ttl), udp.udp(src_port=sport, dst_port=dport), payload
+    )
 
 
 def icmp_echo_frame(src: str, dst: str, *, eth_src: str, eth_dst: str) -> bytearray:
@@ -167,8 +207,17 @@ def icmp_echo_frame(src: str, dst: str, *, eth_src: str, eth_dst: str) -> bytear
     return _frame(eth_src, eth_dst, _ip(src, dst, 1, 64), body, b"")
 
 
-def icmp_error_frame(src: str, dst: str, quoted: bytes, *, type_: int = 3, code: int = 3,
-                     ttl: int = 64, eth_src: str, eth_dst: str) -> bytearray:
+def icmp_error_frame(
+    src: str,
+    dst: str,
+    quoted: bytes,
+    *,
+    type_: int = 3,
+    code: int = 3,
+    ttl: int = 64,
+    eth_src: str,
+    eth_dst: str,
+) -> bytearray:
     """An ICMP error from ``src`` to ``dst`` quoting the IPv4 packet ``quoted``."""
     body = icmp.icmp(type_=type_, code=code, data=icmp.dest_unreach(data=bytes(quoted)))
     return _frame(eth_src, eth_dst, _ip(src, dst, 1, ttl), body, b"")
@@ -177,15 +226,17 @@ def icmp_error_frame(src: str, dst: str, quoted: bytes, *, type_: int = 3, code:
 def ip_packet(frame: bytes, l3: int = 14) -> bytes:
     """The IPv4 packet inside an Ethernet frame, without link padding."""
     total = struct.unpack_from("!H", frame, l3 + 2)[0]
-    return bytes(frame[l3:l3 + total])
+    return bytes(frame[l3 : l3 + total])
 
 
-def arp_frame(op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str,
-              eth_dst: str | None = None) -> bytearray:
+def arp_frame(
+    op: int, src_mac: str, src_ip: str, dst_mac: str, dst_ip: str, eth_dst: str | None = None
+) -> bytearray:
     p = packet.Packet()
     p.add_protocol(ethernet.ethernet(dst=eth_dst or dst_mac, src=src_mac, ethertype=ETH_P_ARP))
-    p.add_protocol(arp.arp(opcode=op, src_mac=src_mac, src_ip=src_ip, dst_mac=dst_mac,
-                           dst_ip=dst_ip))
+    p.add_protocol(
+        arp.arp(opcode=op, src_mac=src_mac, src_ip=src_ip, dst_mac=dst_mac, dst_ip=dst_ip)
+    )
     p.serialize()
     return bytearray(p.data)
 
@@ -283,7 +334,7 @@ def assert_valid_ipv4_frame(frame: bytes) -> bytes:
 def quoted_l4_ok(pkt: bytes) -> bool:
     """Whether a whole TCP/UDP packet quoted in an ICMP error has a right checksum."""
     ihl = (pkt[0] & 15) * 4
-    quoted = pkt[ihl + 8:]
+    quoted = pkt[ihl + 8 :]
     return not ipv4_problems(quoted)
 
 

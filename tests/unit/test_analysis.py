@@ -48,13 +48,16 @@ def test_rates_follow_a_changing_counter():
     assert mean_rate([0.0, 1.0, 1.25], [0, 100, 200]) == pytest.approx(160.0)
 
 
-@pytest.mark.parametrize("times_s, counts, message", [
-    ([0.0], [0], "at least two"),
-    ([0.0, 1.0], [0], "2 timestamps but 1"),
-    ([0.0, 1.0, 1.0], [0, 1, 2], "timestamps must increase"),
-    ([0.0, 1.0, 0.5], [0, 1, 2], "timestamps must increase"),
-    ([0.0, 1.0, 2.0], [0, 10, 5], "counter went backwards"),
-])
+@pytest.mark.parametrize(
+    "times_s, counts, message",
+    [
+        ([0.0], [0], "at least two"),
+        ([0.0, 1.0], [0], "2 timestamps but 1"),
+        ([0.0, 1.0, 1.0], [0, 1, 2], "timestamps must increase"),
+        ([0.0, 1.0, 0.5], [0, 1, 2], "timestamps must increase"),
+        ([0.0, 1.0, 2.0], [0, 10, 5], "counter went backwards"),
+    ],
+)
 def test_rates_refuse_bad_samples(times_s, counts, message):
     with pytest.raises(ValueError, match=message):
         interval_rates(times_s, counts)
@@ -105,7 +108,11 @@ def test_percentiles_match_numpy():
     assert list(got) == ["p50", "p90", "p99", "p99.9"]
     for q in (50, 90, 99, 99.9):
         assert got[f"p{q:g}"] == pytest.approx(np.percentile(values, q))
-    assert percentiles([1, 2, 3, 4]) == {"p50": 2.5, "p90": pytest.approx(3.7), "p99": pytest.approx(3.97)}
+    assert percentiles([1, 2, 3, 4]) == {
+        "p50": 2.5,
+        "p90": pytest.approx(3.7),
+        "p99": pytest.approx(3.97),
+    }
 
 
 def test_percentiles_refuse_nonsense():
@@ -162,7 +169,7 @@ def test_knee_of_a_soft_saturation_curve():
     offered = [100.0 * i for i in range(1, 151)]
     delivered = [x / (1 + (x / capacity_pps) ** 4) ** 0.25 for x in offered]
     knee = find_knee(offered, delivered)
-    expected = capacity_pps * (0.95 ** -4 - 1) ** 0.25
+    expected = capacity_pps * (0.95**-4 - 1) ** 0.25
     assert expected - 100 < knee.knee_offered_pps <= expected
     assert knee.capacity_pps == pytest.approx(capacity_pps, rel=0.05)
 
@@ -211,13 +218,16 @@ def test_measured_loss_can_end_the_knee_earlier():
     assert knee.knee_offered_pps == 2000.0 and knee.saturated
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"offered_pps": [], "delivered_pps": []}, "at least one"),
-    ({"offered_pps": [1.0], "delivered_pps": []}, "1 offered rates but 0"),
-    ({"offered_pps": [0.0], "delivered_pps": [0.0]}, "positive"),
-    ({"offered_pps": [1.0], "delivered_pps": [1.0], "tolerance_frac": 1.0}, "tolerance_frac"),
-    ({"offered_pps": [1.0], "delivered_pps": [1.0], "loss_frac": []}, "loss values"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"offered_pps": [], "delivered_pps": []}, "at least one"),
+        ({"offered_pps": [1.0], "delivered_pps": []}, "1 offered rates but 0"),
+        ({"offered_pps": [0.0], "delivered_pps": [0.0]}, "positive"),
+        ({"offered_pps": [1.0], "delivered_pps": [1.0], "tolerance_frac": 1.0}, "tolerance_frac"),
+        ({"offered_pps": [1.0], "delivered_pps": [1.0], "loss_frac": []}, "loss values"),
+    ],
+)
 def test_find_knee_refuses_bad_input(kwargs, message):
     with pytest.raises(ValueError, match=message):
         find_knee(**kwargs)
@@ -238,11 +248,14 @@ def test_cpu_busy_fraction_ignores_guest_time_counted_in_user():
     assert cpu_busy_fraction(before, after) == pytest.approx(0.5)
 
 
-@pytest.mark.parametrize("before, after, message", [
-    ([0] * 7, [0] * 8, "at least 8"),
-    ([1] * 8, [1] * 8, "no CPU time passed"),
-    ([5] * 8, [4] * 8, "went backwards"),
-])
+@pytest.mark.parametrize(
+    "before, after, message",
+    [
+        ([0] * 7, [0] * 8, "at least 8"),
+        ([1] * 8, [1] * 8, "no CPU time passed"),
+        ([5] * 8, [4] * 8, "went backwards"),
+    ],
+)
 def test_cpu_busy_fraction_refuses_bad_snapshots(before, after, message):
     with pytest.raises(ValueError, match=message):
         cpu_busy_fraction(before, after)
@@ -301,12 +314,18 @@ def test_parse_proc_stat():
 
 def test_busy_fractions_per_cpu():
     before = parse_proc_stat(PROC_STAT)
-    after = {name: tuple(v + d for v, d in zip(values, (100, 0, 0, 0, 0, 0, 0, 0, 0, 0),
-                                                strict=True)) if name == "cpu1" else
-             tuple(v + d for v, d in zip(values, (0, 0, 0, 100, 0, 0, 0, 0, 0, 0), strict=True))
-             for name, values in before.items()}
+    after = {
+        name: tuple(v + d for v, d in zip(values, (100, 0, 0, 0, 0, 0, 0, 0, 0, 0), strict=True))
+        if name == "cpu1"
+        else tuple(v + d for v, d in zip(values, (0, 0, 0, 100, 0, 0, 0, 0, 0, 0), strict=True))
+        for name, values in before.items()
+    }
     fractions = cpu_busy_fractions(before, after)
-    assert fractions == {"cpu": pytest.approx(0.0), "cpu0": pytest.approx(0.0), "cpu1": pytest.approx(1.0)}
+    assert fractions == {
+        "cpu": pytest.approx(0.0),
+        "cpu0": pytest.approx(0.0),
+        "cpu1": pytest.approx(1.0),
+    }
 
 
 def test_read_proc_stat_of_this_machine():
@@ -314,6 +333,7 @@ def test_read_proc_stat_of_this_machine():
     assert "cpu" in cpus and len(cpus["cpu"]) >= 8
 
 
+# /proc/net/dev as the kernel writes it: its lines are longer than ours.
 NET_DEV = """\
 Inter-|   Receive                                                |  Transmit
  face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed

@@ -67,11 +67,32 @@ def test_up_builds_the_plans_params_from_its_options(monkeypatch):
 
     seen = {}
     monkeypatch.setattr(net, "require_root", lambda what: None)
-    monkeypatch.setattr(net, "run_layout", lambda layout, params, *a, **k: seen.update(layout=layout, params=params))
-    result = runner.invoke(app, ["up", "nat1", "--rs", "5", "--io", "frame", "-s", "wlc", "--no-conn-sync",
-                                 "--director-cpu", "0.2"])
+    monkeypatch.setattr(
+        net, "run_layout", lambda layout, params, *a, **k: seen.update(layout=layout, params=params)
+    )
+    result = runner.invoke(
+        app,
+        [
+            "up",
+            "nat1",
+            "--rs",
+            "5",
+            "--io",
+            "frame",
+            "-s",
+            "wlc",
+            "--no-conn-sync",
+            "--director-cpu",
+            "0.2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     p = seen["params"]
-    assert seen["layout"] == "nat1" and (p.n_rs, p.io_mode, p.scheduler, p.conn_sync, p.director_cpu) == (
-        5, "frame", "wlc", False, 0.2)
+    assert seen["layout"] == "nat1" and (
+        p.n_rs,
+        p.io_mode,
+        p.scheduler,
+        p.conn_sync,
+        p.director_cpu,
+    ) == (5, "frame", "wlc", False, 0.2)
     assert runner.invoke(app, ["up", "dr", "--io", "mmap"]).exit_code == 2

@@ -40,10 +40,19 @@ class FakeDest:
     overloaded: bool = False
 
 
-def new_conn(table, now=0.0, cport=40000, flags=F_MASQ | F_INACTIVE, proto=6, dest=None,
-             timeout=2):
-    conn = Connection(proto, CIP, cport, VIP, 80, RIP, 8080, flags=flags, timeout=timeout,
-                      dest=dest if dest is not None else FakeDest())
+def new_conn(table, now=0.0, cport=40000, flags=F_MASQ | F_INACTIVE, proto=6, dest=None, timeout=2):
+    conn = Connection(
+        proto,
+        CIP,
+        cport,
+        VIP,
+        80,
+        RIP,
+        8080,
+        flags=flags,
+        timeout=timeout,
+        dest=dest if dest is not None else FakeDest(),
+    )
     table.insert(conn, now)
     return conn
 
@@ -101,12 +110,24 @@ def flow(table, conn, steps, now=1.0):
 def test_nat_handshake_and_client_close():
     table = ConnTable(seed=1)
     conn = new_conn(table)
-    steps = [(INPUT, TH_SYN), (OUTPUT, TH_SYN | TH_ACK), (INPUT, TH_ACK),
-             (INPUT, TH_FIN | TH_ACK), (OUTPUT, TH_ACK), (OUTPUT, TH_FIN | TH_ACK),
-             (INPUT, TH_ACK)]
+    steps = [
+        (INPUT, TH_SYN),
+        (OUTPUT, TH_SYN | TH_ACK),
+        (INPUT, TH_ACK),
+        (INPUT, TH_FIN | TH_ACK),
+        (OUTPUT, TH_ACK),
+        (OUTPUT, TH_FIN | TH_ACK),
+        (INPUT, TH_ACK),
+    ]
     assert flow(table, conn, steps) == [
-        "SYN_RECV", "SYN_RECV", "ESTABLISHED", "CLOSE_WAIT", "CLOSE_WAIT", "TIME_WAIT",
-        "TIME_WAIT"]
+        "SYN_RECV",
+        "SYN_RECV",
+        "ESTABLISHED",
+        "CLOSE_WAIT",
+        "CLOSE_WAIT",
+        "TIME_WAIT",
+        "TIME_WAIT",
+    ]
     assert conn.timeout == 120 and conn.expires == 121.0
 
 
@@ -114,18 +135,29 @@ def test_nat_server_closes_first():
     table = ConnTable(seed=1)
     conn = new_conn(table)
     flow(table, conn, [(INPUT, TH_SYN), (INPUT, TH_ACK)])
-    assert flow(table, conn, [(OUTPUT, TH_FIN | TH_ACK), (INPUT, TH_ACK),
-                              (INPUT, TH_FIN | TH_ACK)]) == ["FIN_WAIT", "FIN_WAIT", "TIME_WAIT"]
+    assert flow(
+        table, conn, [(OUTPUT, TH_FIN | TH_ACK), (INPUT, TH_ACK), (INPUT, TH_FIN | TH_ACK)]
+    ) == ["FIN_WAIT", "FIN_WAIT", "TIME_WAIT"]
 
 
 def test_dr_connections_use_the_input_only_table():
     table = ConnTable(seed=1)
     conn = new_conn(table, flags=F_DROUTE | F_INACTIVE | F_NOOUTPUT)
-    steps = [(INPUT, TH_SYN), (INPUT, TH_ACK), (INPUT, TH_ACK | 0x08),
-             (INPUT, TH_FIN | TH_ACK), (INPUT, TH_ACK)]
+    steps = [
+        (INPUT, TH_SYN),
+        (INPUT, TH_ACK),
+        (INPUT, TH_ACK | 0x08),
+        (INPUT, TH_FIN | TH_ACK),
+        (INPUT, TH_ACK),
+    ]
     # INPUT would take ESTABLISHED + FIN to CLOSE_WAIT; INPUT_ONLY takes it to FIN_WAIT
     assert flow(table, conn, steps) == [
-        "SYN_RECV", "ESTABLISHED", "ESTABLISHED", "FIN_WAIT", "FIN_WAIT"]
+        "SYN_RECV",
+        "ESTABLISHED",
+        "ESTABLISHED",
+        "FIN_WAIT",
+        "FIN_WAIT",
+    ]
     assert conn.timeout == 120
     table.on_tcp_packet(conn, INPUT, TH_RST, 2.0)
     assert conn.state == CLOSE and conn.expires == 12.0
@@ -219,8 +251,7 @@ def test_timeouts_come_from_the_table_at_each_packet():
 
 def test_a_template_outlives_its_timer_while_it_pins_connections():
     table = ConnTable(seed=1)
-    tpl = Connection(6, CIP, 0, VIP, 80, RIP, 80, flags=F_TEMPLATE, timeout=300,
-                     dest=FakeDest())
+    tpl = Connection(6, CIP, 0, VIP, 80, RIP, 80, flags=F_TEMPLATE, timeout=300, dest=FakeDest())
     table.insert(tpl, 0.0)
     conn = new_conn(table, timeout=900)
     conn.control = tpl
@@ -237,8 +268,18 @@ def test_a_template_outlives_its_timer_while_it_pins_connections():
 def test_expire_does_no_work_when_nothing_is_due_in_a_big_table():
     table = ConnTable(16, seed=1)
     for i in range(100_000):
-        conn = Connection(6, CIP + (i >> 16), i & 0xFFFF, VIP, 80, RIP, 80,
-                          flags=F_INACTIVE, timeout=900, dest=FakeDest())
+        conn = Connection(
+            6,
+            CIP + (i >> 16),
+            i & 0xFFFF,
+            VIP,
+            80,
+            RIP,
+            80,
+            flags=F_INACTIVE,
+            timeout=900,
+            dest=FakeDest(),
+        )
         table.insert(conn, 0.0)
     before = table.expire_work
     for now in range(0, 900, 10):
@@ -277,5 +318,12 @@ def test_record_round_trip_fields():
 
 
 def test_state_constants_are_the_kernel_numbering():
-    assert (NONE, ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT) == \
-        (0, 1, 3, 4, 5, 6, 7)
+    assert (NONE, ESTABLISHED, SYN_RECV, FIN_WAIT, TIME_WAIT, CLOSE, CLOSE_WAIT) == (
+        0,
+        1,
+        3,
+        4,
+        5,
+        6,
+        7,
+    )

@@ -111,8 +111,9 @@ def test_socket_replaces_a_stale_file_and_close_removes_it(tmp_path):
     assert not path.exists()
 
 
-@pytest.mark.parametrize("data", [b"not json", b"", b"{\"op\": ", b"[1, 2]", b"\"stats\"", b"42",
-                                  b"null"])
+@pytest.mark.parametrize(
+    "data", [b"not json", b"", b'{"op": ', b"[1, 2]", b'"stats"', b"42", b"null"]
+)
 def test_malformed_request_gets_rc_2_and_the_server_goes_on(server, data):
     """Anything but one JSON object is answered with rc 2; the server keeps serving."""
     reply = ask(server, lambda: raw_exchange(server.path, data), daemon_like_handler)

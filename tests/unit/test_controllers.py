@@ -114,51 +114,101 @@ def eth_frame(src: str, dst: str, payload: bytes = b"x" * 46) -> bytes:
 
 
 def arp_request(src_mac: str, src_ip: str, target: str) -> bytes:
-    return frame(ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac,
-                                   ethertype=ether_types.ETH_TYPE_ARP),
-                 arp.arp(opcode=arp.ARP_REQUEST, src_mac=src_mac, src_ip=src_ip,
-                         dst_mac="00:00:00:00:00:00", dst_ip=target))
+    return frame(
+        ethernet.ethernet(dst="ff:ff:ff:ff:ff:ff", src=src_mac, ethertype=ether_types.ETH_TYPE_ARP),
+        arp.arp(
+            opcode=arp.ARP_REQUEST,
+            src_mac=src_mac,
+            src_ip=src_ip,
+            dst_mac="00:00:00:00:00:00",
+            dst_ip=target,
+        ),
+    )
 
 
 def arp_reply(src_mac: str, src_ip: str, dst_mac: str, dst_ip: str) -> bytes:
-    return frame(ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether_types.ETH_TYPE_ARP),
-                 arp.arp(opcode=arp.ARP_REPLY, src_mac=src_mac, src_ip=src_ip, dst_mac=dst_mac,
-                         dst_ip=dst_ip))
+    return frame(
+        ethernet.ethernet(dst=dst_mac, src=src_mac, ethertype=ether_types.ETH_TYPE_ARP),
+        arp.arp(
+            opcode=arp.ARP_REPLY, src_mac=src_mac, src_ip=src_ip, dst_mac=dst_mac, dst_ip=dst_ip
+        ),
+    )
 
 
-def tcp_frame(src_mac: str, dst_mac: str, src: str, sport: int, dst: str, dport: int,
-              bits: int = tcp.TCP_SYN, payload: bytes = b"") -> bytes:
-    return frame(ethernet.ethernet(dst=dst_mac, src=src_mac),
-                 ipv4.ipv4(src=src, dst=dst, proto=6),
-                 tcp.tcp(src_port=sport, dst_port=dport, bits=bits), payload)
+def tcp_frame(
+    src_mac: str,
+    dst_mac: str,
+    src: str,
+    sport: int,
+    dst: str,
+    dport: int,
+    bits: int = tcp.TCP_SYN,
+    payload: bytes = b"",
+) -> bytes:
+    return frame(
+        ethernet.ethernet(dst=dst_mac, src=src_mac),
+        ipv4.ipv4(src=src, dst=dst, proto=6),
+        tcp.tcp(src_port=sport, dst_port=dport, bits=bits),
+        payload,
+    )
 
 
-def udp_frame(src_mac: str, dst_mac: str, src: str, sport: int, dst: str, dport: int,
-              payload: bytes = b"ping") -> bytes:
-    return frame(ethernet.ethernet(dst=dst_mac, src=src_mac),
-                 ipv4.ipv4(src=src, dst=dst, proto=17),
-                 udp.udp(src_port=sport, dst_port=dport), payload)
+def udp_frame(
+    src_mac: str, dst_mac: str, src: str, sport: int, dst: str, dport: int, payload: bytes = b"ping"
+) -> bytes:
+    return frame(
+        ethernet.ethernet(dst=dst_mac, src=src_mac),
+        ipv4.ipv4(src=src, dst=dst, proto=17),
+        udp.udp(src_port=sport, dst_port=dport),
+        payload,
+    )
 
 
 def packet_in(dp: FakeDatapath, in_port: int, data: bytes):
-    return OFP_PARSER.OFPPacketIn(dp, buffer_id=OFP.OFP_NO_BUFFER, total_len=len(data),
-                                  reason=OFP.OFPR_NO_MATCH, table_id=0, cookie=0,
-                                  match=OFP_PARSER.OFPMatch(in_port=in_port), data=data)
+    return OFP_PARSER.OFPPacketIn(
+        dp,
+        buffer_id=OFP.OFP_NO_BUFFER,
+        total_len=len(data),
+        reason=OFP.OFPR_NO_MATCH,
+        table_id=0,
+        cookie=0,
+        match=OFP_PARSER.OFPMatch(in_port=in_port),
+        data=data,
+    )
 
 
 def flow_removed(dp: FakeDatapath, flow_mod, packets: int, nbytes: int):
     return OFP_PARSER.OFPFlowRemoved(
-        dp, cookie=flow_mod.cookie, priority=flow_mod.priority, reason=OFP.OFPRR_IDLE_TIMEOUT,
-        table_id=0, duration_sec=5, duration_nsec=0, idle_timeout=flow_mod.idle_timeout,
-        hard_timeout=0, packet_count=packets, byte_count=nbytes, match=flow_mod.match)
+        dp,
+        cookie=flow_mod.cookie,
+        priority=flow_mod.priority,
+        reason=OFP.OFPRR_IDLE_TIMEOUT,
+        table_id=0,
+        duration_sec=5,
+        duration_nsec=0,
+        idle_timeout=flow_mod.idle_timeout,
+        hard_timeout=0,
+        packet_count=packets,
+        byte_count=nbytes,
+        match=flow_mod.match,
+    )
 
 
 def flow_stats(flow_mod, packets: int, nbytes: int):
     return OFP_PARSER.OFPFlowStats(
-        table_id=0, duration_sec=1, duration_nsec=0, priority=flow_mod.priority,
-        idle_timeout=flow_mod.idle_timeout, hard_timeout=0, flags=flow_mod.flags,
-        cookie=flow_mod.cookie, packet_count=packets, byte_count=nbytes, match=flow_mod.match,
-        instructions=flow_mod.instructions)
+        table_id=0,
+        duration_sec=1,
+        duration_nsec=0,
+        priority=flow_mod.priority,
+        idle_timeout=flow_mod.idle_timeout,
+        hard_timeout=0,
+        flags=flow_mod.flags,
+        cookie=flow_mod.cookie,
+        packet_count=packets,
+        byte_count=nbytes,
+        match=flow_mod.match,
+        instructions=flow_mod.instructions,
+    )
 
 
 def parse(data: bytes) -> packet.Packet:
@@ -285,7 +335,10 @@ def test_reconnect_and_a_restarted_app_start_clean():
     fresh.switch_connected(dp)
     delete, _, miss = dp.take()
     assert (delete.command, delete.cookie, delete.cookie_mask) == (
-        OFP.OFPFC_DELETE, L2_OWNER, OWNER_MASK)
+        OFP.OFPFC_DELETE,
+        L2_OWNER,
+        OWNER_MASK,
+    )
     assert miss.priority == 0
     fresh.packet_in(packet_in(dp, 1, eth_frame(H1, H2)))
     fresh.packet_in(packet_in(dp, 2, eth_frame(H2, H1)))
@@ -299,10 +352,14 @@ def test_short_frames_are_ignored():
 
 
 def test_l2_app_handlers_are_wired_to_the_events():
-    assert MAIN_DISPATCHER in L2LearningSwitch._packet_in.callers[
-        ofp_event.EventOFPPacketIn].dispatchers
-    assert CONFIG_DISPATCHER in L2LearningSwitch._switch_features.callers[
-        ofp_event.EventOFPSwitchFeatures].dispatchers
+    assert (
+        MAIN_DISPATCHER
+        in L2LearningSwitch._packet_in.callers[ofp_event.EventOFPPacketIn].dispatchers
+    )
+    assert (
+        CONFIG_DISPATCHER
+        in L2LearningSwitch._switch_features.callers[ofp_event.EventOFPSwitchFeatures].dispatchers
+    )
     assert L2LearningSwitch.OFP_VERSIONS == [OFP.OFP_VERSION]
     app, dp = L2LearningSwitch(), FakeDatapath()
     app._packet_in(ofp_event.EventOFPPacketIn(packet_in(dp, 1, eth_frame(H1, H2))))
@@ -325,15 +382,18 @@ def dr_rules(scheduler: str = "rr", extra: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-NAT_RULES = (f"-A -t {NAT_VIP}:80 -s rr\n"
-             f"-a -t {NAT_VIP}:80 -r {NAT_RS[0]}:8080 -m -w 1\n"
-             f"-a -t {NAT_VIP}:80 -r {NAT_RS[1]}:8080 -m -w 1\n"
-             f"-A -u {NAT_VIP}:7 -s rr\n"
-             f"-a -u {NAT_VIP}:7 -r {NAT_RS[0]}:7 -m -w 1\n")
+NAT_RULES = (
+    f"-A -t {NAT_VIP}:80 -s rr\n"
+    f"-a -t {NAT_VIP}:80 -r {NAT_RS[0]}:8080 -m -w 1\n"
+    f"-a -t {NAT_VIP}:80 -r {NAT_RS[1]}:8080 -m -w 1\n"
+    f"-A -u {NAT_VIP}:7 -s rr\n"
+    f"-a -u {NAT_VIP}:7 -r {NAT_RS[0]}:7 -m -w 1\n"
+)
 
 
-def make_lb(rules: str | None = None, gateways: tuple[str, ...] = (),
-            dpid: int = 1) -> tuple[Balancer, FakeDatapath, Clock]:
+def make_lb(
+    rules: str | None = None, gateways: tuple[str, ...] = (), dpid: int = 1
+) -> tuple[Balancer, FakeDatapath, Clock]:
     clock = Clock()
     lb = Balancer(build_director(rules or dr_rules()), VMAC, gateways, clock=clock)
     dp = FakeDatapath(dpid)
@@ -349,14 +409,16 @@ def learn_real_servers(lb: Balancer, dp: FakeDatapath, addrs=DR_RS, gateway="10.
     dp.take()
 
 
-def syn(sport: int, src: str = CLIENT, mac: str = FW_MAC, vip: str = DR_VIP,
-        dport: int = 80) -> bytes:
+def syn(
+    sport: int, src: str = CLIENT, mac: str = FW_MAC, vip: str = DR_VIP, dport: int = 80
+) -> bytes:
     return tcp_frame(mac, VMAC, src, sport, vip, dport)
 
 
 def chosen_mac(flow) -> str:
     return dict((k, v) for _, k, v in [a for a in describe(actions_of(flow)) if a[0] == "set"])[
-        "eth_dst"]
+        "eth_dst"
+    ]
 
 
 def test_arp_request_for_the_vip_is_answered_with_the_virtual_mac():
@@ -386,8 +448,11 @@ def test_arp_for_the_nat_gateway_is_answered_and_other_arp_is_switched():
 
 def test_ping_to_the_vip_is_answered():
     lb, dp, _ = make_lb()
-    echo = frame(ethernet.ethernet(dst=VMAC, src=FW_MAC), ipv4.ipv4(src=CLIENT, dst=DR_VIP, proto=1),
-                 icmp.icmp(data=icmp.echo(id_=7, seq=3, data=b"hello")))
+    echo = frame(
+        ethernet.ethernet(dst=VMAC, src=FW_MAC),
+        ipv4.ipv4(src=CLIENT, dst=DR_VIP, proto=1),
+        icmp.icmp(data=icmp.echo(id_=7, seq=3, data=b"hello")),
+    )
     lb.packet_in(packet_in(dp, FW_PORT, echo))
     (out,) = dp.sent
     reply = parse(out.data)
@@ -409,8 +474,7 @@ def test_round_robin_over_three_real_servers_matches_the_director():
         lb.packet_in(packet_in(dp, FW_PORT, syn(sport)))
         flow = flow_mods(dp.take())[0]
         got.append(chosen_mac(flow))
-        conn = reference.schedule_new(svc, 6, ip_to_int(CLIENT), sport, ip_to_int(DR_VIP), 80,
-                                      0.0)
+        conn = reference.schedule_new(svc, 6, ip_to_int(CLIENT), sport, ip_to_int(DR_VIP), 80, 0.0)
         expected.append(mac_of[int_to_ip(conn.daddr)])
     assert got == expected
     assert set(got) == set(RS_MACS)  # all three, in turn
@@ -437,8 +501,14 @@ def test_dr_flow_rewrites_only_the_destination_mac():
     lb.packet_in(packet_in(dp, FW_PORT, data))
     flow, out = dp.sent
     assert dict(flow.match.items()) == {
-        "eth_dst": VMAC, "eth_type": 0x0800, "ip_proto": 6, "ipv4_src": CLIENT,
-        "ipv4_dst": DR_VIP, "tcp_src": 40000, "tcp_dst": 80}
+        "eth_dst": VMAC,
+        "eth_type": 0x0800,
+        "ip_proto": 6,
+        "ipv4_src": CLIENT,
+        "ipv4_dst": DR_VIP,
+        "tcp_src": 40000,
+        "tcp_dst": 80,
+    }
     assert describe(actions_of(flow)) == [("set", "eth_dst", RS_MACS[2]), ("output", 4)]
     assert flow.priority == 100
     assert flow.cookie & OWNER_MASK == LB_OWNER and flow.cookie != LB_OWNER
@@ -455,14 +525,27 @@ def test_nat_flows_rewrite_the_destination_in_and_the_source_back_out():
     inbound, outbound, _ = dp.sent
     # rr picks the newest real server first (IPVS list order): 192.168.0.12, port 8080
     assert describe(actions_of(inbound)) == [
-        ("set", "eth_dst", RS_MACS[1]), ("set", "ipv4_dst", NAT_RS[1]), ("set", "tcp_dst", 8080),
-        ("output", 3)]
+        ("set", "eth_dst", RS_MACS[1]),
+        ("set", "ipv4_dst", NAT_RS[1]),
+        ("set", "tcp_dst", 8080),
+        ("output", 3),
+    ]
     assert dict(outbound.match.items()) == {
-        "eth_dst": VMAC, "eth_type": 0x0800, "ip_proto": 6, "ipv4_src": NAT_RS[1],
-        "ipv4_dst": CLIENT, "tcp_src": 8080, "tcp_dst": 33000}
+        "eth_dst": VMAC,
+        "eth_type": 0x0800,
+        "ip_proto": 6,
+        "ipv4_src": NAT_RS[1],
+        "ipv4_dst": CLIENT,
+        "tcp_src": 8080,
+        "tcp_dst": 33000,
+    }
     assert describe(actions_of(outbound)) == [
-        ("set", "eth_src", VMAC), ("set", "eth_dst", CLIENT_MAC),
-        ("set", "ipv4_src", NAT_VIP), ("set", "tcp_src", 80), ("output", 1)]
+        ("set", "eth_src", VMAC),
+        ("set", "eth_dst", CLIENT_MAC),
+        ("set", "ipv4_src", NAT_VIP),
+        ("set", "tcp_src", 80),
+        ("output", 1),
+    ]
     assert inbound.cookie != outbound.cookie
     # A reply that overtook the flow mod is rewritten by the controller the same way.
     reply = tcp_frame(RS_MACS[1], VMAC, NAT_RS[1], 8080, CLIENT, 33000, tcp.TCP_SYN | tcp.TCP_ACK)
@@ -546,8 +629,11 @@ def test_traffic_not_for_the_vip_is_switched():
     data = tcp_frame(FW_MAC, RS_MACS[2], "10.0.0.1", 1234, DR_RS[2], 22)
     lb.packet_in(packet_in(dp, FW_PORT, data))
     flow, out = dp.sent
-    assert dict(flow.match.items()) == {"in_port": FW_PORT, "eth_src": FW_MAC,
-                                        "eth_dst": RS_MACS[2]}
+    assert dict(flow.match.items()) == {
+        "in_port": FW_PORT,
+        "eth_src": FW_MAC,
+        "eth_dst": RS_MACS[2],
+    }
     assert describe(actions_of(flow)) == [("output", 4)]
     assert (flow.cookie, flow.priority) == (LB_OWNER, 10)
     assert bytes(out.data) == data
@@ -569,8 +655,10 @@ def test_unknown_real_server_mac_is_asked_for_and_the_packet_waits():
     assert ask.opcode == arp.ARP_REQUEST
     assert (ask.src_mac, ask.src_ip, ask.dst_ip) == (VMAC, "0.0.0.0", DR_RS[2])
     # Meanwhile the connection is what IPVS has after a SYN: inactive, SYN_RECV.
-    assert f"{DR_RS[2]}:80                 Route   1      0          1" in ipvsadm.run(
-        ["-L", "-n"], lb.director).out
+    assert (
+        f"{DR_RS[2]}:80                 Route   1      0          1"
+        in ipvsadm.run(["-L", "-n"], lb.director).out
+    )
     assert "SYN_RECV" in ipvsadm.run(["-L", "-n", "-c"], lb.director, now=clock.now).out
     # The answer (unicast to the virtual MAC) releases the waiting SYN, and is flooded on
     # so that other switches learn where the real server is.
@@ -599,17 +687,14 @@ def test_a_switch_that_has_not_learnt_the_real_server_floods_the_rewritten_frame
     lb.packet_in(packet_in(dp2, 7, syn(40000)))
     probe, out = dp2.take()  # no flow: the next frames come here too, until switch 2 learns
     assert parse(probe.data).get_protocol(arp.arp).dst_ip == DR_RS[2]
-    assert describe(out.actions) == [("set", "eth_dst", RS_MACS[2]),
-                                     ("output", OFP.OFPP_FLOOD)]
+    assert describe(out.actions) == [("set", "eth_dst", RS_MACS[2]), ("output", OFP.OFPP_FLOOD)]
     dp1.take()  # the probe went out there too
-    lb.packet_in(packet_in(dp2, 7, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80,
-                                             tcp.TCP_ACK)))
+    lb.packet_in(packet_in(dp2, 7, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80, tcp.TCP_ACK)))
     assert len(dp2.take()) == 1  # flooded again, not asked again (once per 3 s)
     # The answer crosses switch 2 on its way (flooded by switch 1): now it knows the way.
     lb.packet_in(packet_in(dp2, 6, arp_reply(RS_MACS[2], DR_RS[2], VMAC, "0.0.0.0")))
     dp2.take()
-    lb.packet_in(packet_in(dp2, 7, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80,
-                                             tcp.TCP_ACK)))
+    lb.packet_in(packet_in(dp2, 7, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80, tcp.TCP_ACK)))
     flow, _ = dp2.take()
     assert describe(actions_of(flow)) == [("set", "eth_dst", RS_MACS[2]), ("output", 6)]
     assert len(lb.director.conns) == 1
@@ -626,8 +711,9 @@ def test_switch_connect_probes_real_servers_it_does_not_know():
 def test_tcp_without_syn_and_unknown_ports_are_dropped():
     lb, dp, _ = make_lb()
     learn_real_servers(lb, dp)
-    lb.packet_in(packet_in(dp, FW_PORT, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80,
-                                                  tcp.TCP_ACK)))
+    lb.packet_in(
+        packet_in(dp, FW_PORT, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80, tcp.TCP_ACK))
+    )
     lb.packet_in(packet_in(dp, FW_PORT, syn(40001, dport=443)))
     assert dp.sent == []
     assert lb.drops == {"no_connection": 1, "no_service": 1}
@@ -642,7 +728,10 @@ def test_reconnect_resets_the_switch_and_forgets_its_connections():
     lb.switch_connected(dp)
     delete, _, miss = dp.sent[:3]
     assert (delete.command, delete.cookie, delete.cookie_mask) == (
-        OFP.OFPFC_DELETE, LB_OWNER, OWNER_MASK)
+        OFP.OFPFC_DELETE,
+        LB_OWNER,
+        OWNER_MASK,
+    )
     assert miss.priority == 0 and miss.cookie == LB_OWNER
     assert len(lb.director.conns) == 0 and lb.flows == {}
 
@@ -652,15 +741,17 @@ def test_deleting_a_real_server_deletes_its_flows():
     learn_real_servers(lb, dp)
     lb.packet_in(packet_in(dp, FW_PORT, syn(40000)))
     flow = flow_mods(dp.take())[0]
-    reply = lb.control({"op": "ipvsadm", "argv": ["-d", "-t", f"{DR_VIP}:80", "-r",
-                                                 f"{DR_RS[2]}:80"]})
+    reply = lb.control(
+        {"op": "ipvsadm", "argv": ["-d", "-t", f"{DR_VIP}:80", "-r", f"{DR_RS[2]}:80"]}
+    )
     assert reply["rc"] == 0
     (delete,) = flow_mods(dp.take())
     assert delete.command == OFP.OFPFC_DELETE
     assert (delete.cookie, delete.cookie_mask) == (flow.cookie, FULL_MASK)
     # its connection's next packet is dropped, as IPVS drops it
-    lb.packet_in(packet_in(dp, FW_PORT, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80,
-                                                  tcp.TCP_ACK)))
+    lb.packet_in(
+        packet_in(dp, FW_PORT, tcp_frame(FW_MAC, VMAC, CLIENT, 40000, DR_VIP, 80, tcp.TCP_ACK))
+    )
     assert dp.sent == [] and lb.drops["dest_unavailable"] == 1
 
 
@@ -668,8 +759,9 @@ def test_control_channel_speaks_the_daemons_protocol():
     lb, _, _ = make_lb()
     reply = lb.control({"op": "ipvsadm", "argv": ["-L", "-n"]})
     assert reply["rc"] == 0 and f"TCP  {DR_VIP}:80 rr" in reply["out"]
-    reply = lb.control({"op": "ipvsadm", "argv": ["-a", "-t", f"{DR_VIP}:80", "-r",
-                                                 "10.0.0.14:80", "-i"]})
+    reply = lb.control(
+        {"op": "ipvsadm", "argv": ["-a", "-t", f"{DR_VIP}:80", "-r", "10.0.0.14:80", "-i"]}
+    )
     assert reply["rc"] == 0 and "TUN (-i)" in reply["err"]
     stats = lb.control({"op": "stats"})["stats"]
     assert stats["name"] == "of" and stats["frames"]["rx"] == 0
@@ -706,8 +798,7 @@ virtual_server {NAT_VIP} 80 {{
     director = build_director(rules_from_keepalived(conf))
     (svc,) = director.services()
     assert svc.sched_name == "wrr"
-    assert [(int_to_ip(d.addr), d.weight, d.fwd.name) for d in svc.dests] == [
-        (NAT_RS[0], 2, "NAT")]
+    assert [(int_to_ip(d.addr), d.weight, d.fwd.name) for d in svc.dests] == [(NAT_RS[0], 2, "NAT")]
 
 
 def test_lb_app_handlers_are_wired_and_take_the_configuration(monkeypatch):
@@ -718,10 +809,11 @@ def test_lb_app_handlers_are_wired_and_take_the_configuration(monkeypatch):
     app = OpenFlowDirector()
     assert app.balancer.owned == {ip_to_int(NAT_VIP), ip_to_int(NAT_GW)}
     for handler, event, dispatcher in (
-            ("_packet_in", ofp_event.EventOFPPacketIn, MAIN_DISPATCHER),
-            ("_flow_removed", ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER),
-            ("_flow_stats", ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER),
-            ("_switch_features", ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER)):
+        ("_packet_in", ofp_event.EventOFPPacketIn, MAIN_DISPATCHER),
+        ("_flow_removed", ofp_event.EventOFPFlowRemoved, MAIN_DISPATCHER),
+        ("_flow_stats", ofp_event.EventOFPFlowStatsReply, MAIN_DISPATCHER),
+        ("_switch_features", ofp_event.EventOFPSwitchFeatures, CONFIG_DISPATCHER),
+    ):
         assert dispatcher in getattr(OpenFlowDirector, handler).callers[event].dispatchers
 
 
@@ -751,8 +843,9 @@ def test_cli_refuses_unknown_apps_and_misplaced_options():
     runner = CliRunner()
     result = runner.invoke(cli_app, ["controller", "run", "nope", "--port", str(free_port())])
     assert result.exit_code == 1 and "unknown app 'nope'" in result.output
-    result = runner.invoke(cli_app, ["controller", "run", "l2_learning", "--vip-mac",
-                                     "02:00:00:00:00:01"])
+    result = runner.invoke(
+        cli_app, ["controller", "run", "l2_learning", "--vip-mac", "02:00:00:00:00:01"]
+    )
     assert result.exit_code == 1 and "only for the lb app" in result.output
 
 
@@ -768,8 +861,9 @@ class FakeSwitch:
         self.send(OFP.OFPT_HELLO, 1, b"")
 
     def send(self, msg_type: int, xid: int, body: bytes) -> None:
-        self.sock.sendall(struct.pack("!BBHI", OFP.OFP_VERSION, msg_type, 8 + len(body), xid)
-                          + body)
+        self.sock.sendall(
+            struct.pack("!BBHI", OFP.OFP_VERSION, msg_type, 8 + len(body), xid) + body
+        )
 
     def receive(self) -> dict:
         """The next message: its type and xid, and the fields of flow mods and packet-outs
@@ -798,7 +892,7 @@ class FakeSwitch:
                 if action_type == OFP.OFPAT_OUTPUT:
                     ports.append(struct.unpack_from("!I", raw, offset + 4)[0])
                 offset += action_len
-            msg.update(in_port=in_port, ports=ports, data=raw[24 + actions_len:])
+            msg.update(in_port=in_port, ports=ports, data=raw[24 + actions_len :])
         elif msg_type == OFP.OFPT_MULTIPART_REQUEST:
             msg["mp_type"] = struct.unpack_from("!H", raw, 8)[0]
             if msg["mp_type"] == OFP.OFPMP_FLOW:
@@ -815,11 +909,18 @@ class FakeSwitch:
                 body = struct.pack("!QIBB2xII", self.dpid, 0, 254, 0, 0, 0)
                 self.send(OFP.OFPT_FEATURES_REPLY, msg["xid"], body)
             elif msg["type"] == OFP.OFPT_MULTIPART_REQUEST and (
-                    msg["mp_type"] == OFP.OFPMP_PORT_DESC):
-                self.send(OFP.OFPT_MULTIPART_REPLY, msg["xid"],
-                          struct.pack("!HH4x", OFP.OFPMP_PORT_DESC, 0))
-            elif msg["type"] in (OFP.OFPT_FLOW_MOD, OFP.OFPT_BARRIER_REQUEST,
-                                 OFP.OFPT_MULTIPART_REQUEST):
+                msg["mp_type"] == OFP.OFPMP_PORT_DESC
+            ):
+                self.send(
+                    OFP.OFPT_MULTIPART_REPLY,
+                    msg["xid"],
+                    struct.pack("!HH4x", OFP.OFPMP_PORT_DESC, 0),
+                )
+            elif msg["type"] in (
+                OFP.OFPT_FLOW_MOD,
+                OFP.OFPT_BARRIER_REQUEST,
+                OFP.OFPT_MULTIPART_REQUEST,
+            ):
                 seen.append(msg)
         return seen
 
@@ -846,9 +947,13 @@ class FakeSwitch:
 
 def start_controller(argv: list[str], env: dict) -> tuple[subprocess.Popen, int]:
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "testbed", "controller", "run", *argv,
-                             "--port", str(port)], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "testbed", "controller", "run", *argv, "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         assert proc.poll() is None, proc.communicate()[0]
@@ -892,7 +997,10 @@ def test_learning_switch_app_runs_under_os_ken(controller_env):
         switch = FakeSwitch(port)
         delete, barrier, miss = switch.handshake()
         assert (delete["command"], delete["cookie"], delete["cookie_mask"]) == (
-            OFP.OFPFC_DELETE, L2_OWNER, OWNER_MASK)
+            OFP.OFPFC_DELETE,
+            L2_OWNER,
+            OWNER_MASK,
+        )
         assert barrier["type"] == OFP.OFPT_BARRIER_REQUEST
         assert (miss["command"], miss["cookie"]) == (OFP.OFPFC_ADD, L2_OWNER)
         data = eth_frame(H1, H2)
@@ -906,8 +1014,7 @@ def test_learning_switch_app_runs_under_os_ken(controller_env):
 
 
 def test_director_app_runs_under_os_ken_with_its_control_channel(controller_env, run_root):
-    proc, port = start_controller(["lb", "--mode", "dr", "--stats-interval-s", "1"],
-                                  controller_env)
+    proc, port = start_controller(["lb", "--mode", "dr", "--stats-interval-s", "1"], controller_env)
     try:
         (run_dir,) = run_root.iterdir()
         sock = run_dir / "of.director.sock"

@@ -62,7 +62,10 @@ def test_v1_group_files(tmp_path):
     base = root / "cpu" / "lvs-testbed" / "run1" / "d1"
     assert (base / "cpu.cfs_quota_us").read_text() == "2000"
     assert (base / "cpu.cfs_period_us").read_text() == "10000"
-    assert [p.parent for p in g.procs_files] == [base, root / "cpuacct" / "lvs-testbed" / "run1" / "d1"]
+    assert [p.parent for p in g.procs_files] == [
+        base,
+        root / "cpuacct" / "lvs-testbed" / "run1" / "d1",
+    ]
     g.add(1234)
     assert (base / "cgroup.procs").read_text() == "1234"
 

@@ -150,30 +150,47 @@ def test_a_broken_module_names_itself(monkeypatch):
 
 
 def test_values_are_parsed_to_the_field_types():
-    values = parse_assignments(SELFTEST, [
-        "rate_pps=1000,2e3", "layout=nat", "sender_max_pps=none,1500", "n_samples=1e1",
-    ])
-    assert values == {"rate_pps": [1000.0, 2000.0], "layout": ["nat"],
-                      "sender_max_pps": [None, 1500.0], "n_samples": [10]}
+    values = parse_assignments(
+        SELFTEST,
+        [
+            "rate_pps=1000,2e3",
+            "layout=nat",
+            "sender_max_pps=none,1500",
+            "n_samples=1e1",
+        ],
+    )
+    assert values == {
+        "rate_pps": [1000.0, 2000.0],
+        "layout": ["nat"],
+        "sender_max_pps": [None, 1500.0],
+        "n_samples": [10],
+    }
     assert type(values["rate_pps"][0]) is float and type(values["n_samples"][0]) is int
 
 
 def test_repeated_options_add_values():
     assert parse_assignments(SELFTEST, ["rate_pps=1000", "rate_pps=2000,3000"]) == {
-        "rate_pps": [1000.0, 2000.0, 3000.0]}
+        "rate_pps": [1000.0, 2000.0, 3000.0]
+    }
 
 
-@pytest.mark.parametrize("assignment, message", [
-    ("rat_pps=1", "unknown parameter 'rat_pps' for experiment selftest; known: rate_pps, layout"),
-    ("rate_pps=fast", "rate_pps: 'fast' is not a number"),
-    ("rate_pps=inf", "not a finite number"),
-    ("n_samples=2.5", "n_samples: '2.5' is not an integer"),
-    ("layout=tun", "layout: 'tun' is not one of dr, nat"),
-    ("rate_pps=none", "'none' is not a number"),
-    ("rate_pps", "expected NAME=VALUE"),
-    ("rate_pps=1,1", "1 is given twice"),
-    ("rate_pps=", "'' is not a number"),
-])
+@pytest.mark.parametrize(
+    "assignment, message",
+    [
+        (
+            "rat_pps=1",
+            "unknown parameter 'rat_pps' for experiment selftest; known: rate_pps, layout",
+        ),
+        ("rate_pps=fast", "rate_pps: 'fast' is not a number"),
+        ("rate_pps=inf", "not a finite number"),
+        ("n_samples=2.5", "n_samples: '2.5' is not an integer"),
+        ("layout=tun", "layout: 'tun' is not one of dr, nat"),
+        ("rate_pps=none", "'none' is not a number"),
+        ("rate_pps", "expected NAME=VALUE"),
+        ("rate_pps=1,1", "1 is given twice"),
+        ("rate_pps=", "'' is not a number"),
+    ],
+)
 def test_bad_assignments_are_refused(assignment, message):
     with pytest.raises(SweepError, match=message.replace("(", r"\(")):
         parse_assignments(SELFTEST, [assignment])
@@ -192,7 +209,10 @@ def test_bools_parse_from_words():
         mode: Literal[1, 2] = field(default=1, metadata={"help": "x"})
 
     exp = Experiment("bools", "x", P, lambda p, c: PointResult({}))
-    assert parse_assignments(exp, ["fast=yes,off", "mode=2"]) == {"fast": [True, False], "mode": [2]}
+    assert parse_assignments(exp, ["fast=yes,off", "mode=2"]) == {
+        "fast": [True, False],
+        "mode": [2],
+    }
     with pytest.raises(SweepError, match="not a boolean"):
         parse_assignments(exp, ["fast=maybe"])
 
@@ -215,7 +235,12 @@ def test_a_2x2_sweep_with_repeats_expands_to_every_combination():
     assert len(sweep.points) == 8
     # field order (rate_pps before layout), last parameter fastest, repeats outermost
     combos = [(p.params["rate_pps"], p.params["layout"], p.repeat) for p in sweep.points]
-    assert combos[:4] == [(1000.0, "dr", 0), (1000.0, "nat", 0), (2000.0, "dr", 0), (2000.0, "nat", 0)]
+    assert combos[:4] == [
+        (1000.0, "dr", 0),
+        (1000.0, "nat", 0),
+        (2000.0, "dr", 0),
+        (2000.0, "nat", 0),
+    ]
     assert [c[2] for c in combos[4:]] == [1, 1, 1, 1]
     assert sweep.points[0].point_id == "000-rate_pps=1000,layout=dr-r0"
     assert sweep.points[7].point_id == "003-rate_pps=2000,layout=nat-r1"
@@ -232,12 +257,15 @@ def test_single_values_do_not_go_into_point_ids():
 def test_the_command_line_of_a_sweep_reads_back_the_same():
     sweep = plan_sweep(SELFTEST, ["rate_pps=1000,2500.5", "sender_max_pps=none"], repeat=3)
     command = sweep.command()
-    assert command == ("lvs-testbed experiment run selftest --param rate_pps=1000,2500.5 "
-                       "--param sender_max_pps=none --repeat 3")
+    assert command == (
+        "lvs-testbed experiment run selftest --param rate_pps=1000,2500.5 "
+        "--param sender_max_pps=none --repeat 3"
+    )
     args = command.split()[4:]
     again = plan_sweep(SELFTEST, args[1:-2:2], repeat=int(args[-1]))
     assert again.values == sweep.values and [p.point_id for p in again.points] == [
-        p.point_id for p in sweep.points]
+        p.point_id for p in sweep.points
+    ]
 
 
 def test_values_the_dataclass_refuses_stop_the_sweep_before_it_runs():
@@ -251,16 +279,26 @@ def test_values_the_dataclass_refuses_stop_the_sweep_before_it_runs():
 
 
 def test_a_sweep_writes_the_run_directory(tmp_path):
-    run_dir, outcome = _run(tmp_path, ["rate_pps=1000,2000", "layout=dr,nat", "fail_at_pps=2000"],
-                            repeat=2)
+    run_dir, outcome = _run(
+        tmp_path, ["rate_pps=1000,2000", "layout=dr,nat", "fail_at_pps=2000"], repeat=2
+    )
     assert run_dir.parent == tmp_path / "results" / "selftest"
     assert outcome.ran == 8 and not outcome.interrupted
-    assert outcome.counts == {"n_points": 8, "n_ok": 4, "n_invalid": 0, "n_failed": 4, "n_pending": 0}
+    assert outcome.counts == {
+        "n_points": 8,
+        "n_ok": 4,
+        "n_invalid": 0,
+        "n_failed": 4,
+        "n_pending": 0,
+    }
 
     spec = json.loads((run_dir / "params.json").read_text())
     assert spec["experiment"] == "selftest" and spec["module"] == FIXTURE
-    assert spec["values"] == {"rate_pps": [1000.0, 2000.0], "layout": ["dr", "nat"],
-                              "fail_at_pps": [2000.0]}
+    assert spec["values"] == {
+        "rate_pps": [1000.0, 2000.0],
+        "layout": ["dr", "nat"],
+        "fail_at_pps": [2000.0],
+    }
     assert spec["repeat"] == 2 and len(spec["points"]) == 8
     assert spec["run_id"] == run_dir.name
 
@@ -293,7 +331,9 @@ def test_a_sweep_writes_the_run_directory(tmp_path):
     assert summary["status"] == "incomplete" and summary["n_failed"] == 4
     assert [r["point_id"] for r in summary["points"]] == [p["point_id"] for p in spec["points"]]
     row = summary["points"][0]
-    assert row["params"]["rate_pps"] == 1000.0 and row["summary"]["achieved_pps"] == pytest.approx(1000.0)
+    assert row["params"]["rate_pps"] == 1000.0 and row["summary"]["achieved_pps"] == pytest.approx(
+        1000.0
+    )
     assert len(summary["attempts"]) == 1 and summary["attempts"][0]["outcome"] == "finished"
 
 
@@ -315,7 +355,10 @@ def test_a_point_that_dies_or_hangs_is_recorded_and_the_sweep_goes_on(tmp_path):
     run_dir, outcome = _run(tmp_path, ["rate_pps=1000,2000", "sleep_s=30"], timeout_s=0.5)
     assert time.monotonic() - start < 15
     assert [f[1].split(";")[0] for f in outcome.failures] == ["timed out after 0.5 s"] * 2
-    assert "stopped by the runner" in (run_dir / "points" / "000-rate_pps=1000-r0" / "point.log").read_text()
+    assert (
+        "stopped by the runner"
+        in (run_dir / "points" / "000-rate_pps=1000-r0" / "point.log").read_text()
+    )
 
 
 def test_resume_runs_only_missing_and_failed_points(tmp_path):
@@ -359,10 +402,28 @@ def test_ctrl_c_keeps_what_was_measured_and_resume_finishes_the_run(tmp_path):
     results = tmp_path / "results"
     env = {**os.environ, EXTRA_MODULES_ENV: FIXTURE}
     parent = subprocess.Popen(
-        [sys.executable, "-m", "testbed", "experiment", "run", "selftest",
-         "--param", "rate_pps=1000,2000,3000,4000", "--param", "sleep_s=0.4",
-         "--results", str(results), "--no-progress", "--no-report"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "testbed",
+            "experiment",
+            "run",
+            "selftest",
+            "--param",
+            "rate_pps=1000,2000,3000,4000",
+            "--param",
+            "sleep_s=0.4",
+            "--results",
+            str(results),
+            "--no-progress",
+            "--no-report",
+        ],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         _wait_for(lambda: any(results.glob("selftest/*/points.jsonl")))
         run_dir = next(results.glob("selftest/*"))
@@ -420,7 +481,9 @@ def test_cli_help_lists_the_commands():
 def test_cli_list_and_show(fixture_env):
     result = runner.invoke(app, ["experiment", "list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "selftest" in result.output and "rate_pps=1000: Offered load, packets/s." in result.output
+    assert (
+        "selftest" in result.output and "rate_pps=1000: Offered load, packets/s." in result.output
+    )
     result = runner.invoke(app, ["experiment", "show", "selftest"], env={"COLUMNS": "200"})
     assert result.exit_code == 0
     assert "one of dr, nat" in result.output and "needs root: no" in result.output
@@ -433,31 +496,54 @@ def test_cli_unknown_experiment(fixture_env):
 
 def test_cli_bad_parameters_run_nothing(fixture_env, tmp_path):
     results = tmp_path / "results"
-    result = runner.invoke(app, ["experiment", "run", "selftest", "--param", "rat_pps=1",
-                                 "--results", str(results)], env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app,
+        ["experiment", "run", "selftest", "--param", "rat_pps=1", "--results", str(results)],
+        env={"COLUMNS": "300"},
+    )
     assert result.exit_code == 2
-    assert "unknown parameter 'rat_pps'" in result.output and "known: rate_pps, layout" in result.output
-    result = runner.invoke(app, ["experiment", "run", "selftest", "-p", "rate_pps=1,x",
-                                 "--results", str(results)])
+    assert (
+        "unknown parameter 'rat_pps'" in result.output
+        and "known: rate_pps, layout" in result.output
+    )
+    result = runner.invoke(
+        app, ["experiment", "run", "selftest", "-p", "rate_pps=1,x", "--results", str(results)]
+    )
     assert result.exit_code == 2 and "'x' is not a number" in result.output
     assert not results.exists()
 
 
 def test_cli_resume_refuses_a_new_sweep(fixture_env, tmp_path):
     run_dir, _ = _run(tmp_path, [])
-    result = runner.invoke(app, ["experiment", "run", "selftest", "--resume", str(run_dir),
-                                 "--param", "rate_pps=5"])
+    result = runner.invoke(
+        app, ["experiment", "run", "selftest", "--resume", str(run_dir), "--param", "rate_pps=5"]
+    )
     assert result.exit_code == 2 and "do not give --param" in result.output
 
 
 def test_cli_runs_a_sweep_and_renders_its_report(fixture_env, tmp_path):
-    result = runner.invoke(app, ["experiment", "run", "selftest", "-p", "rate_pps=1000,5000",
-                                 "-p", "fail_at_pps=5000", "--results", str(tmp_path), "--no-progress"],
-                           env={"COLUMNS": "300"})
+    result = runner.invoke(
+        app,
+        [
+            "experiment",
+            "run",
+            "selftest",
+            "-p",
+            "rate_pps=1000,5000",
+            "-p",
+            "fail_at_pps=5000",
+            "--results",
+            str(tmp_path),
+            "--no-progress",
+        ],
+        env={"COLUMNS": "300"},
+    )
     assert result.exit_code == 1, result.output  # a point failed
     assert "2 points: 1 measured (0 invalid), 1 failed" in result.output
     run_dir = next((tmp_path / "selftest").iterdir())
     assert (run_dir / "report" / "report.md").exists()
-    result = runner.invoke(app, ["experiment", "run", "selftest", "--resume", str(run_dir),
-                                 "--no-progress", "--no-report"])
+    result = runner.invoke(
+        app,
+        ["experiment", "run", "selftest", "--resume", str(run_dir), "--no-progress", "--no-report"],
+    )
     assert result.exit_code == 1 and "1 run now" in result.output

@@ -81,11 +81,24 @@ def test_every_listed_experiment_registers_without_importing_mininet():
     import subprocess
     import sys
 
-    code = ("import sys, testbed.harness as e; names = sorted(e.load_experiments()); "
-            "print(' '.join(names)); print('mininet' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split("\n")
-    for name in ("capacity", "cpu-quota", "shaping", "coalescing", "nic-layout", "conntable-size", "soak",
-                 "bench", "seed"):
+    code = (
+        "import sys, testbed.harness as e; names = sorted(e.load_experiments()); "
+        "print(' '.join(names)); print('mininet' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split("\n")
+    for name in (
+        "capacity",
+        "cpu-quota",
+        "shaping",
+        "coalescing",
+        "nic-layout",
+        "conntable-size",
+        "soak",
+        "bench",
+        "seed",
+    ):
         assert name in out[0].split()
     assert out[1] == "False"
 
@@ -103,18 +116,32 @@ class _StubRun:
 def _curve(label, xs, ys):
     from testbed.harness.results import Series
 
-    return Series(label=label, key={"kind": label}, x=xs, y=ys, y_min=ys, y_max=ys, n=[1] * len(xs),
-                  invalid_x=[], invalid_y=[])
+    return Series(
+        label=label,
+        key={"kind": label},
+        x=xs,
+        y=ys,
+        y_min=ys,
+        y_max=ys,
+        n=[1] * len(xs),
+        invalid_x=[],
+        invalid_y=[],
+    )
 
 
 def test_cpu_quota_finding_fits_a_sweep_and_reports_a_single_quota_as_measured():
     cpu_quota = definition("cpu-quota")
 
-    run = _StubRun([_curve("nat", [0.05, 0.1, 0.2], [1000.0, 2000.0, 4000.0]), _curve("dr", [0.1], [16211.8])])
+    run = _StubRun(
+        [_curve("nat", [0.05, 0.1, 0.2], [1000.0, 2000.0, 4000.0]), _curve("dr", [0.1], [16211.8])]
+    )
     figure = cpu_quota.report(run)[0]
     assert "nat: 20,000 requests/s per core" in figure.finding
     assert "R² 1.000" in figure.finding
-    assert "dr: 16,212 requests/s at 0.1 of a core (one quota: sweep several for a fit)" in figure.finding
+    assert (
+        "dr: 16,212 requests/s at 0.1 of a core (one quota: sweep several for a fit)"
+        in figure.finding
+    )
     assert not figure.finding.endswith("..")
 
 

@@ -15,7 +15,9 @@ def test_firewall_admits_only_ping_and_services_from_outside():
     assert "ip daddr 10.0.0.100 icmp type echo-request accept" in lines
     assert "ip daddr 10.0.0.100 tcp dport 80 accept" in lines
     assert "ip daddr 10.0.0.100 udp dport 7 accept" in lines
-    assert lines.index("reject with icmpx type admin-prohibited") > lines.index("ip daddr 10.0.0.100 udp dport 7 accept")
+    assert lines.index("reject with icmpx type admin-prohibited") > lines.index(
+        "ip daddr 10.0.0.100 udp dport 7 accept"
+    )
 
 
 TCP_RESULT = {
@@ -27,8 +29,16 @@ TCP_RESULT = {
 }
 UDP_RESULT = {
     "start": {"test_start": {"protocol": "UDP"}},
-    "end": {"sum": {"bits_per_second": 1e6, "packets": 3000, "lost_packets": 300, "lost_percent": 10.0,
-                    "seconds": 2.0, "jitter_ms": 0.1}},
+    "end": {
+        "sum": {
+            "bits_per_second": 1e6,
+            "packets": 3000,
+            "lost_packets": 300,
+            "lost_percent": 10.0,
+            "seconds": 2.0,
+            "jitter_ms": 0.1,
+        }
+    },
 }
 
 

@@ -39,8 +39,11 @@ from tests.unit.fakes import (
 LAN, LAN_MAC, DIP = "d1-eth0", "02:00:00:00:00:02", "10.0.0.2"
 FW, FW_MAC = "10.0.0.1", "02:00:00:00:00:01"
 VIP, CIP, CIP2, CIP3 = "10.0.0.100", "10.0.1.11", "10.0.1.12", "10.0.1.13"
-RS = {"10.0.0.11": "02:00:00:00:00:0b", "10.0.0.12": "02:00:00:00:00:0c",
-      "10.0.0.13": "02:00:00:00:00:0d"}
+RS = {
+    "10.0.0.11": "02:00:00:00:00:0b",
+    "10.0.0.12": "02:00:00:00:00:0c",
+    "10.0.0.13": "02:00:00:00:00:0d",
+}
 RS_BY_MAC = {mac(m): a for a, m in RS.items()}
 TUN_RS = "10.0.2.21"  # another segment, reached through the firewall
 DR_RULES = "".join(
@@ -54,8 +57,13 @@ DR_RULES = "".join(
 # --- the NAT layout: an outer port with the clients, an inner one with the real servers -----
 OUT, OUT_MAC, OUT_IP = "d1-eth0", "02:00:00:00:01:02", "10.0.1.2"
 IN, IN_MAC, IN_IP = "d1-eth1", "02:00:00:00:02:02", "192.168.0.2"
-NVIP, NCIP, NCIP_MAC, NCIP2, NCIP2_MAC = ("10.0.1.100", "10.0.1.11", "02:00:00:00:01:0b",
-                                          "10.0.1.12", "02:00:00:00:01:0c")
+NVIP, NCIP, NCIP_MAC, NCIP2, NCIP2_MAC = (
+    "10.0.1.100",
+    "10.0.1.11",
+    "02:00:00:00:01:0b",
+    "10.0.1.12",
+    "02:00:00:00:01:0c",
+)
 NRS = {"192.168.0.11": "02:00:00:00:02:0b", "192.168.0.12": "02:00:00:00:02:0c"}
 NRS_BY_MAC = {mac(m): a for a, m in NRS.items()}
 NAT_RULES = (
@@ -72,12 +80,15 @@ def _every_frame_accounted():
     fakes.LABS.clear()
     yield
     for lab in fakes.LABS:
-        assert accounted(lab.fwd), (lab.fwd.counters())
+        assert accounted(lab.fwd), lab.fwd.counters()
 
 
 def dr_lab(*, learn: bool = True, rules: str = DR_RULES) -> Lab:
-    lab = Lab([FakePort(LAN, LAN_MAC, DIP)],
-              [route("10.0.0.0/24", LAN), route("0.0.0.0/0", LAN, FW)], rules)
+    lab = Lab(
+        [FakePort(LAN, LAN_MAC, DIP)],
+        [route("10.0.0.0/24", LAN), route("0.0.0.0/0", LAN, FW)],
+        rules,
+    )
     if learn:
         for addr, m in RS.items():
             lab.learn(addr, m)
@@ -86,8 +97,11 @@ def dr_lab(*, learn: bool = True, rules: str = DR_RULES) -> Lab:
 
 
 def nat_lab(*, learn: bool = True) -> Lab:
-    lab = Lab([FakePort(OUT, OUT_MAC, OUT_IP), FakePort(IN, IN_MAC, IN_IP)],
-              [route("10.0.1.0/24", OUT), route("192.168.0.0/24", IN)], NAT_RULES)
+    lab = Lab(
+        [FakePort(OUT, OUT_MAC, OUT_IP), FakePort(IN, IN_MAC, IN_IP)],
+        [route("10.0.1.0/24", OUT), route("192.168.0.0/24", IN)],
+        NAT_RULES,
+    )
     if learn:
         for addr, m in NRS.items():
             lab.learn(addr, m)
@@ -105,8 +119,9 @@ def nat_in_tcp(sport: int, bits: int = SYN, *, src: str = NCIP, **kw) -> bytearr
     return tcp_frame(src, NVIP, sport, 80, bits, eth_src=src_mac, eth_dst=OUT_MAC, **kw)
 
 
-def nat_reply_tcp(rip: str, cport: int, bits: int = SYN | ACK, *, rport: int = 8080,
-                  dst: str = NCIP, **kw) -> bytearray:
+def nat_reply_tcp(
+    rip: str, cport: int, bits: int = SYN | ACK, *, rport: int = 8080, dst: str = NCIP, **kw
+) -> bytearray:
     return tcp_frame(rip, dst, rport, cport, bits, eth_src=NRS[rip], eth_dst=IN_MAC, **kw)
 
 
@@ -119,10 +134,10 @@ def one_frame(sent: dict, port: str) -> bytes:
 def same_but_link_and_ttl(out: bytes, frame: bytes, l3: int = 14) -> None:
     """DR changes the MACs, the TTL (one less) and the IP checksum: nothing else."""
     assert len(out) == len(frame)
-    assert out[12:l3 + 8] == frame[12:l3 + 8]
+    assert out[12 : l3 + 8] == frame[12 : l3 + 8]
     assert out[l3 + 8] == frame[l3 + 8] - 1
     assert out[l3 + 9] == frame[l3 + 9]
-    assert out[l3 + 12:] == frame[l3 + 12:]
+    assert out[l3 + 12 :] == frame[l3 + 12 :]
 
 
 # --- DR ------------------------------------------------------------------------------------
@@ -142,8 +157,7 @@ def test_dr_syn_goes_to_the_scheduled_real_server_with_only_macs_and_ttl_changed
     iph, th = p.get_protocol(ipv4.ipv4), p.get_protocol(tcp.tcp)
     assert (iph.src, iph.dst, iph.ttl, th.src_port, th.dst_port) == (CIP, VIP, 63, 40000, 80)
     assert p.protocols[-1] == b"hello"
-    assert lab.director.lookup_in(6, ip(CIP), 40000, ip(VIP), 80).daddr == ip(
-        RS_BY_MAC[out[:6]])
+    assert lab.director.lookup_in(6, ip(CIP), 40000, ip(VIP), 80).daddr == ip(RS_BY_MAC[out[:6]])
     assert lab.fwd.forwarded == 1
 
 
@@ -250,15 +264,21 @@ def test_frames_not_for_a_service_are_not_forwarded():
     protocols other than TCP, UDP and ICMP to the VIP are left alone; TTL 1 is dropped."""
     lab = dr_lab()
     assert lab.handle(dr_tcp(40000, dport=22), LAN) == {}
-    assert lab.handle(tcp_frame(CIP, "10.0.0.11", 40000, 80, eth_src=FW_MAC,
-                                eth_dst=LAN_MAC), LAN) == {}
+    assert (
+        lab.handle(tcp_frame(CIP, "10.0.0.11", 40000, 80, eth_src=FW_MAC, eth_dst=LAN_MAC), LAN)
+        == {}
+    )
     assert lab.handle(tcp_frame(CIP, DIP, 40000, 80, eth_src=FW_MAC, eth_dst=LAN_MAC), LAN) == {}
     gre = bytearray(dr_tcp(40000))
     gre[14 + 9] = 47
     assert lab.handle(gre, LAN) == {}
     assert lab.handle(dr_tcp(40001, ttl=1), LAN) == {}
-    assert lab.fwd.ignored == {"arp": 4, "no-service": 1, "not-for-a-service": 2,
-                               "unsupported-l4": 1}
+    assert lab.fwd.ignored == {
+        "arp": 4,
+        "no-service": 1,
+        "not-for-a-service": 2,
+        "unsupported-l4": 1,
+    }
     assert lab.fwd.dropped == {"ttl-exceeded": 1}
 
 
@@ -317,7 +337,7 @@ def test_nat_udp_both_ways(zero_checksum):
     lab = nat_lab()
     frame = udp_frame(NCIP, NVIP, 5000, 7, payload=b"echo", eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     if zero_checksum:
-        frame[14 + 20 + 6:14 + 20 + 8] = b"\0\0"
+        frame[14 + 20 + 6 : 14 + 20 + 8] = b"\0\0"
     out = one_frame(lab.handle(frame, OUT), IN)
     assert out[:6] == mac(NRS["192.168.0.11"])
     assert_valid_ipv4_frame(out)
@@ -325,8 +345,15 @@ def test_nat_udp_both_ways(zero_checksum):
     assert (uh.src_port, uh.dst_port) == (5000, 7007)
     assert (uh.csum == 0) == zero_checksum
 
-    reply = udp_frame("192.168.0.11", NCIP, 7007, 5000, payload=b"echo",
-                      eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC)
+    reply = udp_frame(
+        "192.168.0.11",
+        NCIP,
+        7007,
+        5000,
+        payload=b"echo",
+        eth_src=NRS["192.168.0.11"],
+        eth_dst=IN_MAC,
+    )
     back = one_frame(lab.handle(reply, IN), OUT)
     assert back[:6] == mac(NCIP_MAC) and back[6:12] == mac(OUT_MAC)
     assert_valid_ipv4_frame(back)
@@ -395,25 +422,28 @@ def test_packets_from_a_real_server_matching_a_dr_connection_are_not_nat_replies
     """A real server that is DR for one service and NAT for another: its own packet from
     RIP:80 to a client with a DR connection is not a reply to translate (IPVS NATs only
     masqueraded connections), while the NAT service's replies still are."""
-    rules = ("-A -t 10.0.0.100:80 -s rr\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 1\n"
-             "-A -t 10.0.0.100:8080 -s rr\n-a -t 10.0.0.100:8080 -r 10.0.0.11:80 -m -w 1\n")
+    rules = (
+        "-A -t 10.0.0.100:80 -s rr\n-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 1\n"
+        "-A -t 10.0.0.100:8080 -s rr\n-a -t 10.0.0.100:8080 -r 10.0.0.11:80 -m -w 1\n"
+    )
     lab = dr_lab(rules=rules)
     assert one_frame(lab.handle(dr_tcp(4000), LAN), LAN)[:6] == mac(RS["10.0.0.11"])
-    own = tcp_frame("10.0.0.11", CIP, 80, 4000, SYN | ACK, eth_src=RS["10.0.0.11"],
-                    eth_dst=LAN_MAC)
+    own = tcp_frame("10.0.0.11", CIP, 80, 4000, SYN | ACK, eth_src=RS["10.0.0.11"], eth_dst=LAN_MAC)
     assert lab.handle(own, LAN) == {}
     assert lab.fwd.ignored["not-a-connection"] == 1
     conn = lab.director.lookup_in(6, ip(CIP), 4000, ip(VIP), 80)
     assert conn.flags & F_NOOUTPUT
     quote = tcp_frame(CIP, "10.0.0.11", 4000, 80, eth_src=FW_MAC, eth_dst=RS["10.0.0.11"])
-    error = icmp_error_frame("10.0.0.11", CIP, ip_packet(quote)[:28],
-                             eth_src=RS["10.0.0.11"], eth_dst=LAN_MAC)
+    error = icmp_error_frame(
+        "10.0.0.11", CIP, ip_packet(quote)[:28], eth_src=RS["10.0.0.11"], eth_dst=LAN_MAC
+    )
     assert lab.handle(error, LAN) == {}
     assert lab.fwd.ignored["icmp-no-connection"] == 1
 
     assert one_frame(lab.handle(dr_tcp(4001, dport=8080), LAN), LAN)[:6] == mac(RS["10.0.0.11"])
-    reply = tcp_frame("10.0.0.11", CIP, 80, 4001, SYN | ACK, eth_src=RS["10.0.0.11"],
-                      eth_dst=LAN_MAC)
+    reply = tcp_frame(
+        "10.0.0.11", CIP, 80, 4001, SYN | ACK, eth_src=RS["10.0.0.11"], eth_dst=LAN_MAC
+    )
     out = one_frame(lab.handle(reply, LAN), LAN)
     assert out[:6] == mac(FW_MAC)
     th = parse(out).get_protocol(tcp.tcp)
@@ -428,8 +458,15 @@ def nat_udp_flow(lab: Lab) -> tuple[bytes, bytes, bytes]:
     real server's reply as it sent it, and that reply as the client got it."""
     request = udp_frame(NCIP, NVIP, 5000, 7, payload=b"q" * 11, eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     at_server = one_frame(lab.handle(request, OUT), IN)
-    reply = udp_frame("192.168.0.11", NCIP, 7007, 5000, payload=b"r" * 13,
-                      eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC)
+    reply = udp_frame(
+        "192.168.0.11",
+        NCIP,
+        7007,
+        5000,
+        payload=b"r" * 13,
+        eth_src=NRS["192.168.0.11"],
+        eth_dst=IN_MAC,
+    )
     at_client = one_frame(lab.handle(reply, IN), OUT)
     return at_server, reply, at_client
 
@@ -444,8 +481,7 @@ def test_icmp_error_from_the_client_side_is_translated_toward_the_real_server():
     checksum, the quoted header's and the quoted UDP one's included, verifies."""
     lab = nat_lab()
     _, reply, at_client = nat_udp_flow(lab)
-    error = icmp_error_frame(NCIP, NVIP, ip_packet(at_client), eth_src=NCIP_MAC,
-                             eth_dst=OUT_MAC)
+    error = icmp_error_frame(NCIP, NVIP, ip_packet(at_client), eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     out = one_frame(lab.handle(error, OUT), IN)
     assert out[:6] == mac(NRS["192.168.0.11"]) and out[6:12] == mac(IN_MAC)
     pkt = assert_valid_ipv4_frame(out)
@@ -461,16 +497,16 @@ def test_icmp_error_from_a_real_server_is_translated_toward_the_client():
     to the client from the VIP, quoting CIP -> VIP:7 as the client sent it."""
     lab = nat_lab()
     at_server, _, _ = nat_udp_flow(lab)
-    error = icmp_error_frame("192.168.0.11", NCIP, ip_packet(at_server),
-                             eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC)
+    error = icmp_error_frame(
+        "192.168.0.11", NCIP, ip_packet(at_server), eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC
+    )
     out = one_frame(lab.handle(error, IN), OUT)
     assert out[:6] == mac(NCIP_MAC) and out[6:12] == mac(OUT_MAC)
     pkt = assert_valid_ipv4_frame(out)
     iph = parse(out).get_protocol(ipv4.ipv4)
     assert (iph.src, iph.dst) == (NVIP, NCIP)
     assert quoted_l4_ok(pkt)
-    request = udp_frame(NCIP, NVIP, 5000, 7, payload=b"q" * 11, eth_src=NCIP_MAC,
-                        eth_dst=OUT_MAC)
+    request = udp_frame(NCIP, NVIP, 5000, 7, payload=b"q" * 11, eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     same_but_ttl_and_checksum(pkt[28:], ip_packet(request))
     assert lab.stats_rows()["192.168.0.11:7007"][2] == 2  # the reply and the error went out
 
@@ -482,8 +518,7 @@ def test_icmp_error_quoting_only_8_bytes_of_tcp_is_translated():
     at_server = one_frame(lab.handle(nat_in_tcp(40000, payload=b"x" * 40), OUT), IN)
     rip = NRS_BY_MAC[at_server[:6]]
     quote = ip_packet(at_server)[:28]
-    error = icmp_error_frame(rip, NCIP, quote, type_=3, code=4, eth_src=NRS[rip],
-                             eth_dst=IN_MAC)
+    error = icmp_error_frame(rip, NCIP, quote, type_=3, code=4, eth_src=NRS[rip], eth_dst=IN_MAC)
     out = one_frame(lab.handle(error, IN), OUT)
     pkt = assert_valid_ipv4_frame(out)
     quoted = pkt[28:]
@@ -497,10 +532,10 @@ def test_icmp_error_about_a_dr_connection_goes_to_its_real_server_unchanged():
     the connection to its real server; only MACs and TTL change."""
     lab = dr_lab()
     rs_mac = one_frame(lab.handle(dr_tcp(40000), LAN), LAN)[:6]
-    reply = tcp_frame(VIP, CIP, 80, 40000, SYN | ACK, eth_src=RS["10.0.0.11"],
-                      eth_dst=FW_MAC)
-    error = icmp_error_frame(FW, VIP, ip_packet(reply)[:28], code=4, eth_src=FW_MAC,
-                             eth_dst=LAN_MAC)
+    reply = tcp_frame(VIP, CIP, 80, 40000, SYN | ACK, eth_src=RS["10.0.0.11"], eth_dst=FW_MAC)
+    error = icmp_error_frame(
+        FW, VIP, ip_packet(reply)[:28], code=4, eth_src=FW_MAC, eth_dst=LAN_MAC
+    )
     out = one_frame(lab.handle(error, LAN), LAN)
     assert out[:6] == rs_mac
     same_but_link_and_ttl(out, error)
@@ -515,12 +550,15 @@ def test_icmp_to_the_vip_that_is_not_about_a_connection_is_left_to_the_kernel():
     stray = udp_frame(NVIP, NCIP, 7, 5999, eth_src=OUT_MAC, eth_dst=NCIP_MAC)
     error = icmp_error_frame(NCIP, NVIP, ip_packet(stray), eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     assert lab.handle(error, OUT) == {}
-    rs_error = icmp_error_frame("192.168.0.11", NCIP, ip_packet(udp_frame(
-        NCIP, "192.168.0.11", 5999, 7007, eth_src=OUT_MAC, eth_dst=IN_MAC)),
-        eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC)
+    rs_error = icmp_error_frame(
+        "192.168.0.11",
+        NCIP,
+        ip_packet(udp_frame(NCIP, "192.168.0.11", 5999, 7007, eth_src=OUT_MAC, eth_dst=IN_MAC)),
+        eth_src=NRS["192.168.0.11"],
+        eth_dst=IN_MAC,
+    )
     assert lab.handle(rs_error, IN) == {}
-    echo_reply = icmp_echo_frame("192.168.0.11", NCIP, eth_src=NRS["192.168.0.11"],
-                                 eth_dst=IN_MAC)
+    echo_reply = icmp_echo_frame("192.168.0.11", NCIP, eth_src=NRS["192.168.0.11"], eth_dst=IN_MAC)
     assert lab.handle(echo_reply, IN) == {}
     assert lab.fwd.ignored["icmp-to-vip"] == 1
     assert lab.fwd.ignored["icmp-no-connection"] == 2
@@ -601,8 +639,10 @@ def test_persistence_keeps_a_client_on_one_real_server():
     lab.ipvsadm("-E", "-t", f"{VIP}:80", "-s", "rr", "-p", "300")
     by_client = {}
     for client in (CIP, CIP2, CIP3):
-        seen = {one_frame(lab.handle(dr_tcp(2000 + i, src=client), LAN, now=1.0 + i), LAN)[:6]
-                for i in range(5)}
+        seen = {
+            one_frame(lab.handle(dr_tcp(2000 + i, src=client), LAN, now=1.0 + i), LAN)[:6]
+            for i in range(5)
+        }
         assert len(seen) == 1
         by_client[client] = seen.pop()
     assert len(set(by_client.values())) == 3
@@ -656,8 +696,7 @@ def test_partial_checksum_is_completed_before_nat(proto):
     if proto == "tcp":
         frame = nat_in_tcp(1000, payload=b"abc")
     else:
-        frame = udp_frame(NCIP, NVIP, 5000, 7, payload=b"abcde", eth_src=NCIP_MAC,
-                          eth_dst=OUT_MAC)
+        frame = udp_frame(NCIP, NVIP, 5000, 7, payload=b"abcde", eth_src=NCIP_MAC, eth_dst=OUT_MAC)
     partial = with_partial_checksum(bytearray(frame))
     assert partial != frame
     out = one_frame(lab.handle(partial, OUT, csum_partial=True), IN)
@@ -666,8 +705,9 @@ def test_partial_checksum_is_completed_before_nat(proto):
     if proto == "tcp":
         reply = nat_reply_tcp(rip, 1000, payload=b"response")
     else:
-        reply = udp_frame(rip, NCIP, 7007, 5000, payload=b"abcdef", eth_src=NRS[rip],
-                          eth_dst=IN_MAC)
+        reply = udp_frame(
+            rip, NCIP, 7007, 5000, payload=b"abcdef", eth_src=NRS[rip], eth_dst=IN_MAC
+        )
     back = one_frame(lab.handle(with_partial_checksum(reply), IN, csum_partial=True), OUT)
     assert_valid_ipv4_frame(back)
 
@@ -675,8 +715,9 @@ def test_partial_checksum_is_completed_before_nat(proto):
 def test_partial_checksum_is_completed_for_dr_too():
     """DR sends the frame on the wire as is: a pending checksum must be finished first."""
     lab = dr_lab()
-    out = one_frame(lab.handle(with_partial_checksum(dr_tcp(1000, payload=b"z")), LAN,
-                               csum_partial=True), LAN)
+    out = one_frame(
+        lab.handle(with_partial_checksum(dr_tcp(1000, payload=b"z")), LAN, csum_partial=True), LAN
+    )
     assert_valid_ipv4_frame(out)
 
 
@@ -688,9 +729,18 @@ def test_synced_connection_without_a_local_real_server_is_forwarded():
     (dest None) is forwarded to its address, as IPVS does, and nothing raises."""
     lab = dr_lab()
     lab.learn("10.0.0.50", "02:00:00:00:00:32")
-    record = {"proto": 6, "caddr": ip(CIP), "cport": 3000, "vaddr": ip(VIP), "vport": 80,
-              "daddr": ip("10.0.0.50"), "dport": 80, "state": ESTABLISHED,
-              "flags": F_DROUTE, "timeout_s": 900}
+    record = {
+        "proto": 6,
+        "caddr": ip(CIP),
+        "cport": 3000,
+        "vaddr": ip(VIP),
+        "vport": 80,
+        "daddr": ip("10.0.0.50"),
+        "dport": 80,
+        "state": ESTABLISHED,
+        "flags": F_DROUTE,
+        "timeout_s": 900,
+    }
     conn = lab.director.sync_in(record, now=1.0)
     assert conn.dest is None
     out = one_frame(lab.handle(dr_tcp(3000, ACK), LAN), LAN)
@@ -734,6 +784,7 @@ def test_a_new_syn_on_a_closing_connection_is_scheduled_afresh():
     first = one_frame(lab.handle(dr_tcp(5555), LAN), LAN)[:6]
     lab.handle(dr_tcp(5555, ACK), LAN)
     lab.handle(dr_tcp(5555, RST), LAN)
+
     def conns() -> int:
         return sum(d.stats.conns for svc in lab.director.services() for d in svc.dests)
 

@@ -51,23 +51,36 @@ IN = FakePort("d1-eth2", "02:00:00:00:02:02", "192.168.0.2")
 PORTS = (LAN, OUT, IN)
 DVIP, NVIP = "10.0.0.100", "10.0.1.100"
 FW = ("10.0.0.1", "02:00:00:00:00:01")
-DR_RS = {"10.0.0.11": "02:00:00:00:00:0b", "10.0.0.12": "02:00:00:00:00:0c",
-         "10.0.0.13": "02:00:00:00:00:0d"}
+DR_RS = {
+    "10.0.0.11": "02:00:00:00:00:0b",
+    "10.0.0.12": "02:00:00:00:00:0c",
+    "10.0.0.13": "02:00:00:00:00:0d",
+}
 NAT_RS = {"192.168.0.11": "02:00:00:00:02:0b", "192.168.0.12": "02:00:00:00:02:0c"}
 CLIENTS = {f"10.0.1.{i}": f"02:00:00:00:01:{i:02x}" for i in (11, 12, 13, 14)}
 TUN_RS = "10.0.2.21"
 RULES = "".join(
     ["-A -t 10.0.0.100:80 -s rr\n"]
     + [f"-a -t 10.0.0.100:80 -r {a}:80 -g -w 1\n" for a in DR_RS]
-    + ["-A -u 10.0.0.100:7 -s wrr\n", "-a -u 10.0.0.100:7 -r 10.0.0.11:7 -g -w 2\n",
-       "-a -u 10.0.0.100:7 -r 10.0.0.12:7 -g -w 1\n"]
-    + ["-A -t 10.0.0.100:443 -s wlc\n", f"-a -t 10.0.0.100:443 -r {TUN_RS}:443 -i -w 1\n",
-       "-a -t 10.0.0.100:443 -r 10.0.0.13:443 -i -w 1\n"]
+    + [
+        "-A -u 10.0.0.100:7 -s wrr\n",
+        "-a -u 10.0.0.100:7 -r 10.0.0.11:7 -g -w 2\n",
+        "-a -u 10.0.0.100:7 -r 10.0.0.12:7 -g -w 1\n",
+    ]
+    + [
+        "-A -t 10.0.0.100:443 -s wlc\n",
+        f"-a -t 10.0.0.100:443 -r {TUN_RS}:443 -i -w 1\n",
+        "-a -t 10.0.0.100:443 -r 10.0.0.13:443 -i -w 1\n",
+    ]
     + ["-A -t 10.0.1.100:80 -s rr\n"]
     + [f"-a -t 10.0.1.100:80 -r {a}:8080 -m -w 1\n" for a in NAT_RS]
-    + ["-A -u 10.0.1.100:7 -s rr\n", "-a -u 10.0.1.100:7 -r 192.168.0.11:7007 -m -w 1\n",
-       "-A -t 10.0.1.100:21 -s rr -p 60\n", "-a -t 10.0.1.100:21 -r 192.168.0.11:21 -m\n",
-       "-a -t 10.0.1.100:21 -r 192.168.0.12:21 -m\n"]
+    + [
+        "-A -u 10.0.1.100:7 -s rr\n",
+        "-a -u 10.0.1.100:7 -r 192.168.0.11:7007 -m -w 1\n",
+        "-A -t 10.0.1.100:21 -s rr -p 60\n",
+        "-a -t 10.0.1.100:21 -r 192.168.0.11:21 -m\n",
+        "-a -t 10.0.1.100:21 -r 192.168.0.12:21 -m\n",
+    ]
 )
 VIPS = {ip(DVIP), ip(NVIP)}
 INBOUND_DSTS = VIPS | {ip(a) for a in (*DR_RS, *NAT_RS, TUN_RS)}
@@ -75,9 +88,17 @@ VLAN_TPIDS = (0x8100, 0x88A8)
 
 
 def make_lab() -> Lab:
-    lab = Lab(list(PORTS), [route("10.0.0.0/24", LAN.name), route("10.0.1.0/24", OUT.name),
-                            route("192.168.0.0/24", IN.name),
-                            route("0.0.0.0/0", LAN.name, FW[0])], RULES, seed=SEED)
+    lab = Lab(
+        list(PORTS),
+        [
+            route("10.0.0.0/24", LAN.name),
+            route("10.0.1.0/24", OUT.name),
+            route("192.168.0.0/24", IN.name),
+            route("0.0.0.0/0", LAN.name, FW[0]),
+        ],
+        RULES,
+        seed=SEED,
+    )
     for addr, m in [FW, *DR_RS.items(), *NAT_RS.items(), *CLIENTS.items()]:
         lab.learn(addr, m)
     return lab
@@ -95,49 +116,106 @@ def seeds() -> list[tuple[bytearray, FakePort]]:
     frames = [
         (tcp_frame(c1, DVIP, 1111, 80, SYN, eth_src=fw_mac, eth_dst=lan), LAN),
         (tcp_frame(c1, DVIP, 1111, 80, ACK, eth_src=fw_mac, eth_dst=lan), LAN),
-        (tcp_frame(c1, DVIP, 1111, 80, PSH | ACK, payload=b"GET / HTTP/1.0\r\n\r\n",
-                   eth_src=fw_mac, eth_dst=lan), LAN),
+        (
+            tcp_frame(
+                c1,
+                DVIP,
+                1111,
+                80,
+                PSH | ACK,
+                payload=b"GET / HTTP/1.0\r\n\r\n",
+                eth_src=fw_mac,
+                eth_dst=lan,
+            ),
+            LAN,
+        ),
         (udp_frame(c1, DVIP, 2222, 7, payload=b"echo", eth_src=fw_mac, eth_dst=lan), LAN),
         (tcp_frame(c2, DVIP, 3333, 443, SYN, eth_src=fw_mac, eth_dst=lan), LAN),
-        (tcp_frame(c2, DVIP, 3333, 443, PSH | ACK, payload=b"\x16\x03\x01" * 30,
-                   eth_src=fw_mac, eth_dst=lan), LAN),
+        (
+            tcp_frame(
+                c2,
+                DVIP,
+                3333,
+                443,
+                PSH | ACK,
+                payload=b"\x16\x03\x01" * 30,
+                eth_src=fw_mac,
+                eth_dst=lan,
+            ),
+            LAN,
+        ),
         (tcp_frame(c1, NVIP, 4444, 80, SYN, eth_src=c1_mac, eth_dst=out), OUT),
-        (tcp_frame(c1, NVIP, 4444, 80, PSH | ACK, payload=b"GET /", eth_src=c1_mac,
-                   eth_dst=out), OUT),
+        (
+            tcp_frame(c1, NVIP, 4444, 80, PSH | ACK, payload=b"GET /", eth_src=c1_mac, eth_dst=out),
+            OUT,
+        ),
         (tcp_frame(c2, NVIP, 4445, 21, SYN, eth_src=c2_mac, eth_dst=out), OUT),
         (udp_frame(c1, NVIP, 5555, 7, payload=b"q" * 11, eth_src=c1_mac, eth_dst=out), OUT),
     ]
     for rs in NAT_RS:  # one of them holds the connection
-        frames.append((tcp_frame(rs, c1, 8080, 4444, SYN | ACK, eth_src=NAT_RS[rs],
-                                 eth_dst=inn), IN))
-        frames.append((tcp_frame(rs, c1, 8080, 4444, FIN | ACK, payload=b"HTTP/1.0 200 OK",
-                                 eth_src=NAT_RS[rs], eth_dst=inn), IN))
-        frames.append((tcp_frame(rs, c2, 21, 4445, SYN | ACK, eth_src=NAT_RS[rs],
-                                 eth_dst=inn), IN))
+        frames.append(
+            (tcp_frame(rs, c1, 8080, 4444, SYN | ACK, eth_src=NAT_RS[rs], eth_dst=inn), IN)
+        )
+        frames.append(
+            (
+                tcp_frame(
+                    rs,
+                    c1,
+                    8080,
+                    4444,
+                    FIN | ACK,
+                    payload=b"HTTP/1.0 200 OK",
+                    eth_src=NAT_RS[rs],
+                    eth_dst=inn,
+                ),
+                IN,
+            )
+        )
+        frames.append((tcp_frame(rs, c2, 21, 4445, SYN | ACK, eth_src=NAT_RS[rs], eth_dst=inn), IN))
     reply = udp_frame(rs1, c1, 7007, 5555, payload=b"r" * 13, eth_src=NAT_RS[rs1], eth_dst=inn)
     frames.append((reply, IN))
-    seen_by_client = udp_frame(NVIP, c1, 7, 5555, payload=b"r" * 13, eth_src=out,
-                               eth_dst=c1_mac)
-    seen_by_server = udp_frame(c1, rs1, 5555, 7007, payload=b"q" * 11, eth_src=inn,
-                               eth_dst=NAT_RS[rs1])
-    dr_reply = tcp_frame(DVIP, c1, 80, 1111, SYN | ACK, eth_src=DR_RS["10.0.0.11"],
-                         eth_dst=fw_mac)
+    seen_by_client = udp_frame(NVIP, c1, 7, 5555, payload=b"r" * 13, eth_src=out, eth_dst=c1_mac)
+    seen_by_server = udp_frame(
+        c1, rs1, 5555, 7007, payload=b"q" * 11, eth_src=inn, eth_dst=NAT_RS[rs1]
+    )
+    dr_reply = tcp_frame(DVIP, c1, 80, 1111, SYN | ACK, eth_src=DR_RS["10.0.0.11"], eth_dst=fw_mac)
     frames += [
-        (icmp_error_frame(c1, NVIP, ip_packet(seen_by_client), eth_src=c1_mac, eth_dst=out),
-         OUT),
-        (icmp_error_frame(rs1, c1, ip_packet(seen_by_server), eth_src=NAT_RS[rs1],
-                          eth_dst=inn), IN),
-        (icmp_error_frame(rs2, c1, ip_packet(seen_by_server)[:28], code=1,
-                          eth_src=NAT_RS[rs2], eth_dst=inn), IN),
-        (icmp_error_frame(FW[0], DVIP, ip_packet(dr_reply)[:28], code=4, eth_src=fw_mac,
-                          eth_dst=lan), LAN),
-        (icmp_error_frame(FW[0], NVIP, ip_packet(seen_by_client), type_=11, code=0,
-                          eth_src=fw_mac, eth_dst=out), OUT),
+        (icmp_error_frame(c1, NVIP, ip_packet(seen_by_client), eth_src=c1_mac, eth_dst=out), OUT),
+        (
+            icmp_error_frame(rs1, c1, ip_packet(seen_by_server), eth_src=NAT_RS[rs1], eth_dst=inn),
+            IN,
+        ),
+        (
+            icmp_error_frame(
+                rs2, c1, ip_packet(seen_by_server)[:28], code=1, eth_src=NAT_RS[rs2], eth_dst=inn
+            ),
+            IN,
+        ),
+        (
+            icmp_error_frame(
+                FW[0], DVIP, ip_packet(dr_reply)[:28], code=4, eth_src=fw_mac, eth_dst=lan
+            ),
+            LAN,
+        ),
+        (
+            icmp_error_frame(
+                FW[0],
+                NVIP,
+                ip_packet(seen_by_client),
+                type_=11,
+                code=0,
+                eth_src=fw_mac,
+                eth_dst=out,
+            ),
+            OUT,
+        ),
         (icmp_echo_frame(c1, NVIP, eth_src=c1_mac, eth_dst=out), OUT),
         (icmp_echo_frame(c1, DVIP, eth_src=fw_mac, eth_dst=lan), LAN),
         (arp_frame(2, NAT_RS[rs1], rs1, inn, IN.ip_text), IN),
-        (arp_frame(1, c1_mac, c1, "00:00:00:00:00:00", OUT.ip_text,
-                   eth_dst="ff:ff:ff:ff:ff:ff"), OUT),
+        (
+            arp_frame(1, c1_mac, c1, "00:00:00:00:00:00", OUT.ip_text, eth_dst="ff:ff:ff:ff:ff:ff"),
+            OUT,
+        ),
         (arp_frame(2, DR_RS["10.0.0.12"], "10.0.0.12", lan, LAN.ip_text), LAN),
     ]
     tagged = []
@@ -149,8 +227,9 @@ def seeds() -> list[tuple[bytearray, FakePort]]:
 
 
 def with_tags(frame: bytes, tags) -> bytearray:
-    return bytearray(frame[:12] + b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in tags)
-                     + frame[12:])
+    return bytearray(
+        frame[:12] + b"".join(struct.pack("!HH", tpid, vid) for tpid, vid in tags) + frame[12:]
+    )
 
 
 def with_ip_options(frame: bytes) -> bytearray:
@@ -161,7 +240,7 @@ def with_ip_options(frame: bytes) -> bytearray:
     options = b"\x07\x07\x04\x00\x00\x00\x00\x00"
     ihl = (out[14] & 15) * 4
     total = struct.unpack_from("!H", out, 16)[0]
-    out[14 + ihl:14 + ihl] = options
+    out[14 + ihl : 14 + ihl] = options
     out[14] = 0x40 | (ihl + 8) // 4
     struct.pack_into("!H", out, 16, total + 8)
     fix_checksums(out)
@@ -194,12 +273,12 @@ def fix_checksums(frame: bytearray, partial: bool = False) -> bool:
     if ihl < 20 or l3 + ihl > size:
         return False
     _put(frame, l3 + 10, 0)
-    _put(frame, l3 + 10, internet_checksum(bytes(frame[l3:l3 + ihl])))
+    _put(frame, l3 + 10, internet_checksum(bytes(frame[l3 : l3 + ihl])))
     total = frame[l3 + 2] << 8 | frame[l3 + 3]
     if total < ihl or l3 + total > size or (frame[l3 + 6] << 8 | frame[l3 + 7]) & 0x3FFF:
         return False
     l4, end, proto = l3 + ihl, l3 + total, frame[l3 + 9]
-    addrs = bytes(frame[l3 + 12:l3 + 20])
+    addrs = bytes(frame[l3 + 12 : l3 + 20])
     if proto == 6 and end - l4 >= 18:
         pseudo = ones_sum(addrs + struct.pack("!HH", 6, end - l4))
         _put(frame, l4 + 16, 0)
@@ -209,21 +288,21 @@ def fix_checksums(frame: bytearray, partial: bool = False) -> bool:
         _put(frame, l4 + 16, internet_checksum(bytes(frame[l4:end]), pseudo))
     elif proto == 17 and end - l4 >= 8:
         udp_len = frame[l4 + 4] << 8 | frame[l4 + 5]
-        if not 8 <= udp_len <= end - l4 or frame[l4 + 6:l4 + 8] == b"\0\0":
+        if not 8 <= udp_len <= end - l4 or frame[l4 + 6 : l4 + 8] == b"\0\0":
             return False
         pseudo = ones_sum(addrs + struct.pack("!HH", 17, udp_len))
         _put(frame, l4 + 6, 0)
         if partial and udp_len == end - l4:
             _put(frame, l4 + 6, pseudo)
             return True
-        _put(frame, l4 + 6, internet_checksum(bytes(frame[l4:l4 + udp_len]), pseudo) or 0xFFFF)
+        _put(frame, l4 + 6, internet_checksum(bytes(frame[l4 : l4 + udp_len]), pseudo) or 0xFFFF)
     elif proto == 1 and end - l4 >= 4:
         inner = l4 + 8
         if frame[l4] in ICMP_ERRORS and end - inner >= 20 and frame[inner] >> 4 == 4:
             inner_ihl = (frame[inner] & 15) * 4
             if inner_ihl >= 20 and inner + inner_ihl <= end:
                 _put(frame, inner + 10, 0)
-                _put(frame, inner + 10, internet_checksum(bytes(frame[inner:inner + inner_ihl])))
+                _put(frame, inner + 10, internet_checksum(bytes(frame[inner : inner + inner_ihl])))
         _put(frame, l4 + 2, 0)
         _put(frame, l4 + 2, internet_checksum(bytes(frame[l4:end])))
     return False
@@ -275,7 +354,7 @@ def mutate(rng: random.Random, frame: bytes) -> bytearray:
         elif kind < 0.85:
             f[rng.randrange(len(f))] = rng.randrange(256)
         elif kind < 0.92:
-            del f[rng.randrange(len(f) + 1):]
+            del f[rng.randrange(len(f) + 1) :]
         else:
             f += rng.randbytes(rng.randrange(1, 64))
     return f
@@ -288,13 +367,28 @@ def random_ipv4(rng: random.Random) -> bytearray:
     proto = rng.choice((1, 6, 17, 6, 17, 4, 47, rng.randrange(256)))
     payload = bytearray(rng.randbytes(rng.choice((0, 4, 8, 12, 20, 28, 40, 60, 200))))
     if proto in (6, 17) and len(payload) >= 4:
-        struct.pack_into("!HH", payload, 0, rng.choice((1111, 4444, 5555, 8080, 7007)),
-                         rng.choice((80, 7, 443, 21, 8080, 7007, 4444, 5555)))
+        struct.pack_into(
+            "!HH",
+            payload,
+            0,
+            rng.choice((1111, 4444, 5555, 8080, 7007)),
+            rng.choice((80, 7, 443, 21, 8080, 7007, 4444, 5555)),
+        )
     if proto == 17 and len(payload) >= 8:
         _put(payload, 4, rng.choice((len(payload), 8, rng.randrange(65536))))
-    header = struct.pack("!BBHHHBBHII", 0x45, 0, 20 + len(payload), rng.randrange(65536),
-                         rng.choice((0, 0x4000)), rng.choice((64, 1, 2, 255)), proto, 0, src,
-                         dst)
+    header = struct.pack(
+        "!BBHHHBBHII",
+        0x45,
+        0,
+        20 + len(payload),
+        rng.randrange(65536),
+        rng.choice((0, 0x4000)),
+        rng.choice((64, 1, 2, 255)),
+        proto,
+        0,
+        src,
+        dst,
+    )
     eth = rng.choice((LAN, OUT, IN)).mac + bytes(6) + b"\x08\x00"
     return bytearray(eth + header + payload)
 
@@ -303,11 +397,19 @@ def arp_garbage(rng: random.Random) -> bytearray:
     if rng.random() < 0.5:
         return bytearray(b"\xff" * 6 + bytes(6) + b"\x08\x06" + rng.randbytes(rng.randrange(60)))
     who = rng.choice([*DR_RS, *NAT_RS, *CLIENTS, FW[0], "10.9.9.9"])
-    body = struct.pack("!HHBBH6sI6sI", rng.choice((1, 1, 6, rng.randrange(65536))),
-                       rng.choice((0x0800, 0x0800, 0x86DD)), rng.choice((6, 6, 8)),
-                       rng.choice((4, 4, 16)), rng.choice((1, 2, 3, rng.randrange(65536))),
-                       bytes([2]) + rng.randbytes(5), ip(who), bytes(6), rng.randrange(1 << 32))
-    return bytearray(b"\xff" * 6 + bytes(6) + b"\x08\x06" + body[:rng.randrange(20, 29)])
+    body = struct.pack(
+        "!HHBBH6sI6sI",
+        rng.choice((1, 1, 6, rng.randrange(65536))),
+        rng.choice((0x0800, 0x0800, 0x86DD)),
+        rng.choice((6, 6, 8)),
+        rng.choice((4, 4, 16)),
+        rng.choice((1, 2, 3, rng.randrange(65536))),
+        bytes([2]) + rng.randbytes(5),
+        ip(who),
+        bytes(6),
+        rng.randrange(1 << 32),
+    )
+    return bytearray(b"\xff" * 6 + bytes(6) + b"\x08\x06" + body[: rng.randrange(20, 29)])
 
 
 def randomised(rng: random.Random, seed_frames, count: int):
@@ -319,13 +421,14 @@ def randomised(rng: random.Random, seed_frames, count: int):
         elif roll < 0.78:
             frame = random_ipv4(rng)
         elif roll < 0.84:
-            tags = [(rng.choice((0x8100, 0x88A8, 0x9100)), rng.randrange(4096))
-                    for _ in range(rng.randrange(4))]
+            tags = [
+                (rng.choice((0x8100, 0x88A8, 0x9100)), rng.randrange(4096))
+                for _ in range(rng.randrange(4))
+            ]
             frame = with_tags(frame, tags)
         elif roll < 0.88:
             frame = bytearray(frame)
-            frame[12:14] = rng.choice((b"\x86\xdd", b"\x88\xcc", b"\x81\x00",
-                                       rng.randbytes(2)))
+            frame[12:14] = rng.choice((b"\x86\xdd", b"\x88\xcc", b"\x81\x00", rng.randbytes(2)))
         elif roll < 0.94:
             frame = arp_garbage(rng)
         elif roll < 0.97:
@@ -377,8 +480,7 @@ def test_fuzz_the_per_frame_path():
         rx = fwd.rx
         fwd.handle(frame, port, partial, now)
         assert fwd.rx == rx + 1
-        after = fwd.forwarded + fwd.queued + sum(fwd.ignored.values()) + sum(
-            fwd.dropped.values())
+        after = fwd.forwarded + fwd.queued + sum(fwd.ignored.values()) + sum(fwd.dropped.values())
         assert after == outcomes + 1, (i, bytes(frame).hex())
         outcomes = after
         for p in PORTS:
@@ -400,12 +502,32 @@ def test_fuzz_the_per_frame_path():
     assert accounted(fwd)
     assert not [k for k in fwd.dropped if k.startswith("error:")], fwd.dropped
     reasons = set(fwd.ignored) | set(fwd.dropped)
-    for expected in ("short-frame", "bad-vlan", "short-ip", "bad-ip-version", "bad-ihl",
-                     "bad-total-length", "fragment", "not-ipv4", "short-l4", "bad-tcp-offset",
-                     "bad-udp-length", "bad-icmp", "short-arp", "unsupported-arp", "arp",
-                     "tcp-no-connection", "not-a-connection", "not-for-a-service",
-                     "no-service", "icmp-to-vip", "icmp-no-connection", "unsupported-l4",
-                     "ttl-exceeded", "real-server-deleted"):
+    for expected in (
+        "short-frame",
+        "bad-vlan",
+        "short-ip",
+        "bad-ip-version",
+        "bad-ihl",
+        "bad-total-length",
+        "fragment",
+        "not-ipv4",
+        "short-l4",
+        "bad-tcp-offset",
+        "bad-udp-length",
+        "bad-icmp",
+        "short-arp",
+        "unsupported-arp",
+        "arp",
+        "tcp-no-connection",
+        "not-a-connection",
+        "not-for-a-service",
+        "no-service",
+        "icmp-to-vip",
+        "icmp-no-connection",
+        "unsupported-l4",
+        "ttl-exceeded",
+        "real-server-deleted",
+    ):
         assert expected in reasons, expected
     assert fwd.forwarded > 10_000 and sent > 10_000 and partials > 1000
     director.refresh_stats()

@@ -9,8 +9,10 @@ from testbed.director.ipvsadm import run
 from testbed.director.model import Director, ip_to_int
 
 HEADER = "IP Virtual Server version 1.2.1 (size=4096)\n"
-TITLE = ("Prot LocalAddress:Port Scheduler Flags\n"
-         "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n")
+TITLE = (
+    "Prot LocalAddress:Port Scheduler Flags\n"
+    "  -> RemoteAddress:Port           Forward Weight ActiveConn InActConn\n"
+)
 TRY_HELP = "Try `ipvsadm -h' or 'ipvsadm --help' for more information.\n"
 
 
@@ -38,7 +40,8 @@ def dr_lab():
 def test_list_numeric_golden():
     d = dr_lab()
     expected = (
-        HEADER + TITLE
+        HEADER
+        + TITLE
         + "TCP  10.0.0.100:80 wlc\n"
         + "  -> 10.0.0.11:80                 Route   1      0          0         \n"
         + dest_line("10.0.0.12:80", "Route", 2)
@@ -54,13 +57,13 @@ def test_list_numeric_golden():
 
 def test_list_flags_column_and_methods():
     d = Director(seed=1)
-    ok(d, "-A", "-t", "10.0.0.100:443", "-p", "-M", "255.255.255.0", "-s", "sh", "-b",
-       "sh-port")
+    ok(d, "-A", "-t", "10.0.0.100:443", "-p", "-M", "255.255.255.0", "-s", "sh", "-b", "sh-port")
     ok(d, "-a", "-t", "10.0.0.100:443", "-r", "192.168.0.11:8443", "-m", "-w", "0")
     ok(d, "-A", "-f", "12", "-p", "600")
     ok(d, "-a", "-f", "12", "-r", "172.16.0.5", "-i", "-w", "65535")
     assert ok(d, "-L", "-n") == (
-        HEADER + TITLE
+        HEADER
+        + TITLE
         + "TCP  10.0.0.100:443 sh (sh-port) persistent 300 mask 255.255.255.0\n"
         + dest_line("192.168.0.11:8443", "Masq", 0)
         + "FWM  12 wlc persistent 600\n"
@@ -95,21 +98,29 @@ def test_stats_layout_and_large_number_scaling():
     s.conns, s.inpkts, s.outpkts = 99_999_999, 100_000_000, 5_000_000_000
     s.inbytes, s.outbytes = 123_456_789_012, 10**15
     out = ok(d, "-L", "-n", "--stats")
-    title = ("%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n"
-             % ("Prot LocalAddress:Port", "Conns", "InPkts", "OutPkts", "InBytes", "OutBytes"))
+    title = "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n" % (
+        "Prot LocalAddress:Port",
+        "Conns",
+        "InPkts",
+        "OutPkts",
+        "InBytes",
+        "OutBytes",
+    )
     assert out.startswith(HEADER + title)
     # print_largenum(): %9llu below 100 million, then %8lluK, %8lluM, %8lluG, %8lluT
     figures = "%9u%8uK%8uM%8uG%8uT\n" % (99999999, 100000, 5000, 123, 1000)
     assert "  -> %-28s" % "10.0.0.11:80" + figures in out
     assert "%-33s" % "TCP  10.0.0.100:80" + figures in out
-    assert "  -> 10.0.0.11:80                  99999999  100000K    5000M     123G    1000T\n" \
+    assert (
+        "  -> 10.0.0.11:80                  99999999  100000K    5000M     123G    1000T\n"
         not in out
-    assert "  -> 10.0.0.11:80                 99999999  100000K    5000M     123G    1000T\n" \
-        in out
+    )
+    assert "  -> 10.0.0.11:80                 99999999  100000K    5000M     123G    1000T\n" in out
     exact = ok(d, "-L", "-n", "--stats", "--exact")
     # --exact: width 9, or the number's length + 1 when longer than 8 digits
-    assert ("  -> %-28s" % "10.0.0.11:80") + " 99999999 100000000 5000000000 123456789012" \
-        " 1000000000000000\n" in exact
+    assert (
+        "  -> %-28s" % "10.0.0.11:80"
+    ) + " 99999999 100000000 5000000000 123456789012 1000000000000000\n" in exact
 
 
 def test_rate_layout():
@@ -121,8 +132,14 @@ def test_rate_layout():
         dest.stats.inbytes += 3_000_000
         d.tick(2.0 * step)
     out = ok(d, "-L", "-n", "--rate")
-    title = ("%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n"
-             % ("Prot LocalAddress:Port", "CPS", "InPPS", "OutPPS", "InBPS", "OutBPS"))
+    title = "%-33s %8s %8s %8s %8s %8s\n  -> RemoteAddress:Port\n" % (
+        "Prot LocalAddress:Port",
+        "CPS",
+        "InPPS",
+        "OutPPS",
+        "InBPS",
+        "OutBPS",
+    )
     assert out.startswith(HEADER + title)
     assert "  -> %-28s %8u %8u %8u%9u%9u\n" % ("10.0.0.11:80", 10, 1000, 0, 1500000, 0) in out
     assert "%-33s%9u%9u%9u%9u%9u\n" % ("TCP  10.0.0.100:80", 10, 1000, 0, 1500000, 0) in out
@@ -132,12 +149,16 @@ def test_thresholds_and_persistent_conn_layouts():
     d = dr_lab()
     ok(d, "-e", "-t", "10.0.0.100:80", "-r", "10.0.0.11", "-x", "100", "-y", "50")
     out = ok(d, "-L", "-n", "--thresholds")
-    assert ("%-33s %-10s %-10s %-10s %-10s\n" % ("Prot LocalAddress:Port", "Uthreshold",
-            "Lthreshold", "ActiveConn", "InActConn")) in out
+    assert (
+        "%-33s %-10s %-10s %-10s %-10s\n"
+        % ("Prot LocalAddress:Port", "Uthreshold", "Lthreshold", "ActiveConn", "InActConn")
+    ) in out
     assert "  -> %-28s %-10u %-10u %-10u %-10u\n" % ("10.0.0.11:80", 100, 50, 0, 0) in out
     out = ok(d, "-L", "-n", "--persistent-conn")
-    assert ("%-33s %-9s %-11s %-10s %-10s\n" % ("Prot LocalAddress:Port", "Weight",
-            "PersistConn", "ActiveConn", "InActConn")) in out
+    assert (
+        "%-33s %-9s %-11s %-10s %-10s\n"
+        % ("Prot LocalAddress:Port", "Weight", "PersistConn", "ActiveConn", "InActConn")
+    ) in out
     assert "  -> %-28s %-9u %-11u %-10u %-10u\n" % ("10.0.0.12:80", 2, 0, 0, 0) in out
 
 
@@ -154,15 +175,18 @@ def test_connection_listing():
     d.on_udp_packet(udp, 10.0)
     out = ok(d, "-L", "-n", "-c", now=10.5)
     lines = out.splitlines(keepends=True)
-    assert lines[:2] == ["IPVS connection entries\n",
-                         "pro expire state       source             virtual            "
-                         "destination\n"]
+    assert lines[:2] == [
+        "IPVS connection entries\n",
+        "pro expire state       source             virtual            destination\n",
+    ]
     row = "%-3s %-6s %-11s %-18s %-18s %s\n"
-    assert sorted(lines[2:]) == sorted([
-        row % ("TCP", "00:59", "SYN_RECV", "10.0.1.11:40000", "10.0.0.100:80", "10.0.0.11:80"),
-        row % ("TCP", "04:59", "NONE", "10.0.1.11:0", "10.0.0.100:80", "10.0.0.11:80"),
-        row % ("UDP", "04:59", "UDP", "10.0.1.11:5353", "10.0.0.100:7", "10.0.0.12:7"),
-    ])
+    assert sorted(lines[2:]) == sorted(
+        [
+            row % ("TCP", "00:59", "SYN_RECV", "10.0.1.11:40000", "10.0.0.100:80", "10.0.0.11:80"),
+            row % ("TCP", "04:59", "NONE", "10.0.1.11:0", "10.0.0.100:80", "10.0.0.11:80"),
+            row % ("UDP", "04:59", "UDP", "10.0.1.11:5353", "10.0.0.100:7", "10.0.0.12:7"),
+        ]
+    )
     d.clock_s = 10.5
     assert ok(d, "-Lnc") == out  # default clock: the director's latest time
 
@@ -179,8 +203,20 @@ def test_save_format_and_restore_round_trip():
     ok(d, "-A", "-t", "10.0.0.100:80", "-s", "wrr")
     ok(d, "-a", "-t", "10.0.0.100:80", "-r", "10.0.0.11:80", "-g", "-w", "3")
     ok(d, "-a", "-t", "10.0.0.100:80", "-r", "192.168.0.11:8080", "-m", "-x", "9", "-y", "4")
-    ok(d, "-A", "-u", "10.0.0.100:53", "-s", "mh", "-b", "mh-fallback,mh-port", "-p", "60",
-       "-M", "255.255.0.0")
+    ok(
+        d,
+        "-A",
+        "-u",
+        "10.0.0.100:53",
+        "-s",
+        "mh",
+        "-b",
+        "mh-fallback,mh-port",
+        "-p",
+        "60",
+        "-M",
+        "255.255.0.0",
+    )
     ok(d, "-a", "-u", "10.0.0.100:53", "-r", "10.0.0.12", "-i")
     ok(d, "-A", "-f", "1", "-s", "rr")
     saved = ok(d, "-S", "-n")
@@ -206,10 +242,12 @@ def test_save_format_and_restore_round_trip():
 def test_restore_checks_every_line_before_applying_any():
     d = dr_lab()
     before = d.snapshot()
-    rules = ("-A -t 10.0.0.200:80 -s rr\n"
-             "-a -t 10.0.0.200:80 -r 10.0.0.11\n"
-             "-a -t 10.0.0.200:80 -r 10.0.0.11\n"  # a second time: refused
-             "-A -t 10.0.0.201:80\n")
+    rules = (
+        "-A -t 10.0.0.200:80 -s rr\n"
+        "-a -t 10.0.0.200:80 -r 10.0.0.11\n"
+        "-a -t 10.0.0.200:80 -r 10.0.0.11\n"  # a second time: refused
+        "-A -t 10.0.0.201:80\n"
+    )
     result = run(["-R"], d, rules)
     assert (result.rc, result.out, result.err) == (255, "", "Destination already exists\n")
     assert d.snapshot() == before
@@ -237,8 +275,7 @@ def test_ipvsadm_defaults_on_edit_are_ipvsadm_s():
 
 def test_option_syntax_variants():
     d = Director(seed=1)
-    ok(d, "--add-service", "--tcp-service=10.0.0.100:http", "--scheduler", "rr",
-       "--persistent=900")
+    ok(d, "--add-service", "--tcp-service=10.0.0.100:http", "--scheduler", "rr", "--persistent=900")
     ok(d, "-A", "-t10.0.0.100:8080", "-p")
     ok(d, "-A", "-u", "10.0.0.100:domain")
     ok(d, "-at", "10.0.0.100:80", "-r", "10.0.0.11", "-w3")
@@ -287,43 +324,69 @@ BAD_COMMANDS = [
     (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.11"], 255, "Destination already exists\n"),
     (["-e", "-t", "10.0.0.100:80", "-r", "10.0.0.99"], 255, "No such destination\n"),
     (["-d", "-t", "10.0.0.100:80", "-r", "10.0.0.99"], 255, "No such destination\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "224.0.0.1"], 255,
-     "Invalid operation.  Possibly wrong module version, address not unicast, ...\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-x", "5", "-y", "10"], 255,
-     "Numerical result out of range\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "70000"], 2,
-     "illegal weight specified\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "-1"], 2,
-     "illegal weight specified\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-x", "many"], 2,
-     "illegal u_threshold specified\n"),
-    (["-a", "-t", "10.0.0.100:80", "-r", "host.example"], 2,
-     "illegal real server address[:port] specified\n"),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "224.0.0.1"],
+        255,
+        "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-x", "5", "-y", "10"],
+        255,
+        "Numerical result out of range\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "70000"],
+        2,
+        "illegal weight specified\n",
+    ),
+    (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "-1"], 2, "illegal weight specified\n"),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-x", "many"],
+        2,
+        "illegal u_threshold specified\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "host.example"],
+        2,
+        "illegal real server address[:port] specified\n",
+    ),
     (["-A", "-t", "10.0.0.200:80", "-p", "0"], 2, "invalid timeout value `0' specified\n"),
-    (["-A", "-t", "10.0.0.200:80", "-M", "bogus"], 2,
-     "illegal virtual server persistent mask specified\n"),
+    (
+        ["-A", "-t", "10.0.0.200:80", "-M", "bogus"],
+        2,
+        "illegal virtual server persistent mask specified\n",
+    ),
     (["-A", "-f", "0"], 2, "invalid fwmark value `0' specified\n"),
     (["-A", "-u", "host.example:53"], 2, "illegal virtual server address[:port] specified\n"),
-    (["-A", "-t", "10.0.0.200:nosuchport"], 2,
-     "illegal virtual server address[:port] specified\n"),
+    (["-A", "-t", "10.0.0.200:nosuchport"], 2, "illegal virtual server address[:port] specified\n"),
     (["-A", "-t", "8080"], 2, "illegal virtual server address[:port] specified\n"),
-    (["-A", "-t", "10.0.0.200:80", "-s", "rr", "-s", "wlc"], 2,
-     "multiple 'scheduler' options specified\n"),
-    (["-A", "-t", "10.0.0.200:80", "-r", "10.0.0.11"], 2,
-     "Illegal 'real-server' option with the 'add-service' command\n"),
-    (["-a", "-t", "10.0.0.100:80"], 2,
-     "You need to supply the 'real-server' option for the 'add-server' command\n"),
-    (["-A"], 2, "You need to supply the 'service-address' option for the 'add-service' "
-     "command\n"),
+    (
+        ["-A", "-t", "10.0.0.200:80", "-s", "rr", "-s", "wlc"],
+        2,
+        "multiple 'scheduler' options specified\n",
+    ),
+    (
+        ["-A", "-t", "10.0.0.200:80", "-r", "10.0.0.11"],
+        2,
+        "Illegal 'real-server' option with the 'add-service' command\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80"],
+        2,
+        "You need to supply the 'real-server' option for the 'add-server' command\n",
+    ),
+    (["-A"], 2, "You need to supply the 'service-address' option for the 'add-service' command\n"),
     (["-L", "-c", "--stats"], 2, "options conflicts in the list command\n"),
-    (["-L", "--timeout", "-c"], 2,
-     "The option 'timeout' conflicts with the 'connection' option in the 'list' command\n"),
+    (
+        ["-L", "--timeout", "-c"],
+        2,
+        "The option 'timeout' conflicts with the 'connection' option in the 'list' command\n",
+    ),
     (["--set", "1", "2"], 2, "--set option requires 3 timeout values\n"),
     (["--set", "1", "2", "x"], 2, "invalid timeout value `x' specified\n"),
     (["--set", "1", "2", "3", "4"], 2, "unexpected argument 4\n"),
     (["-C", "now"], 2, "unexpected argument now\n"),
-    (["-A", "-t", "10.0.0.200:80", "-b", "mh-port"], 2,
-     "incompatible scheduler flag `mh-port'\n"),
+    (["-A", "-t", "10.0.0.200:80", "-b", "mh-port"], 2, "incompatible scheduler flag `mh-port'\n"),
     (["-A", "-t", "10.0.0.200:80", "-b", "turbo"], 2, "invalid scheduler flag `turbo'\n"),
     (["-L", "-A"], 2, "invalid option `-A'\n"),
     (["-L", "--frobnicate"], 255, "--frobnicate: unknown option\n"),
@@ -336,8 +399,9 @@ BAD_COMMANDS = [
 ]
 
 
-@pytest.mark.parametrize(("argv", "rc", "err"), BAD_COMMANDS,
-                         ids=[" ".join(a) for a, _, _ in BAD_COMMANDS])
+@pytest.mark.parametrize(
+    ("argv", "rc", "err"), BAD_COMMANDS, ids=[" ".join(a) for a, _, _ in BAD_COMMANDS]
+)
 def test_bad_commands_are_refused_and_change_nothing(argv, rc, err):
     d = dr_lab()
     vip = ip_to_int("10.0.0.100")
@@ -348,12 +412,15 @@ def test_bad_commands_are_refused_and_change_nothing(argv, rc, err):
     assert d.snapshot() == before and len(d.conns) == conns
 
 
-@pytest.mark.parametrize("argv", [
-    ["-A", "-t", "10.0.0.200:80", "--ops"],
-    ["-A", "-f", "1", "-6"],
-    ["--start-daemon", "master"],
-    ["-A", "--sctp-service", "10.0.0.1:80"],
-])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["-A", "-t", "10.0.0.200:80", "--ops"],
+        ["-A", "-f", "1", "-6"],
+        ["--start-daemon", "master"],
+        ["-A", "--sctp-service", "10.0.0.1:80"],
+    ],
+)
 def test_unsupported_options_say_so(argv):
     d = dr_lab()
     before = d.snapshot()

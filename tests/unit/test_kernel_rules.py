@@ -36,8 +36,11 @@ def test_one_element_per_tcp_and_udp_service_none_for_fwmark():
     """protocol . VIP . port for each TCP/UDP service, in a stable order; fwmark services
     have no address and port to match, so they add nothing."""
     text = kernel.ruleset(director(RULES))
-    assert elements(text) == ["tcp . 10.0.0.100 . 80", "tcp . 10.0.1.100 . 443",
-                              "udp . 10.0.0.100 . 7"]
+    assert elements(text) == [
+        "tcp . 10.0.0.100 . 80",
+        "tcp . 10.0.1.100 . 443",
+        "udp . 10.0.0.100 . 7",
+    ]
 
 
 def test_no_services_no_elements_line():
@@ -68,8 +71,11 @@ def test_services_follow_ipvsadm_changes():
     d = director(RULES)
     ipvsadm.run(["-D", "-t", "10.0.0.100:80"], d)
     ipvsadm.run(["-A", "-u", "10.0.1.100:53"], d)
-    assert elements(kernel.ruleset(d)) == ["tcp . 10.0.1.100 . 443", "udp . 10.0.0.100 . 7",
-                                           "udp . 10.0.1.100 . 53"]
+    assert elements(kernel.ruleset(d)) == [
+        "tcp . 10.0.1.100 . 443",
+        "udp . 10.0.0.100 . 7",
+        "udp . 10.0.1.100 . 53",
+    ]
 
 
 def test_apply_replaces_the_table_in_one_script(monkeypatch):
@@ -86,8 +92,9 @@ def test_apply_replaces_the_table_in_one_script(monkeypatch):
     kernel.apply(d)
     [(argv, script)] = calls
     assert argv == ["nft", "-f", "-"]
-    assert script == (f"table inet {kernel.TABLE}\ndelete table inet {kernel.TABLE}\n"
-                      f"{kernel.ruleset(d)}\n")
+    assert script == (
+        f"table inet {kernel.TABLE}\ndelete table inet {kernel.TABLE}\n{kernel.ruleset(d)}\n"
+    )
 
     def refusing(argv, **kw):
         return subprocess.CompletedProcess(argv, 1, "", "Error: syntax error\n")
@@ -99,8 +106,10 @@ def test_apply_replaces_the_table_in_one_script(monkeypatch):
 
 def test_remove_deletes_only_our_table(monkeypatch):
     calls = []
-    monkeypatch.setattr(kernel.subprocess, "run",
-                        lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(
-                            argv, 0, "", ""))
+    monkeypatch.setattr(
+        kernel.subprocess,
+        "run",
+        lambda argv, **kw: calls.append(argv) or subprocess.CompletedProcess(argv, 0, "", ""),
+    )
     kernel.remove()
     assert calls == [["nft", "delete", "table", "inet", kernel.TABLE]]

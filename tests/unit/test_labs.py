@@ -130,7 +130,10 @@ def test_lab5_handout_uses_the_table_the_solution_and_hints_name():
 
 # -- results, context and formatting -----------------------------------------------------------
 def test_format_results_shows_each_check_hints_for_failures_and_a_verdict():
-    results = [CheckResult("a", True, "fine", "unused"), CheckResult("b", False, "broken", "fix it")]
+    results = [
+        CheckResult("a", True, "fine", "unused"),
+        CheckResult("b", False, "broken", "fix it"),
+    ]
     text = format_results(results)
     assert "ok    a: fine" in text and "FAIL  b: broken" in text
     assert "hint: fix it" in text and "hint: unused" not in text
@@ -183,8 +186,12 @@ def test_parse_rules_reads_the_saved_configuration():
 
 
 def test_parse_rules_knows_masquerading_tunnelling_and_scheduler_flags():
-    d = director_with("-A -u 10.0.1.100:7 -s sh -b sh-fallback", "-a -u 10.0.1.100:7 -r 192.168.0.11:7 -m -w 0",
-                      "-A -t 10.0.0.100:80 -s rr", "-a -t 10.0.0.100:80 -r 10.0.0.12:80 -i")
+    d = director_with(
+        "-A -u 10.0.1.100:7 -s sh -b sh-fallback",
+        "-a -u 10.0.1.100:7 -r 192.168.0.11:7 -m -w 0",
+        "-A -t 10.0.0.100:80 -s rr",
+        "-a -t 10.0.0.100:80 -r 10.0.0.12:80 -i",
+    )
     rules = parse_rules(ipvsadm(d, "-S -n"))
     echo = rules[("udp", "10.0.1.100:7")]
     assert echo.scheduler == "sh" and echo.sched_flags == "sh-fallback"
@@ -219,25 +226,36 @@ def test_parse_stats_reads_the_directors_own_layout():
 def test_parse_connections_reads_the_directors_listing():
     d = director_with("-A -u 10.0.0.100:7 -s rr", "-a -u 10.0.0.100:7 -r 10.0.0.13:7 -g")
     vip = ip_to_int("10.0.0.100")
-    conn = d.schedule_new(d.find_service(17, vip, 7), 17, ip_to_int("10.0.1.11"), 40001, vip, 7, 10.0)
+    conn = d.schedule_new(
+        d.find_service(17, vip, 7), 17, ip_to_int("10.0.1.11"), 40001, vip, 7, 10.0
+    )
     d.on_udp_packet(conn, 10.0)
     [entry] = parse_connections(ipvsadm(d, "-L -n -c", now=10.5))
-    assert (entry.proto, entry.source, entry.virtual, entry.destination) == \
-        ("udp", "10.0.1.11:40001", "10.0.0.100:7", "10.0.0.13:7")
+    assert (entry.proto, entry.source, entry.virtual, entry.destination) == (
+        "udp",
+        "10.0.1.11:40001",
+        "10.0.0.100:7",
+        "10.0.0.13:7",
+    )
 
 
-# -- ip, arping, sysctl -----------------------------------------------------------------------------
+# -- ip, arping, sysctl ----------------------------------------------------------------------------
 def test_default_gateway():
-    routes = ("default via 192.168.0.254 dev rs1-eth0 \n"
-              "192.168.0.0/24 dev rs1-eth0 proto kernel scope link src 192.168.0.11 \n")
+    routes = (
+        "default via 192.168.0.254 dev rs1-eth0 \n"
+        "192.168.0.0/24 dev rs1-eth0 proto kernel scope link src 192.168.0.11 \n"
+    )
     assert default_gateway(routes) == "192.168.0.254"
     assert default_gateway("192.168.0.0/24 dev rs1-eth0 proto kernel scope link\n") is None
     assert default_gateway("") is None
 
 
 def test_inet_addresses_of_ip_addr_output():
-    out = ("1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
-           "1: lo    inet 10.0.0.100/32 scope global lo\\       valid_lft forever preferred_lft forever\n")
+    out = (
+        "1: lo    inet 127.0.0.1/8 scope host lo\\       valid_lft forever preferred_lft forever\n"
+        "1: lo    inet 10.0.0.100/32 scope global lo\\       valid_lft forever preferred_lft "
+        "forever\n"
+    )
     assert inet_addresses(out) == {"127.0.0.1/8", "10.0.0.100/32"}
 
 
@@ -270,7 +288,7 @@ def test_request_names_marks_failed_requests_empty():
     assert request_names("REQ rs1\nREQ \nnoise\nREQ rs3\n") == ["rs1", "", "rs3"]
 
 
-# -- judging figures ----------------------------------------------------------------------------------
+# -- judging figures -------------------------------------------------------------------------------
 def test_weighted_split_accepts_noise_and_refuses_another_split():
     weights = {"rs1": 3, "rs2": 2, "rs3": 1}
     assert all(s.ok for s in weighted_split({"rs1": 30, "rs2": 20, "rs3": 10}, weights, 60))
@@ -288,7 +306,7 @@ def test_ratio_within():
     assert not ratio_within(5, 0, 0.5, 2.0)
 
 
-# -- nftables and OpenFlow ----------------------------------------------------------------------------
+# -- nftables and OpenFlow -------------------------------------------------------------------------
 RULESET = """table inet lvs_testbed_director { # handle 1
 \tset services { # handle 1
 \t\ttype inet_proto . ipv4_addr . inet_service
@@ -320,32 +338,49 @@ table ip other { # handle 3
 def test_vrrp_blocking_rules_finds_drops_and_rejects_of_protocol_112_only():
     found = vrrp_blocking_rules(RULESET)
     assert [(r.family, r.table, r.chain, r.handle) for r in found] == [
-        ("inet", "splitbrain", "input", 3), ("ip", "other", "output", 4)]
+        ("inet", "splitbrain", "input", 3),
+        ("ip", "other", "output", 4),
+    ]
     assert found[0].text == "ip protocol vrrp drop"
-    assert vrrp_blocking_rules("table inet x { # handle 1\n\tchain c { # handle 1\n"
-                               "\t\tip protocol { tcp, vrrp } drop # handle 2\n\t}\n}\n")
+    assert vrrp_blocking_rules(
+        "table inet x { # handle 1\n\tchain c { # handle 1\n"
+        "\t\tip protocol { tcp, vrrp } drop # handle 2\n\t}\n}\n"
+    )
 
 
 def test_lb_connection_flows_counts_the_directors_per_connection_flows():
-    dump = "\n".join([
-        f" cookie={cookie(LB_OWNER, 3):#x}, duration=5.1s, table=0, n_packets=6, n_bytes=420, "
-        "idle_timeout=900, priority=100,tcp,dl_dst=02:00:00:00:00:64,nw_src=10.0.1.11,"
-        "nw_dst=10.0.0.100,tp_src=40000,tp_dst=80 actions=set_field:aa:bb:cc:dd:ee:01->eth_dst,output:3",
-        f" cookie={cookie(LB_OWNER, 4):#x}, duration=4.0s, table=0, n_packets=5, priority=100,tcp actions=output:2",
-        f" cookie={cookie(L2_OWNER):#x}, duration=9s, table=0, n_packets=9, priority=10,in_port=1 actions=output:2",
-        f" cookie={cookie(LB_OWNER):#x}, duration=9s, table=0, priority=1 actions=drop",
-        " cookie=0x0, duration=10s, table=0, n_packets=40, priority=0 actions=CONTROLLER:65535",
-    ])
+    dump = "\n".join(
+        [
+            f" cookie={cookie(LB_OWNER, 3):#x}, duration=5.1s, table=0, n_packets=6, n_bytes=420, "
+            "idle_timeout=900, priority=100,tcp,dl_dst=02:00:00:00:00:64,nw_src=10.0.1.11,"
+            "nw_dst=10.0.0.100,tp_src=40000,tp_dst=80 "
+            "actions=set_field:aa:bb:cc:dd:ee:01->eth_dst,output:3",
+            f" cookie={cookie(LB_OWNER, 4):#x}, duration=4.0s, table=0, n_packets=5, "
+            "priority=100,tcp actions=output:2",
+            f" cookie={cookie(L2_OWNER):#x}, duration=9s, table=0, n_packets=9, "
+            "priority=10,in_port=1 actions=output:2",
+            f" cookie={cookie(LB_OWNER):#x}, duration=9s, table=0, priority=1 actions=drop",
+            " cookie=0x0, duration=10s, table=0, n_packets=40, priority=0 actions=CONTROLLER:65535",
+        ]
+    )
     assert lb_connection_flows(dump) == 2
     assert lb_connection_flows("") == 0
 
 
-# -- lab 5's judgements -----------------------------------------------------------------------------
+# -- lab 5's judgements ----------------------------------------------------------------------------
 def status(*instances: tuple[str, list[tuple[str, str]]]) -> dict:
-    return {"instances": [
-        {"name": f"VI_{i}", "state": state, "transitions": [
-            {"previous": a, "state": b, "monotonic_s": 0.0, "wall_s": 0.0} for a, b in moves]}
-        for i, (state, moves) in enumerate(instances)]}
+    return {
+        "instances": [
+            {
+                "name": f"VI_{i}",
+                "state": state,
+                "transitions": [
+                    {"previous": a, "state": b, "monotonic_s": 0.0, "wall_s": 0.0} for a, b in moves
+                ],
+            }
+            for i, (state, moves) in enumerate(instances)
+        ]
+    }
 
 
 def test_lab5_master_needs_every_instance_master():
@@ -365,28 +400,37 @@ def test_lab5_failed_over_and_back_needs_both_transitions():
     assert lab5.states(back) == "VI_0 BACKUP"
 
 
-# -- lab 4's check on synthetic results ---------------------------------------------------------------
+# -- lab 4's check on synthetic results ------------------------------------------------------------
 def point(params: dict, capacity_pps: float | None, valid: bool = True, status: str = "ok") -> dict:
-    return {"status": status, "valid": valid and status == "ok", "params": params,
-            "summary": {} if capacity_pps is None else {"capacity_pps": capacity_pps}}
+    return {
+        "status": status,
+        "valid": valid and status == "ok",
+        "params": params,
+        "summary": {} if capacity_pps is None else {"capacity_pps": capacity_pps},
+    }
 
 
 def write_run(root: Path, experiment: str, run_id: str, points: list[dict]) -> Path:
     run_dir = root / experiment / run_id
     run_dir.mkdir(parents=True)
-    (run_dir / "summary.json").write_text(json.dumps({"experiment": experiment, "run_id": run_id,
-                                                      "points": points}))
+    (run_dir / "summary.json").write_text(
+        json.dumps({"experiment": experiment, "run_id": run_id, "points": points})
+    )
     return run_dir
 
 
 def quota_points(capacities: dict[float, float], kind: str = "nat") -> list[dict]:
-    return [point({"kind": kind, "quota_cores": q, "io_mode": "ring", "duration_s": 1.0}, c)
-            for q, c in capacities.items()]
+    return [
+        point({"kind": kind, "quota_cores": q, "io_mode": "ring", "duration_s": 1.0}, c)
+        for q, c in capacities.items()
+    ]
 
 
 GOOD_QUOTAS = {0.05: 1010.0, 0.1: 1990.0, 0.2: 4050.0}
-BATCHES = [point({"batch": 1, "wait_us": 0, "kind": "nat"}, 3000.0),
-           point({"batch": 64, "wait_us": 0, "kind": "nat"}, 5200.0)]
+BATCHES = [
+    point({"batch": 1, "wait_us": 0, "kind": "nat"}, 3000.0),
+    point({"batch": 64, "wait_us": 0, "kind": "nat"}, 5200.0),
+]
 
 
 @pytest.fixture
@@ -412,8 +456,10 @@ def test_lab4_passes_with_both_sweeps_a_good_fit_and_the_cpu_named(lab4_dirs):
     outcome = get_lab(4).run_check(ctx)
     assert all_ok(outcome), format_results(outcome)
     assert len(outcome) == 4
-    assert re.search(r"slope 20,\d{3} requests/s per core, .*R² (0\.99\d|1\.000)",
-                     by_name(outcome)["capacity linear in the quota"].detail)
+    assert re.search(
+        r"slope 20,\d{3} requests/s per core, .*R² (0\.99\d|1\.000)",
+        by_name(outcome)["capacity linear in the quota"].detail,
+    )
 
 
 def test_lab4_fails_without_runs_or_answers_and_says_what_to_run(lab4_dirs):
@@ -438,7 +484,12 @@ def test_lab4_wants_every_quota_point_valid(lab4_dirs):
 
 def test_lab4_refuses_a_noisy_fit(lab4_dirs):
     results, _answers, ctx = lab4_dirs
-    write_run(results, "cpu-quota", "20261127T100000Z-aaaaaaaa", quota_points({0.05: 3000.0, 0.1: 1000.0, 0.2: 2600.0}))
+    write_run(
+        results,
+        "cpu-quota",
+        "20261127T100000Z-aaaaaaaa",
+        quota_points({0.05: 3000.0, 0.1: 1000.0, 0.2: 2600.0}),
+    )
     outcome = by_name(get_lab(4).run_check(ctx))
     assert outcome["cpu-quota sweep measured"].ok
     assert not outcome["capacity linear in the quota"].ok
@@ -447,7 +498,9 @@ def test_lab4_refuses_a_noisy_fit(lab4_dirs):
 def test_lab4_takes_the_newest_run_that_has_the_points(lab4_dirs):
     results, _answers, ctx = lab4_dirs
     write_run(results, "cpu-quota", "20261127T100000Z-aaaaaaaa", quota_points(GOOD_QUOTAS))
-    write_run(results, "cpu-quota", "20261127T110000Z-cccccccc", quota_points({0.1: 900.0}, kind="dr"))
+    write_run(
+        results, "cpu-quota", "20261127T110000Z-cccccccc", quota_points({0.1: 900.0}, kind="dr")
+    )
     outcome = by_name(get_lab(4).run_check(ctx))
     assert outcome["cpu-quota sweep measured"].ok
     assert outcome["cpu-quota sweep measured"].detail.startswith("20261127T100000Z-aaaaaaaa")
@@ -461,13 +514,23 @@ def test_lab4_coalescing_needs_batch_1_and_64(lab4_dirs):
     assert "batch 1" in outcome["coalescing sweep measured"].detail
 
 
-@pytest.mark.parametrize(("answers", "ok"), [
-    ("## Limiting factor\nThe director's CPU time per packet.\n## Evidence\nThe NIC was idle.\n", True),
-    ("# Answers\n## Limiting Factor\n<!-- one line -->\nthe CPU quota\n", True),
-    ("Limited by per-packet processing in the director.", True),  # no heading: the whole file
-    ("## Limiting factor\nThe NIC and its interrupts.\n## Evidence\nThe CPU quota line.\n", False),
-    ("## Limiting factor\n<!-- Question 1 -->\n\n## Evidence\nCPU\n", False),
-])
+@pytest.mark.parametrize(
+    ("answers", "ok"),
+    [
+        (
+            "## Limiting factor\nThe director's CPU time per packet.\n## Evidence\nThe NIC was "
+            "idle.\n",
+            True,
+        ),
+        ("# Answers\n## Limiting Factor\n<!-- one line -->\nthe CPU quota\n", True),
+        ("Limited by per-packet processing in the director.", True),  # no heading: the whole file
+        (
+            "## Limiting factor\nThe NIC and its interrupts.\n## Evidence\nThe CPU quota line.\n",
+            False,
+        ),
+        ("## Limiting factor\n<!-- Question 1 -->\n\n## Evidence\nCPU\n", False),
+    ],
+)
 def test_lab4_answers_parse_leniently(answers, ok):
     assert lab4.evaluate_answers(answers).ok is ok
 
@@ -484,7 +547,7 @@ def test_lab4_a_wrong_factor_is_named_back():
     assert not ev.ok and "the bus" in ev.detail and "the NIC" in ev.detail
 
 
-# -- the command line --------------------------------------------------------------------------------
+# -- the command line ------------------------------------------------------------------------------
 def test_lab_help_lists_the_commands():
     result = runner.invoke(app, ["lab", "--help"])
     assert result.exit_code == 0
@@ -547,7 +610,7 @@ def test_lab_check_4_exit_status_follows_the_checks(lab4_dirs):
     assert "4 of 4 checks pass: all checks pass" in passing.output
 
 
-# -- the Mininet CLI's labcheck ------------------------------------------------------------------------
+# -- the Mininet CLI's labcheck --------------------------------------------------------------------
 def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
     pytest.importorskip("mininet")  # the lab CLI is Mininet's CLI
     from testbed.labs.console import LabCLI
@@ -567,7 +630,7 @@ def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
     assert seen[0].plan is plan and seen[0].hosts.run_dir == tmp_path
 
 
-# -- the UDP probe the checks run in client hosts -----------------------------------------------------
+# -- the UDP probe the checks run in client hosts --------------------------------------------------
 def free_udp_ports(n: int) -> list[int]:
     socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(n)]
     try:
@@ -593,7 +656,9 @@ def test_udp_probe_reports_which_source_ports_were_echoed():
     thread.start()
     try:
         ports = free_udp_ports(2)
-        assert probe("127.0.0.1", server.getsockname()[1], ports, timeout_s=2) == dict.fromkeys(ports, True)
+        assert probe("127.0.0.1", server.getsockname()[1], ports, timeout_s=2) == dict.fromkeys(
+            ports, True
+        )
     finally:
         thread.join()
         server.close()

@@ -15,8 +15,15 @@ from testbed import REPO_ROOT
 # docs/ARCHITECTURE.md.
 LAYERS: list[tuple[str, ...]] = [
     ("testbed", "testbed.runtime", "testbed.vm"),
-    ("testbed.director", "testbed.vrrp", "testbed.check", "testbed.keepalived_conf",
-     "testbed.controllers", "testbed.traffic", "testbed.measure"),
+    (
+        "testbed.director",
+        "testbed.vrrp",
+        "testbed.check",
+        "testbed.keepalived_conf",
+        "testbed.controllers",
+        "testbed.traffic",
+        "testbed.measure",
+    ),
     ("testbed.topo.plan",),
     ("testbed.net", "testbed.topo", "testbed.topo.layouts", "testbed.doctor"),
     ("testbed.harness",),
@@ -33,7 +40,9 @@ def layer_of(module: str) -> int:
             if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
                 best, best_len = index, len(prefix)
     if best is None:
-        raise AssertionError(f"{module} belongs to no layer: add it to LAYERS and docs/ARCHITECTURE.md")
+        raise AssertionError(
+            f"{module} belongs to no layer: add it to LAYERS and docs/ARCHITECTURE.md"
+        )
     return best
 
 
@@ -50,7 +59,8 @@ def modules() -> list[tuple[str, Path]]:
 def _type_checking(node: ast.If) -> bool:
     test = node.test
     return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
 
 
 def imported(tree: ast.AST, module: str, is_package: bool) -> list[str]:
@@ -106,10 +116,12 @@ def test_every_module_has_a_layer():
 
 
 def test_an_upward_import_is_seen_also_inside_a_function_but_not_under_type_checking():
-    code = ("from typing import TYPE_CHECKING\n"
-            "if TYPE_CHECKING:\n    from testbed.cli.main import app\n"
-            "def f():\n    from testbed.net.network import Testbed\n"
-            "from . import packet\n")
+    code = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n    from testbed.cli.main import app\n"
+        "def f():\n    from testbed.net.network import Testbed\n"
+        "from . import packet\n"
+    )
     found = imported(ast.parse(code), "testbed.vrrp.daemon", False)
     assert "testbed.net.network" in found and "testbed.vrrp.packet" in found
     assert not any(n.startswith("testbed.cli") for n in found)

@@ -12,9 +12,9 @@ from testbed.topo.plan import PlanError  # noqa: E402
 
 
 def links_of(topo, node):
-    return sorted((topo.linkInfo(a, b)["port1"], b) for a, b in topo.links(sort=True) if a == node) + sorted(
-        (topo.linkInfo(a, b)["port2"], a) for a, b in topo.links(sort=True) if b == node
-    )
+    return sorted(
+        (topo.linkInfo(a, b)["port1"], b) for a, b in topo.links(sort=True) if a == node
+    ) + sorted((topo.linkInfo(a, b)["port2"], a) for a, b in topo.links(sort=True) if b == node)
 
 
 def test_dr_graph():

@@ -33,7 +33,14 @@ def test_tcp_service_with_scheduler():
     vs = one_vs(f"lb_algo rr\nlb_kind NAT\nprotocol TCP\n{RS}")
     assert service_argv(vs) == ["-A", "-t", "10.0.1.100:80", "-s", "rr"]
     assert real_server_argv(vs, vs.real_servers[0]) == [
-        "-a", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80", "-m", "-w", "3",
+        "-a",
+        "-t",
+        "10.0.1.100:80",
+        "-r",
+        "192.168.0.11:80",
+        "-m",
+        "-w",
+        "3",
     ]
 
 
@@ -47,7 +54,14 @@ def test_fwmark_service_and_real_server_without_port():
     vs = one_vs("lb_algo sh\nreal_server 192.168.0.12 { weight 1 }", head="fwmark 5")
     assert service_argv(vs) == ["-A", "-f", "5", "-s", "sh"]
     assert real_server_argv(vs, vs.real_servers[0]) == [
-        "-a", "-f", "5", "-r", "192.168.0.12", "-m", "-w", "1",
+        "-a",
+        "-f",
+        "5",
+        "-r",
+        "192.168.0.12",
+        "-m",
+        "-w",
+        "1",
     ]
 
 
@@ -70,11 +84,17 @@ def test_no_lb_algo_writes_no_scheduler():
 
 
 def test_persistence_timeout_and_granularity():
-    vs = one_vs(
-        f"lb_algo rr\npersistence_timeout 300\npersistence_granularity 255.255.255.0\n{RS}"
-    )
+    vs = one_vs(f"lb_algo rr\npersistence_timeout 300\npersistence_granularity 255.255.255.0\n{RS}")
     assert service_argv(vs) == [
-        "-A", "-t", "10.0.1.100:80", "-s", "rr", "-p", "300", "-M", "255.255.255.0",
+        "-A",
+        "-t",
+        "10.0.1.100:80",
+        "-s",
+        "rr",
+        "-p",
+        "300",
+        "-M",
+        "255.255.255.0",
     ]
 
 
@@ -88,7 +108,14 @@ def test_edit_and_delete_forms_and_weight_override():
     rs = vs.real_servers[0]
     assert service_argv(vs, edit=True)[0] == "-E"
     assert real_server_argv(vs, rs, weight=0, edit=True) == [
-        "-e", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80", "-m", "-w", "0",
+        "-e",
+        "-t",
+        "10.0.1.100:80",
+        "-r",
+        "192.168.0.11:80",
+        "-m",
+        "-w",
+        "0",
     ]
     assert delete_real_server_argv(vs, rs) == ["-d", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80"]
     assert delete_service_argv(vs) == ["-D", "-t", "10.0.1.100:80"]

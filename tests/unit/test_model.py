@@ -32,8 +32,9 @@ TCP80 = service_key(Proto.TCP, VIP, 80)
 
 def lab(scheduler="rr", persistent=False, netmask=0xFFFFFFFF, n=3, fwd=Fwd.DR):
     d = Director(seed=1)
-    d.add_service(ServiceSpec(Proto.TCP, VIP, 80, scheduler=scheduler, persistent=persistent,
-                              netmask=netmask))
+    d.add_service(
+        ServiceSpec(Proto.TCP, VIP, 80, scheduler=scheduler, persistent=persistent, netmask=netmask)
+    )
     for rip in RS[:n]:
         d.add_dest(TCP80, DestSpec(rip, 80, fwd=fwd))
     return d
@@ -63,11 +64,19 @@ def test_control_errors_are_worded_like_libipvs_and_change_nothing():
     other = service_key(Proto.TCP, VIP, 81)
     cases = [
         (errno.EEXIST, "Service already exists", d.add_service, ServiceSpec(6, VIP, 80)),
-        (errno.ENOENT, "Scheduler not found", d.add_service,
-         ServiceSpec(6, VIP, 81, scheduler="fastest")),
+        (
+            errno.ENOENT,
+            "Scheduler not found",
+            d.add_service,
+            ServiceSpec(6, VIP, 81, scheduler="fastest"),
+        ),
         (errno.ESRCH, "No such service", d.edit_service, ServiceSpec(6, VIP, 81)),
-        (errno.ENOENT, "Scheduler not found", d.edit_service,
-         ServiceSpec(6, VIP, 80, scheduler="fastest")),
+        (
+            errno.ENOENT,
+            "Scheduler not found",
+            d.edit_service,
+            ServiceSpec(6, VIP, 80, scheduler="fastest"),
+        ),
         (errno.ESRCH, "No such service", d.del_service, other),
         (errno.ESRCH, "No such service", d.zero, other),
         (errno.ESRCH, "Service not defined", d.add_dest, other, DestSpec(RS[0], 80)),
@@ -75,15 +84,34 @@ def test_control_errors_are_worded_like_libipvs_and_change_nothing():
         (errno.ENOENT, "No such destination", d.edit_dest, TCP80, DestSpec(RS[3], 80)),
         (errno.ENOENT, "No such destination", d.del_dest, TCP80, RS[3], 80),
         (errno.ESRCH, "Service not defined", d.del_dest, other, RS[0], 80),
-        (errno.ERANGE, "Numerical result out of range", d.add_dest, TCP80,
-         DestSpec(RS[3], 80, weight=-1)),
-        (errno.ERANGE, "Numerical result out of range", d.edit_dest, TCP80,
-         DestSpec(RS[0], 80, u_threshold=5, l_threshold=10)),
-        (errno.EINVAL, "Invalid operation.  Possibly wrong module version, address not "
-         "unicast, ...", d.add_dest, TCP80, DestSpec(ip_to_int("224.0.0.18"), 80)),
+        (
+            errno.ERANGE,
+            "Numerical result out of range",
+            d.add_dest,
+            TCP80,
+            DestSpec(RS[3], 80, weight=-1),
+        ),
+        (
+            errno.ERANGE,
+            "Numerical result out of range",
+            d.edit_dest,
+            TCP80,
+            DestSpec(RS[0], 80, u_threshold=5, l_threshold=10),
+        ),
+        (
+            errno.EINVAL,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+            d.add_dest,
+            TCP80,
+            DestSpec(ip_to_int("224.0.0.18"), 80),
+        ),
         (errno.EFAULT, "Bad address", d.add_service, ServiceSpec(1, VIP, 80)),
-        (errno.EINVAL, "Invalid operation.  Possibly wrong module version, address not "
-         "unicast, ...", d.add_service, ServiceSpec(6, VIP, 70000)),
+        (
+            errno.EINVAL,
+            "Invalid operation.  Possibly wrong module version, address not unicast, ...",
+            d.add_service,
+            ServiceSpec(6, VIP, 70000),
+        ),
     ]
     for err, message, fn, *args in cases:
         raises(err, message, fn, *args)
@@ -259,6 +287,7 @@ def test_config_copy_has_the_same_configuration():
     twin = d.config_copy()
     assert twin.snapshot()[0] == d.snapshot()[0]
     assert [s.spec() for s in twin.services()] == [s.spec() for s in d.services()]
-    assert [[x.spec() for x in s.dests] for s in twin.services()] == \
-        [[x.spec() for x in s.dests] for s in d.services()]
+    assert [[x.spec() for x in s.dests] for s in twin.services()] == [
+        [x.spec() for x in s.dests] for s in d.services()
+    ]
     assert len(twin.conns) == 0

@@ -36,9 +36,13 @@ def frame(n: int = 0) -> bytearray:
 
 def test_longest_prefix_wins_whatever_the_order():
     """The most specific route matches, regardless of the order routes were given in."""
-    routes = [route("10.0.0.0/8", A.name), route("10.1.0.0/16", B.name, "192.168.0.1"),
-              route("10.1.2.0/24", B.name), route("10.1.2.3/32", A.name),
-              route("0.0.0.0/0", A.name, "10.0.0.1")]
+    routes = [
+        route("10.0.0.0/8", A.name),
+        route("10.1.0.0/16", B.name, "192.168.0.1"),
+        route("10.1.2.0/24", B.name),
+        route("10.1.2.3/32", A.name),
+        route("0.0.0.0/0", A.name, "10.0.0.1"),
+    ]
     for seed in range(5):
         random.Random(seed).shuffle(routes)
         n = neighbours(*routes)
@@ -93,16 +97,33 @@ def test_a_next_hop_that_moves_port_gets_a_new_entry():
 
 
 IP_JSON = [
-    {"dst": "default", "gateway": "10.0.1.1", "dev": "d1-eth0", "protocol": "static",
-     "flags": []},
-    {"dst": "10.0.1.0/24", "dev": "d1-eth0", "protocol": "kernel", "scope": "link",
-     "prefsrc": "10.0.1.2", "flags": []},
-    {"dst": "192.168.0.0/24", "dev": "d1-eth1", "protocol": "kernel", "scope": "link",
-     "prefsrc": "192.168.0.2", "flags": ["linkdown"]},
+    {"dst": "default", "gateway": "10.0.1.1", "dev": "d1-eth0", "protocol": "static", "flags": []},
+    {
+        "dst": "10.0.1.0/24",
+        "dev": "d1-eth0",
+        "protocol": "kernel",
+        "scope": "link",
+        "prefsrc": "10.0.1.2",
+        "flags": [],
+    },
+    {
+        "dst": "192.168.0.0/24",
+        "dev": "d1-eth1",
+        "protocol": "kernel",
+        "scope": "link",
+        "prefsrc": "192.168.0.2",
+        "flags": ["linkdown"],
+    },
     {"dst": "10.9.0.0/16", "gateway": "192.168.0.1", "dev": "d1-eth1", "flags": []},
     {"dst": "10.0.0.5", "dev": "d1-eth0", "scope": "link", "flags": []},
-    {"dst": "172.16.0.0/12", "dev": "mgmt0", "protocol": "kernel", "scope": "link",
-     "prefsrc": "172.16.0.9", "flags": []},
+    {
+        "dst": "172.16.0.0/12",
+        "dev": "mgmt0",
+        "protocol": "kernel",
+        "scope": "link",
+        "prefsrc": "172.16.0.9",
+        "flags": [],
+    },
     {"type": "blackhole", "dst": "10.66.0.0/16", "flags": []},
     {"type": "unreachable", "dst": "10.77.0.0/16", "dev": "lo", "flags": []},
     {"type": "prohibit", "dst": "10.88.0.0/16", "dev": "d1-eth0", "flags": []},
@@ -167,8 +188,7 @@ def test_arp_request_is_a_broadcast_who_has_from_the_port():
     p = parse(request)
     eth, a = p.get_protocol(ethernet.ethernet), p.get_protocol(arp.arp)
     assert (eth.dst, eth.src, eth.ethertype) == ("ff:ff:ff:ff:ff:ff", B.mac_text, 0x0806)
-    assert (a.opcode, a.src_mac, a.src_ip, a.dst_ip) == (1, B.mac_text, B.ip_text,
-                                                          "192.168.0.11")
+    assert (a.opcode, a.src_mac, a.src_ip, a.dst_ip) == (1, B.mac_text, B.ip_text, "192.168.0.11")
 
 
 def test_queue_holds_a_few_frames_and_releases_them_in_order():

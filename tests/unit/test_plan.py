@@ -63,7 +63,9 @@ def test_counts_and_unique_addresses(layout, n_rs, n_clients):
     assert len(addrs) == len(set(addrs))
     names = [i.name for n in plan.nodes for i in n.intfs]
     assert len(names) == len(set(names))
-    assert all(name.startswith(f"{n.name}-eth") for n in plan.nodes for name in [i.name for i in n.intfs])
+    assert all(
+        name.startswith(f"{n.name}-eth") for n in plan.nodes for name in [i.name for i in n.intfs]
+    )
 
 
 def test_reachability_expectations_dr():

@@ -52,7 +52,11 @@ def test_a_recycled_pid_is_left_alone(root):
     run = Run("unit")
     proc = sleeper()
     try:
-        run._append(registry.Record("process", {"pid": proc.pid, "start": proc_starttime(proc.pid) + 1, "what": "x"}))
+        run._append(
+            registry.Record(
+                "process", {"pid": proc.pid, "start": proc_starttime(proc.pid) + 1, "what": "x"}
+            )
+        )
         report = clean_run(run.dir, own_pid=-1)
         assert proc.pid not in report.killed
         assert proc.poll() is None

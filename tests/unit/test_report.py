@@ -25,8 +25,9 @@ runner = CliRunner()
 def run_dir(tmp_path_factory) -> Path:
     """dr and nat at 1000, 2000 and 3000 pps, twice, with the load generator capped at
     2500 pps: every 3000 pps point is invalid."""
-    sweep = plan_sweep(SELFTEST, ["rate_pps=1000,2000,3000", "layout=dr,nat",
-                                  "sender_max_pps=2500"], repeat=2)
+    sweep = plan_sweep(
+        SELFTEST, ["rate_pps=1000,2000,3000", "layout=dr,nat", "sender_max_pps=2500"], repeat=2
+    )
     path = create_run(sweep, tmp_path_factory.mktemp("results"))
     execute(path, show_progress=False)
     return path
@@ -101,7 +102,9 @@ def test_a_failing_report_hook_is_an_error_not_silence(run_dir, monkeypatch):
         raise ZeroDivisionError("no data")
 
     _with_report(monkeypatch, broken)
-    with pytest.raises(ReportError, match="report hook of selftest failed: ZeroDivisionError: no data"):
+    with pytest.raises(
+        ReportError, match="report hook of selftest failed: ZeroDivisionError: no data"
+    ):
         render_run(run_dir)
 
 
@@ -156,15 +159,18 @@ def test_colours_are_fixed_per_layout_and_stable_for_other_keys():
     assert style.colour("batch=64") in style.PALETTE
 
 
-@pytest.mark.parametrize("name, label", [
-    ("delivered_pps", "delivered (packets/s)"),
-    ("quota_cores", "quota (cores)"),
-    ("bw_mbit", "bw (Mbit/s)"),
-    ("wait_us", "wait (µs)"),
-    ("loss_frac", "loss (fraction)"),
-    ("layout", "layout"),
-    ("table_bits", "table (bits)"),
-])
+@pytest.mark.parametrize(
+    "name, label",
+    [
+        ("delivered_pps", "delivered (packets/s)"),
+        ("quota_cores", "quota (cores)"),
+        ("bw_mbit", "bw (Mbit/s)"),
+        ("wait_us", "wait (µs)"),
+        ("loss_frac", "loss (fraction)"),
+        ("layout", "layout"),
+        ("table_bits", "table (bits)"),
+    ],
+)
 def test_axis_labels_carry_the_unit_from_the_name(name, label):
     assert style.axis_label(name) == label
 

@@ -157,8 +157,13 @@ def test_weight_zero_is_never_chosen(name):
     for _ in range(2000):
         for d in svc.dests:
             d.activeconns, d.inactconns = rnd.randrange(5), rnd.randrange(5)
-        dest = pick(sched, svc, caddr=rnd.getrandbits(32), cport=rnd.randrange(65536),
-                    vaddr=rnd.getrandbits(32))
+        dest = pick(
+            sched,
+            svc,
+            caddr=rnd.getrandbits(32),
+            cport=rnd.randrange(65536),
+            vaddr=rnd.getrandbits(32),
+        )
         assert dest is None or dest.weight > 0
 
 

@@ -34,15 +34,24 @@ def one_round(steps: dict[str, dict]) -> dict[str, list[float]]:
 def test_verdicts_follow_the_ratios():
     v = {h: (verdict, ev) for h, verdict, ev in verdicts(one_round(STEPS), STEPS)}
     assert v["NIC"][0] == "not the bottleneck"
-    assert v["IRQ (per-frame wake-ups)"][0] == "a bottleneck" and "1.51x" in v["IRQ (per-frame wake-ups)"][1]
+    assert (
+        v["IRQ (per-frame wake-ups)"][0] == "a bottleneck"
+        and "1.51x" in v["IRQ (per-frame wake-ups)"][1]
+    )
     assert v["LVS type"][0] == "the main factor"
     assert v["bus (DMA)"][0] == "not testable here"
-    assert v["connection table"][0] == "not the bottleneck" and "240,000" in v["connection table"][1]
+    assert (
+        v["connection table"][0] == "not the bottleneck" and "240,000" in v["connection table"][1]
+    )
 
 
 def test_verdicts_flip_when_the_figures_do():
-    steps = {**STEPS, "nat1": {"capacity_pps": 1500}, "nat-coalescing": {"capacity_pps": 3100},
-             "table-bits-16": {"capacity_pps": 6000}}
+    steps = {
+        **STEPS,
+        "nat1": {"capacity_pps": 1500},
+        "nat-coalescing": {"capacity_pps": 3100},
+        "table-bits-16": {"capacity_pps": 6000},
+    }
     v = {h: verdict for h, verdict, _ in verdicts(one_round(steps), steps)}
     assert v["NIC"] == "matters"
     assert v["IRQ (per-frame wake-ups)"] == "not the bottleneck"
@@ -81,11 +90,18 @@ def test_an_effect_needs_every_round_on_the_same_side():
 
 
 def test_rounds_are_averaged_and_every_measurement_is_weighed():
-    cal = {"quota_cores": 0.05, "converged": True, "measured_quota_cores": 0.05, "capacity_pps": 3000}
-    rounds = {"calibrate": [cal, {**cal, "capacity_pps": 3100}],
-              "nat": [{"capacity_pps": 3000, "converged": True}, {"capacity_pps": 3300}],
-              "nat1": [{"capacity_pps": 2000}, {"capacity_pps": 3050}],
-              "dr": [{"capacity_pps": 6000}, {"capacity_pps": 9000}]}
+    cal = {
+        "quota_cores": 0.05,
+        "converged": True,
+        "measured_quota_cores": 0.05,
+        "capacity_pps": 3000,
+    }
+    rounds = {
+        "calibrate": [cal, {**cal, "capacity_pps": 3100}],
+        "nat": [{"capacity_pps": 3000, "converged": True}, {"capacity_pps": 3300}],
+        "nat1": [{"capacity_pps": 2000}, {"capacity_pps": 3050}],
+        "dr": [{"capacity_pps": 6000}, {"capacity_pps": 9000}],
+    }
     s = combine(rounds)
     assert s["dr"]["capacity_pps"] == 7500 and s["dr"]["rounds"] == 2
     assert s["nat"]["converged"] is True  # not a number to average
@@ -94,7 +110,9 @@ def test_rounds_are_averaged_and_every_measurement_is_weighed():
     assert samples["nat"] == [3000, 3300, 3000, 3100]  # the calibrations measured NAT at that quota
     assert run_noise(rounds) == 3050 / 2000  # nat1's rounds, the widest spread
     v = {h: (verdict, ev) for h, verdict, ev in verdicts(samples, s)}
-    assert v["NIC"][0] == INCONCLUSIVE and "nat1 2,000/3,050" in v["NIC"][1]  # 1.23x, but 3,050 > 3,000
+    assert (
+        v["NIC"][0] == INCONCLUSIVE and "nat1 2,000/3,050" in v["NIC"][1]
+    )  # 1.23x, but 3,050 > 3,000
     assert v["LVS type"][0] == "the main factor"  # 6,000 and 9,000 both beyond NAT's highest
     # A calibration that ended elsewhere measured another configuration.
     rounds["calibrate"] = [{**cal, "converged": False}]

@@ -28,10 +28,15 @@ def test_no_framing_when_disabled():
 
 
 def test_queue_and_netem_leaves():
-    assert tc_commands("x", Shaping(bw_mbit=10, queue_pkts=20))[2] == "qdisc add dev x parent 1:1 handle 10: pfifo limit 20"
+    assert (
+        tc_commands("x", Shaping(bw_mbit=10, queue_pkts=20))[2]
+        == "qdisc add dev x parent 1:1 handle 10: pfifo limit 20"
+    )
     cmds = tc_commands("x", Shaping(bw_mbit=10, delay_ms=5, loss_pct=1.5, queue_pkts=30))
     assert cmds[2] == "qdisc add dev x parent 1:1 handle 10: netem delay 5ms loss 1.5% limit 30"
-    assert tc_commands("x", Shaping(delay_ms=2)) == ["qdisc replace dev x root handle 10: netem delay 2ms"]
+    assert tc_commands("x", Shaping(delay_ms=2)) == [
+        "qdisc replace dev x root handle 10: netem delay 2ms"
+    ]
 
 
 def test_empty_shaping_runs_nothing():
@@ -45,6 +50,8 @@ def test_burst_holds_a_millisecond_at_high_rates():
 
 def test_missing_netem_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(shaping, "qdisc_available", lambda kind: kind != "netem")
-    with pytest.raises(ShapingError, match="netem is not available in this kernel: delay/loss need a full kernel"):
+    with pytest.raises(
+        ShapingError, match="netem is not available in this kernel: delay/loss need a full kernel"
+    ):
         require_netem(Shaping(delay_ms=10))
     require_netem(Shaping(bw_mbit=10))  # no netem needed: no error

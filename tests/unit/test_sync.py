@@ -90,34 +90,49 @@ def _every_frame_accounted():
 
 def director_lab(name: str) -> Lab:
     out_mac, out_ip, in_mac, in_ip = DIRECTORS[name]
-    lab = Lab([FakePort(f"{name}-eth0", out_mac, out_ip), FakePort(f"{name}-eth1", in_mac, in_ip)],
-              [route("10.0.1.0/24", f"{name}-eth0"), route("192.168.0.0/24", f"{name}-eth1")],
-              RULES)
+    lab = Lab(
+        [FakePort(f"{name}-eth0", out_mac, out_ip), FakePort(f"{name}-eth1", in_mac, in_ip)],
+        [route("10.0.1.0/24", f"{name}-eth0"), route("192.168.0.0/24", f"{name}-eth1")],
+        RULES,
+    )
     for addr, m in (RS | CLIENT_MACS).items():
         lab.learn(addr, m)
     return lab
 
 
-def client_tcp(d: str, cport: int, bits: int, *, src: str = CIP, vport: int = 80,
-               payload: bytes = b"") -> bytearray:
-    return fakes.tcp_frame(src, VIP, cport, vport, bits, payload=payload,
-                           eth_src=CLIENT_MACS[src], eth_dst=DIRECTORS[d][0])
+def client_tcp(
+    d: str, cport: int, bits: int, *, src: str = CIP, vport: int = 80, payload: bytes = b""
+) -> bytearray:
+    return fakes.tcp_frame(
+        src,
+        VIP,
+        cport,
+        vport,
+        bits,
+        payload=payload,
+        eth_src=CLIENT_MACS[src],
+        eth_dst=DIRECTORS[d][0],
+    )
 
 
-def server_tcp(d: str, rip: str, rport: int, cport: int, bits: int, *, dst: str = CIP,
-               payload: bytes = b"") -> bytearray:
-    return fakes.tcp_frame(rip, dst, rport, cport, bits, payload=payload, eth_src=RS[rip],
-                           eth_dst=DIRECTORS[d][2])
+def server_tcp(
+    d: str, rip: str, rport: int, cport: int, bits: int, *, dst: str = CIP, payload: bytes = b""
+) -> bytearray:
+    return fakes.tcp_frame(
+        rip, dst, rport, cport, bits, payload=payload, eth_src=RS[rip], eth_dst=DIRECTORS[d][2]
+    )
 
 
 def client_udp(d: str, cport: int, payload: bytes = b"ping") -> bytearray:
-    return fakes.udp_frame(CIP, VIP, cport, 7, payload=payload, eth_src=CLIENT_MACS[CIP],
-                           eth_dst=DIRECTORS[d][0])
+    return fakes.udp_frame(
+        CIP, VIP, cport, 7, payload=payload, eth_src=CLIENT_MACS[CIP], eth_dst=DIRECTORS[d][0]
+    )
 
 
 def server_udp(d: str, rip: str, cport: int, payload: bytes = b"pong") -> bytearray:
-    return fakes.udp_frame(rip, CIP, 7007, cport, payload=payload, eth_src=RS[rip],
-                           eth_dst=DIRECTORS[d][2])
+    return fakes.udp_frame(
+        rip, CIP, 7007, cport, payload=payload, eth_src=RS[rip], eth_dst=DIRECTORS[d][2]
+    )
 
 
 def the_frame(sent: dict[str, list[bytes]]) -> tuple[str, bytes]:
@@ -170,10 +185,21 @@ def deliver(sent: list[bytes], receiver: SyncReceiver, now: float) -> int:
     return applied
 
 
-def conn(proto=PROTO_TCP, *, cport=40000, flags=F_MASQ, state=ESTABLISHED,
-         timeout=900) -> Connection:
-    return Connection(proto, ip(CIP), cport, ip(VIP), 80, ip("192.168.0.11"), 8080,
-                      flags=flags, state=state, timeout=timeout)
+def conn(
+    proto=PROTO_TCP, *, cport=40000, flags=F_MASQ, state=ESTABLISHED, timeout=900
+) -> Connection:
+    return Connection(
+        proto,
+        ip(CIP),
+        cport,
+        ip(VIP),
+        80,
+        ip("192.168.0.11"),
+        8080,
+        flags=flags,
+        state=state,
+        timeout=timeout,
+    )
 
 
 # --- the codec --------------------------------------------------------------------------------
@@ -182,19 +208,39 @@ def conn(proto=PROTO_TCP, *, cport=40000, flags=F_MASQ, state=ESTABLISHED,
 def test_a_message_has_ipvs_version_1_layout():
     """Header: 0, sync ID, size, count, version 1, spare 0; each IPv4 entry: type 0,
     protocol, version 0 and size 36, flags, state, ports, fwmark, timeout, addresses."""
-    record = {"proto": 6, "caddr": ip(CIP), "cport": 40000, "vaddr": ip(VIP), "vport": 80,
-              "daddr": ip("192.168.0.12"), "dport": 8080, "state": ESTABLISHED,
-              "flags": F_MASQ | F_SYNC, "timeout_s": 900, "fwmark": 0}
-    template = {"proto": 0, "caddr": ip(CIP), "cport": 0, "vaddr": 9, "vport": 0,
-                "daddr": ip("192.168.0.11"), "dport": 0, "state": 0,
-                "flags": F_TEMPLATE | F_DROUTE, "timeout_s": 300, "fwmark": 9}
+    record = {
+        "proto": 6,
+        "caddr": ip(CIP),
+        "cport": 40000,
+        "vaddr": ip(VIP),
+        "vport": 80,
+        "daddr": ip("192.168.0.12"),
+        "dport": 8080,
+        "state": ESTABLISHED,
+        "flags": F_MASQ | F_SYNC,
+        "timeout_s": 900,
+        "fwmark": 0,
+    }
+    template = {
+        "proto": 0,
+        "caddr": ip(CIP),
+        "cport": 0,
+        "vaddr": 9,
+        "vport": 0,
+        "daddr": ip("192.168.0.11"),
+        "dport": 0,
+        "state": 0,
+        "flags": F_TEMPLATE | F_DROUTE,
+        "timeout_s": 300,
+        "fwmark": 9,
+    }
     data = encode_message(42, [encode_entry(record), encode_entry(template)])
     expected = (
         struct.pack(HDR, 0, 42, 8 + 2 * 36, 2, 1, 0)
-        + struct.pack(ENTRY, 0, 6, 36, 0x20, 1, 40000, 80, 8080, 0, 900,
-                      0x0A00010B, 0x0A000164, 0xC0A8000C)
-        + struct.pack(ENTRY, 0, 0, 36, 0x1003, 0, 0, 0, 0, 9, 300, 0x0A00010B, 9,
-                      0xC0A8000B)
+        + struct.pack(
+            ENTRY, 0, 6, 36, 0x20, 1, 40000, 80, 8080, 0, 900, 0x0A00010B, 0x0A000164, 0xC0A8000C
+        )
+        + struct.pack(ENTRY, 0, 0, 36, 0x1003, 0, 0, 0, 0, 9, 300, 0x0A00010B, 9, 0xC0A8000B)
     )
     assert data == expected
 
@@ -210,55 +256,84 @@ def test_round_trip_of_tcp_udp_and_template_connections():
     conns = [d.lookup_in(6, ip(CIP), 1000, ip(VIP), 80), d.lookup_in(17, ip(CIP), 2000, ip(VIP), 7)]
     template = d.lookup_in(6, ip(CIP), 3000, ip(VIP), 443).control
     conns.append(template)
-    fwmark_template = Connection(PROTO_IP, ip(CIP), 0, 7, 0, ip("192.168.0.11"), 0,
-                                 flags=F_TEMPLATE | F_TUNNEL, timeout=60)
-    records = [c.to_record(1.0) for c in conns] + [
-        {**fwmark_template.to_record(1.0), "fwmark": 7}]
+    fwmark_template = Connection(
+        PROTO_IP, ip(CIP), 0, 7, 0, ip("192.168.0.11"), 0, flags=F_TEMPLATE | F_TUNNEL, timeout=60
+    )
+    records = [c.to_record(1.0) for c in conns] + [{**fwmark_template.to_record(1.0), "fwmark": 7}]
     msg = decode_message(encode_message(3, [encode_entry(r) for r in records]))
     assert isinstance(msg, SyncMessage) and msg.sync_id == 3 and msg.skipped == 0
     for got, sent in zip(msg.records, records, strict=True):
         del sent["expires_in_s"]
-        assert got == {**sent, "flags": sent["flags"] & (0x7 | F_NOOUTPUT | F_INACTIVE
-                                                         | F_TEMPLATE)}
+        assert got == {
+            **sent,
+            "flags": sent["flags"] & (0x7 | F_NOOUTPUT | F_INACTIVE | F_TEMPLATE),
+        }
     assert msg.records[2]["flags"] & F_TEMPLATE and msg.records[2]["cport"] == 0
     assert msg.records[1]["proto"] == PROTO_UDP
 
 
-def entry(proto=6, flags=F_MASQ, state=ESTABLISHED, *, stype=0, size=36, version=0,
-          options=b"") -> bytes:
-    body = struct.pack(ENTRY, stype, proto, version << 12 | (size + len(options)), flags, state,
-                       40000, 80, 8080, 0, 900, ip(CIP), ip(VIP), ip("192.168.0.11"))
+def entry(
+    proto=6, flags=F_MASQ, state=ESTABLISHED, *, stype=0, size=36, version=0, options=b""
+) -> bytes:
+    body = struct.pack(
+        ENTRY,
+        stype,
+        proto,
+        version << 12 | (size + len(options)),
+        flags,
+        state,
+        40000,
+        80,
+        8080,
+        0,
+        900,
+        ip(CIP),
+        ip(VIP),
+        ip("192.168.0.11"),
+    )
     return body[:size] + options
 
 
-def message(*entries: bytes, count: int | None = None, sync_id: int = 0, version: int = 1,
-            reserved: int = 0, spare: int = 0, size: int | None = None) -> bytes:
+def message(
+    *entries: bytes,
+    count: int | None = None,
+    sync_id: int = 0,
+    version: int = 1,
+    reserved: int = 0,
+    spare: int = 0,
+    size: int | None = None,
+) -> bytes:
     padded = b"".join(e + b"\0" * (-len(e) % 4) for e in entries)
     size = 8 + len(padded) if size is None else size
     count = len(entries) if count is None else count
     return struct.pack(HDR, reserved, sync_id, size, count, version, spare) + padded
 
 
-@pytest.mark.parametrize("data, reason", [
-    (b"", "short-header"),
-    (message()[:7], "short-header"),
-    (message(entry(), size=45), "size-mismatch"),
-    (message(entry(), version=0), "not-version-1"),
-    (message(entry(), reserved=1), "not-version-1"),
-    (message(entry(), spare=1), "not-version-1"),
-    (message(entry(), count=2), "truncated-entry"),
-    (message(entry()[:30]), "truncated-entry"),
-    (message(struct.pack(ENTRY, 0, 6, 100, 0, 1, 1, 2, 3, 0, 9, 1, 2, 3)),
-     "entry-overruns-message"),
-    (message(entry(version=1)), "unknown-entry-version"),
-    (message(entry(stype=2)), "unknown-entry-type"),
-    (message(entry(stype=1)), "entry-too-short"),  # an IPv6 entry is 72 bytes at least
-    (message(struct.pack(ENTRY, 0, 6, 20, 0, 1, 1, 2, 3, 0, 9, 1, 2, 3)), "entry-too-short"),
-    (message(entry(options=b"\x01")), "bad-option"),  # no length byte
-    (message(entry(options=b"\x41\x00")), "bad-option"),  # zero length
-    (message(entry(options=b"\x01\x08" + bytes(8))), "bad-option"),  # sequence data is 24
-    (message(entry(options=(b"\x01\x18" + bytes(24)) * 2)), "bad-option"),  # twice
-])
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "short-header"),
+        (message()[:7], "short-header"),
+        (message(entry(), size=45), "size-mismatch"),
+        (message(entry(), version=0), "not-version-1"),
+        (message(entry(), reserved=1), "not-version-1"),
+        (message(entry(), spare=1), "not-version-1"),
+        (message(entry(), count=2), "truncated-entry"),
+        (message(entry()[:30]), "truncated-entry"),
+        (
+            message(struct.pack(ENTRY, 0, 6, 100, 0, 1, 1, 2, 3, 0, 9, 1, 2, 3)),
+            "entry-overruns-message",
+        ),
+        (message(entry(version=1)), "unknown-entry-version"),
+        (message(entry(stype=2)), "unknown-entry-type"),
+        (message(entry(stype=1)), "entry-too-short"),  # an IPv6 entry is 72 bytes at least
+        (message(struct.pack(ENTRY, 0, 6, 20, 0, 1, 1, 2, 3, 0, 9, 1, 2, 3)), "entry-too-short"),
+        (message(entry(options=b"\x01")), "bad-option"),  # no length byte
+        (message(entry(options=b"\x41\x00")), "bad-option"),  # zero length
+        (message(entry(options=b"\x01\x08" + bytes(8))), "bad-option"),  # sequence data is 24
+        (message(entry(options=(b"\x01\x18" + bytes(24)) * 2)), "bad-option"),  # twice
+    ],
+)
 def test_malformed_messages_are_refused_with_a_reason(data, reason):
     assert decode_message(data) == reason
 
@@ -267,28 +342,52 @@ def test_entries_this_director_cannot_use_are_skipped_and_the_rest_applied():
     """As ip_vs_proc_sync_conn: IPv6, a persistence engine, an unknown mandatory parameter,
     an unknown protocol or state, a forwarding method not modelled: skipped, counted."""
     seq = b"\x01\x18" + bytes(24)
-    usable = [entry(), entry(options=seq), entry(options=b"\x49\x03abc"),
-              entry(proto=17, state=0), entry(proto=0, flags=F_TEMPLATE, state=7)]
-    unusable = [entry(stype=1, size=36, options=bytes(36)),  # IPv6 (72 bytes)
-                entry(options=b"\x02\x04abcd"), entry(options=b"\x03\x03sip"),
-                entry(options=b"\x09\x02ab"), entry(proto=1, state=0),
-                entry(state=11), entry(proto=17, state=1), entry(flags=1),
-                entry(flags=4), entry(proto=50, flags=F_TEMPLATE)]
+    usable = [
+        entry(),
+        entry(options=seq),
+        entry(options=b"\x49\x03abc"),
+        entry(proto=17, state=0),
+        entry(proto=0, flags=F_TEMPLATE, state=7),
+    ]
+    unusable = [
+        entry(stype=1, size=36, options=bytes(36)),  # IPv6 (72 bytes)
+        entry(options=b"\x02\x04abcd"),
+        entry(options=b"\x03\x03sip"),
+        entry(options=b"\x09\x02ab"),
+        entry(proto=1, state=0),
+        entry(state=11),
+        entry(proto=17, state=1),
+        entry(flags=1),
+        entry(flags=4),
+        entry(proto=50, flags=F_TEMPLATE),
+    ]
     msg = decode_message(message(*usable, *unusable))
     assert isinstance(msg, SyncMessage)
     assert (len(msg.records), msg.skipped) == (len(usable), len(unusable))
 
 
 def valid_messages() -> list[bytes]:
-    records = [{"proto": p, "caddr": ip(CIP) + i, "cport": 1000 + i, "vaddr": ip(VIP),
-                "vport": 80 if p == 6 else 7, "daddr": ip("192.168.0.11"), "dport": 8080,
-                "state": ESTABLISHED if p == 6 else 0, "flags": f, "timeout_s": 900,
-                "fwmark": 0} for i, (p, f) in enumerate([(6, F_MASQ), (17, F_MASQ),
-                                                          (6, F_TEMPLATE | F_MASQ)])]
+    records = [
+        {
+            "proto": p,
+            "caddr": ip(CIP) + i,
+            "cport": 1000 + i,
+            "vaddr": ip(VIP),
+            "vport": 80 if p == 6 else 7,
+            "daddr": ip("192.168.0.11"),
+            "dport": 8080,
+            "state": ESTABLISHED if p == 6 else 0,
+            "flags": f,
+            "timeout_s": 900,
+            "fwmark": 0,
+        }
+        for i, (p, f) in enumerate([(6, F_MASQ), (17, F_MASQ), (6, F_TEMPLATE | F_MASQ)])
+    ]
     one = encode_message(0, [encode_entry(records[0])])
     three = encode_message(5, [encode_entry(r) for r in records])
-    with_options = message(entry(options=b"\x01\x18" + bytes(24)), entry(), entry(proto=17,
-                                                                                 state=0))
+    with_options = message(
+        entry(options=b"\x01\x18" + bytes(24)), entry(), entry(proto=17, state=0)
+    )
     return [one, three, with_options]
 
 
@@ -308,8 +407,11 @@ def test_truncated_mutated_and_random_datagrams_never_raise():
                 mutated[rng.randrange(len(mutated))] = rng.randrange(256)
             if rng.random() < 0.2:
                 at = rng.randrange(len(mutated))
-                mutated = mutated[:at] + mutated[at:][::-1] if rng.random() < 0.5 \
+                mutated = (
+                    mutated[:at] + mutated[at:][::-1]
+                    if rng.random() < 0.5
                     else mutated + mutated[at:]
+                )
             if rng.random() < 0.5:  # keep the size field honest so decoding goes deeper
                 struct.pack_into("!H", mutated, 2, len(mutated) & 0xFFFF)
             cases.append(bytes(mutated))
@@ -375,8 +477,13 @@ def test_messages_are_filled_up_to_the_size_limit_then_sent_at_once():
     assert len(sent) == 3 and sent[2][4] == 20
     cports = [r["cport"] for m in sent for r in decode_message(m).records]
     assert cports == list(range(1000, 1100))
-    assert sender.counters() == {"conns_queued": 100, "conns_pending": 0, "messages_sent": 3,
-                                 "bytes_sent": 3 * 8 + 100 * 36, "send_errors": 0}
+    assert sender.counters() == {
+        "conns_queued": 100,
+        "conns_pending": 0,
+        "messages_sent": 3,
+        "bytes_sent": 3 * 8 + 100 * 36,
+        "send_errors": 0,
+    }
 
 
 def test_a_message_holds_at_most_255_entries_whatever_the_size_limit():
@@ -412,10 +519,17 @@ def test_a_refused_send_is_counted_and_dropped():
     assert sender.counters()["send_errors"] == 1 and sender.deadline_s() is None
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"sync_id": 256}, {"sync_id": -1}, {"max_message_bytes": 43}, {"flush_interval_s": 0},
-    {"threshold": 50, "period": 50}, {"threshold": -1},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"sync_id": 256},
+        {"sync_id": -1},
+        {"max_message_bytes": 43},
+        {"flush_interval_s": 0},
+        {"threshold": 50, "period": 50},
+        {"threshold": -1},
+    ],
+)
 def test_bad_sender_settings_are_refused(kwargs):
     with pytest.raises(ValueError):
         SyncSender(lambda data: None, **kwargs)
@@ -427,36 +541,59 @@ def test_bad_sender_settings_are_refused(kwargs):
 TCP, UDP, TPL = conn(), conn(PROTO_UDP, state=NONE), conn(flags=F_TEMPLATE | F_MASQ, state=NONE)
 
 
-@pytest.mark.parametrize("which, pkts, old, new, expected", [
-    # UDP (one state): the 3rd packet, then every 50th after it
-    (UDP, 1, NONE, NONE, False), (UDP, 2, NONE, NONE, False), (UDP, 3, NONE, NONE, True),
-    (UDP, 4, NONE, NONE, False), (UDP, 52, NONE, NONE, False), (UDP, 53, NONE, NONE, True),
-    (UDP, 103, NONE, NONE, True),
-    # TCP: never outside ESTABLISHED, FIN_WAIT, CLOSE_WAIT, TIME_WAIT, CLOSE
-    (TCP, 1, NONE, SYN_RECV, False), (TCP, 3, NONE, SYN_RECV, False),
-    (TCP, 53, CLOSE_WAIT, LAST_ACK, False),
-    # entering ESTABLISHED is not enough: the count decides
-    (TCP, 2, NONE, ESTABLISHED, False), (TCP, 3, NONE, ESTABLISHED, True),
-    (TCP, 4, ESTABLISHED, ESTABLISHED, False), (TCP, 53, ESTABLISHED, ESTABLISHED, True),
-    # entering a closing state is sent at once, whatever the count
-    (TCP, 10, ESTABLISHED, FIN_WAIT, True), (TCP, 10, ESTABLISHED, CLOSE_WAIT, True),
-    (TCP, 11, CLOSE_WAIT, TIME_WAIT, True), (TCP, 2, SYN_RECV, CLOSE, True),
-    (TCP, 11, FIN_WAIT, FIN_WAIT, False), (TCP, 103, FIN_WAIT, FIN_WAIT, True),
-    # templates: with a period, every time they are looked at
-    (TPL, 1, NONE, NONE, True), (TPL, 2, NONE, NONE, True), (TPL, 77, NONE, NONE, True),
-])
-def test_should_sync_follows_ip_vs_sync_conn_needed_with_the_defaults(which, pkts, old, new,
-                                                                       expected):
+@pytest.mark.parametrize(
+    "which, pkts, old, new, expected",
+    [
+        # UDP (one state): the 3rd packet, then every 50th after it
+        (UDP, 1, NONE, NONE, False),
+        (UDP, 2, NONE, NONE, False),
+        (UDP, 3, NONE, NONE, True),
+        (UDP, 4, NONE, NONE, False),
+        (UDP, 52, NONE, NONE, False),
+        (UDP, 53, NONE, NONE, True),
+        (UDP, 103, NONE, NONE, True),
+        # TCP: never outside ESTABLISHED, FIN_WAIT, CLOSE_WAIT, TIME_WAIT, CLOSE
+        (TCP, 1, NONE, SYN_RECV, False),
+        (TCP, 3, NONE, SYN_RECV, False),
+        (TCP, 53, CLOSE_WAIT, LAST_ACK, False),
+        # entering ESTABLISHED is not enough: the count decides
+        (TCP, 2, NONE, ESTABLISHED, False),
+        (TCP, 3, NONE, ESTABLISHED, True),
+        (TCP, 4, ESTABLISHED, ESTABLISHED, False),
+        (TCP, 53, ESTABLISHED, ESTABLISHED, True),
+        # entering a closing state is sent at once, whatever the count
+        (TCP, 10, ESTABLISHED, FIN_WAIT, True),
+        (TCP, 10, ESTABLISHED, CLOSE_WAIT, True),
+        (TCP, 11, CLOSE_WAIT, TIME_WAIT, True),
+        (TCP, 2, SYN_RECV, CLOSE, True),
+        (TCP, 11, FIN_WAIT, FIN_WAIT, False),
+        (TCP, 103, FIN_WAIT, FIN_WAIT, True),
+        # templates: with a period, every time they are looked at
+        (TPL, 1, NONE, NONE, True),
+        (TPL, 2, NONE, NONE, True),
+        (TPL, 77, NONE, NONE, True),
+    ],
+)
+def test_should_sync_follows_ip_vs_sync_conn_needed_with_the_defaults(
+    which, pkts, old, new, expected
+):
     assert should_sync(which, pkts, old, new) is expected
 
 
-@pytest.mark.parametrize("which, pkts, old, new, expected", [
-    (UDP, 3, NONE, NONE, True), (UDP, 53, NONE, NONE, False), (TPL, 3, NONE, NONE, True),
-    (TPL, 4, NONE, NONE, False), (TCP, 9, ESTABLISHED, FIN_WAIT, True),
-    (TCP, 53, ESTABLISHED, ESTABLISHED, False),
-])
-def test_should_sync_with_period_zero_sends_once_or_on_state_changes(which, pkts, old, new,
-                                                                       expected):
+@pytest.mark.parametrize(
+    "which, pkts, old, new, expected",
+    [
+        (UDP, 3, NONE, NONE, True),
+        (UDP, 53, NONE, NONE, False),
+        (TPL, 3, NONE, NONE, True),
+        (TPL, 4, NONE, NONE, False),
+        (TCP, 9, ESTABLISHED, FIN_WAIT, True),
+        (TCP, 53, ESTABLISHED, ESTABLISHED, False),
+    ],
+)
+def test_should_sync_with_period_zero_sends_once_or_on_state_changes(
+    which, pkts, old, new, expected
+):
     """sync_threshold = "3 0": only once at the threshold, or on state changes."""
     assert should_sync(which, pkts, old, new, period=0) is expected
 
@@ -475,7 +612,9 @@ def test_a_tcp_connection_through_the_forwarder_is_synced_on_the_kernels_packets
         synced_after.append(sender.conns_queued)
 
     step(client_tcp("d1", 1000, SYN), "d1-eth0")
-    rip = next(a for a in RS if lab.director.lookup_in(6, ip(CIP), 1000, ip(VIP), 80).daddr == ip(a))
+    rip = next(
+        a for a in RS if lab.director.lookup_in(6, ip(CIP), 1000, ip(VIP), 80).daddr == ip(a)
+    )
     step(server_tcp("d1", rip, 8080, 1000, SYN | ACK), "d1-eth1")
     step(client_tcp("d1", 1000, ACK), "d1-eth0")
     step(client_tcp("d1", 1000, PSH | ACK, payload=b"GET /"), "d1-eth0")  # 3rd: sent
@@ -512,8 +651,9 @@ def open_tcp(lab: Lab, cport: int, now: float) -> str:
     d = next(iter(lab.ports)).split("-")[0]
     outer, inner = f"{d}-eth0", f"{d}-eth1"
     lab.handle(client_tcp(d, cport, SYN), outer, now)
-    rip = next(a for a in RS
-               if ip(a) == lab.director.lookup_in(6, ip(CIP), cport, ip(VIP), 80).daddr)
+    rip = next(
+        a for a in RS if ip(a) == lab.director.lookup_in(6, ip(CIP), cport, ip(VIP), 80).daddr
+    )
     lab.handle(server_tcp(d, rip, 8080, cport, SYN | ACK), inner, now)
     lab.handle(client_tcp(d, cport, ACK), outer, now)
     lab.handle(client_tcp(d, cport, PSH | ACK, payload=b"GET /"), outer, now)
@@ -521,9 +661,17 @@ def open_tcp(lab: Lab, cport: int, now: float) -> str:
 
 
 def table(director: Director) -> dict:
-    return {(c.proto, c.caddr, c.cport, c.vaddr, c.vport, c.is_template):
-            (c.daddr, c.dport, c.state, c.flags & ~F_SYNC, c.dest.addr, c.timeout)
-            for c in director.conns}
+    return {
+        (c.proto, c.caddr, c.cport, c.vaddr, c.vport, c.is_template): (
+            c.daddr,
+            c.dport,
+            c.state,
+            c.flags & ~F_SYNC,
+            c.dest.addr,
+            c.timeout,
+        )
+        for c in director.conns
+    }
 
 
 def test_backup_carries_the_masters_nat_tcp_connections_on_after_failover():
@@ -548,12 +696,16 @@ def test_backup_carries_the_masters_nat_tcp_connections_on_after_failover():
     backup.fwd.sync = backup_sender.conn_in
     for cport, rip in zip((1000, 1001), rips, strict=True):
         ack = (client_tcp("d1", cport, ACK), client_tcp("d2", cport, ACK))
-        same_forwarding(master.handle(ack[0], "d1-eth0", 3.0),
-                        backup.handle(ack[1], "d2-eth0", 3.0))
-        reply = (server_tcp("d1", rip, 8080, cport, PSH | ACK, payload=b"200 OK"),
-                 server_tcp("d2", rip, 8080, cport, PSH | ACK, payload=b"200 OK"))
-        same_forwarding(master.handle(reply[0], "d1-eth1", 3.0),
-                        backup.handle(reply[1], "d2-eth1", 3.0))
+        same_forwarding(
+            master.handle(ack[0], "d1-eth0", 3.0), backup.handle(ack[1], "d2-eth0", 3.0)
+        )
+        reply = (
+            server_tcp("d1", rip, 8080, cport, PSH | ACK, payload=b"200 OK"),
+            server_tcp("d2", rip, 8080, cport, PSH | ACK, payload=b"200 OK"),
+        )
+        same_forwarding(
+            master.handle(reply[0], "d1-eth1", 3.0), backup.handle(reply[1], "d2-eth1", 3.0)
+        )
         assert unsynced.handle(ack[1], "d2-eth0", 3.0) == {}
         assert unsynced.handle(reply[1], "d2-eth1", 3.0) == {}
     assert unsynced.fwd.dropped["tcp-no-connection"] == 2
@@ -572,12 +724,17 @@ def test_backup_carries_a_udp_flow_on():
     sender.flush()
     assert deliver(wire, receiver, 1.5) == 1
     assert table(backup.director) == table(master.director)
-    rip = next(a for a in RS if ip(a) == master.director.lookup_in(
-        17, ip(CIP), 5000, ip(VIP), 7).daddr)
-    same_forwarding(master.handle(client_udp("d1", 5000), "d1-eth0", 2.0),
-                    backup.handle(client_udp("d2", 5000), "d2-eth0", 2.0))
-    same_forwarding(master.handle(server_udp("d1", rip, 5000), "d1-eth1", 2.0),
-                    backup.handle(server_udp("d2", rip, 5000), "d2-eth1", 2.0))
+    rip = next(
+        a for a in RS if ip(a) == master.director.lookup_in(17, ip(CIP), 5000, ip(VIP), 7).daddr
+    )
+    same_forwarding(
+        master.handle(client_udp("d1", 5000), "d1-eth0", 2.0),
+        backup.handle(client_udp("d2", 5000), "d2-eth0", 2.0),
+    )
+    same_forwarding(
+        master.handle(server_udp("d1", rip, 5000), "d1-eth1", 2.0),
+        backup.handle(server_udp("d2", rip, 5000), "d2-eth1", 2.0),
+    )
 
 
 def test_persistence_templates_are_synced_and_keep_clients_on_their_server_after_failover():
@@ -597,8 +754,10 @@ def test_persistence_templates_are_synced_and_keep_clients_on_their_server_after
     assert copy.dest.persistconns == 1
 
     unsynced = director_lab("d2")
-    outs = [lab.handle(client_tcp("d2", 2000, SYN, vport=443), "d2-eth0", 5.0)
-            for lab in (backup, unsynced)]
+    outs = [
+        lab.handle(client_tcp("d2", 2000, SYN, vport=443), "d2-eth0", 5.0)
+        for lab in (backup, unsynced)
+    ]
     chosen = [the_frame(out)[1][:6] for out in outs]
     assert chosen[0] == mac(RS[next(a for a in RS if ip(a) == template.daddr)])
     assert chosen[1] != chosen[0]
@@ -632,14 +791,17 @@ def test_connection_sync_runs_both_roles_over_one_transport():
 # --- configuration ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kwargs, words", [
-    ({"sync_iface": "d1-eth1", "sync_id": 256}, "sync ID must be an integer 0..255"),
-    ({"sync_iface": "d1-eth1", "sync_id": -1}, "sync ID must be an integer 0..255"),
-    ({"sync_id": 3}, "needs a sync interface"),
-    ({"sync_iface": ""}, "sync interface must be"),
-    ({"sync_iface": "a-very-long-interface"}, "sync interface must be"),
-    ({"sync_iface": "eth 1"}, "sync interface must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, words",
+    [
+        ({"sync_iface": "d1-eth1", "sync_id": 256}, "sync ID must be an integer 0..255"),
+        ({"sync_iface": "d1-eth1", "sync_id": -1}, "sync ID must be an integer 0..255"),
+        ({"sync_id": 3}, "needs a sync interface"),
+        ({"sync_iface": ""}, "sync interface must be"),
+        ({"sync_iface": "a-very-long-interface"}, "sync interface must be"),
+        ({"sync_iface": "eth 1"}, "sync interface must be"),
+    ],
+)
 def test_daemon_config_refuses_bad_sync_settings(kwargs, words):
     with pytest.raises(ValueError, match=words):
         DaemonConfig(interfaces=["d1-eth0"], **kwargs)
@@ -655,8 +817,9 @@ def test_cli_has_sync_options_and_refuses_bad_ids_before_anything_runs():
     runner = CliRunner()
     result = runner.invoke(app, ["director", "run", "--help"], env={"COLUMNS": "200"})
     assert "--sync-iface" in result.output and "--sync-id" in result.output
-    result = runner.invoke(app, ["director", "run", "-i", "d1-eth0", "--sync-iface", "d1-eth1",
-                                 "--sync-id", "300"])
+    result = runner.invoke(
+        app, ["director", "run", "-i", "d1-eth0", "--sync-iface", "d1-eth1", "--sync-id", "300"]
+    )
     assert result.exit_code == 1 and "sync ID must be" in result.output
 
 
@@ -681,8 +844,10 @@ def test_multicast_transport_between_two_directors_on_loopback():
         pytest.skip(f"no multicast sockets for this user here: {exc}")
     backup_side = MulticastTransport("lo", ip("127.0.0.1"), port=port)
     backup = director_lab("d2")
-    master, replica = (ConnectionSync(director_lab("d1").director, master_side, 3),
-                       ConnectionSync(backup.director, backup_side, 3))
+    master, replica = (
+        ConnectionSync(director_lab("d1").director, master_side, 3),
+        ConnectionSync(backup.director, backup_side, 3),
+    )
     try:
         assert master_side.max_message_bytes == 1472  # lo's MTU is 64 KiB; 1500 is the cap
         master.sender.queue(conn(), now=0.0)

@@ -1,8 +1,8 @@
 """The Vagrantfile: Ruby accepts it, and it has what the lab VM needs.
 
 Vagrant and a hypervisor are not available where these tests run, so `vagrant up` itself is
-not tested (the README's "For teachers" section says what that leaves open); this checks syntax with ``ruby -c``
-and the pieces by their text.
+not tested (the README's "For teachers" section says what that leaves open); this checks
+syntax with ``ruby -c`` and the pieces by their text.
 """
 
 from __future__ import annotations
@@ -27,10 +27,14 @@ def code_lines(text: str) -> str:
     return "\n".join(line.split("#", 1)[0] for line in text.splitlines())
 
 
-@pytest.mark.skipif(shutil.which("ruby") is None,
-                    reason="ruby is not installed (scripts/provision.sh installs it): cannot run `ruby -c`")
+@pytest.mark.skipif(
+    shutil.which("ruby") is None,
+    reason="ruby is not installed (scripts/provision.sh installs it): cannot run `ruby -c`",
+)
 def test_ruby_accepts_the_syntax():
-    res = subprocess.run(["ruby", "-c", str(VAGRANTFILE)], capture_output=True, text=True, check=False)
+    res = subprocess.run(
+        ["ruby", "-c", str(VAGRANTFILE)], capture_output=True, text=True, check=False
+    )
     assert res.returncode == 0 and "Syntax OK" in res.stdout, res.stdout + res.stderr
 
 
@@ -49,7 +53,9 @@ def test_resources_come_from_the_environment_with_defaults(text):
 @pytest.mark.parametrize("provider", ["virtualbox", "libvirt"])
 def test_both_providers_get_the_resources(text, provider):
     code = code_lines(text)
-    block = re.search(rf'config\.vm\.provider\s+"{provider}"\s+do\s+\|(\w+)\|(.*?)\bend\b', code, re.DOTALL)
+    block = re.search(
+        rf'config\.vm\.provider\s+"{provider}"\s+do\s+\|(\w+)\|(.*?)\bend\b', code, re.DOTALL
+    )
     assert block, f"no {provider} provider block"
     var, body = block.groups()
     assert re.search(rf"{var}\.cpus\s*=\s*cpus", body)
@@ -67,7 +73,11 @@ def test_project_is_synced_by_rsync_without_venv_and_results(text):
 def test_provisioning_runs_the_installer_then_doctor_then_unit_tests(text):
     code = code_lines(text)
     assert re.search(r'config\.vm\.provision\s+"shell",\s*privileged:\s*true', code)
-    steps = ["scripts/provision.sh", ".venv/bin/lvs-testbed doctor", ".venv/bin/pytest -q tests/unit"]
+    steps = [
+        "scripts/provision.sh",
+        ".venv/bin/lvs-testbed doctor",
+        ".venv/bin/pytest -q tests/unit",
+    ]
     positions = [code.find(step) for step in steps]
     assert all(p >= 0 for p in positions), dict(zip(steps, positions, strict=True))
     assert positions == sorted(positions), "provision.sh, then doctor, then the unit tests"

@@ -120,13 +120,19 @@ def test_check_config_prints_warnings_with_line_numbers(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("vrrp_instance VI_1 {\n  virtual_router_id 51\n  priority 300\n}\n",
-         ":3: 'priority' must be in 1..255, got 300"),
+        (
+            "vrrp_instance VI_1 {\n  virtual_router_id 51\n  priority 300\n}\n",
+            ":3: 'priority' must be in 1..255, got 300",
+        ),
         ("vrrp_instance VI_1 {\n  virtual_router_id 51\n", ":1: unbalanced '{'"),
-        ("vrrp_instance VI_1 {\n  virtual_router_id 51\n  virtual_ipaddress { 10.0.1.100 }\n}\n",
-         "vrrp_instance VI_1 has no interface"),
-        ("virtual_server fwmark 5 {\n  real_server 10.0.0.11 { TCP_CHECK { } }\n}\n",
-         "no port to check"),
+        (
+            "vrrp_instance VI_1 {\n  virtual_router_id 51\n  virtual_ipaddress { 10.0.1.100 }\n}\n",
+            "vrrp_instance VI_1 has no interface",
+        ),
+        (
+            "virtual_server fwmark 5 {\n  real_server 10.0.0.11 { TCP_CHECK { } }\n}\n",
+            "no port to check",
+        ),
     ],
 )
 def test_check_config_errors_exit_non_zero_with_the_line(tmp_path, text, message):
@@ -231,7 +237,15 @@ def test_status_table(running_daemon):
     lines = result.stdout.splitlines()
     assert lines[0].startswith("VRRP daemon d1 (pid ")
     assert lines[1].split() == [
-        "INSTANCE", "STATE", "PRIO", "EFF", "MASTER", "ADV-IN", "ADV-OUT", "LAST", "TRANSITION",
+        "INSTANCE",
+        "STATE",
+        "PRIO",
+        "EFF",
+        "MASTER",
+        "ADV-IN",
+        "ADV-OUT",
+        "LAST",
+        "TRANSITION",
     ]
     row = lines[2].split()
     assert row[:5] == ["VI_OUTER", "MASTER", "150", "150", "10.0.1.2"]
@@ -253,14 +267,25 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
         "wall_s": 1000.0,
         "instances": [
             {
-                "name": "VI_OUTER", "state": "BACKUP", "priority": 100, "effective_priority": 100,
-                "master": "10.0.1.2", "adverts_received": 12, "adverts_sent": 0,
+                "name": "VI_OUTER",
+                "state": "BACKUP",
+                "priority": 100,
+                "effective_priority": 100,
+                "master": "10.0.1.2",
+                "adverts_received": 12,
+                "adverts_sent": 0,
                 "transitions": [{"previous": "INIT", "state": "BACKUP", "wall_s": 988.0}],
                 "drops": {"malformed": 0, "other_vrid": 3, "misconfigured": 1},
             },
             {
-                "name": "VI_INNER", "state": "INIT", "priority": 100, "effective_priority": 100,
-                "master": None, "adverts_received": 0, "adverts_sent": 0, "transitions": [],
+                "name": "VI_INNER",
+                "state": "INIT",
+                "priority": 100,
+                "effective_priority": 100,
+                "master": None,
+                "adverts_received": 0,
+                "adverts_sent": 0,
+                "transitions": [],
                 "drops": {"malformed": 0, "other_vrid": 0, "misconfigured": 0},
             },
         ],
@@ -272,7 +297,16 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
     text = format_status(data)
     lines = text.splitlines()
     assert lines[2].split() == [
-        "VI_OUTER", "BACKUP", "100", "100", "10.0.1.2", "12", "0", "INIT->BACKUP", "12.0", "s",
+        "VI_OUTER",
+        "BACKUP",
+        "100",
+        "100",
+        "10.0.1.2",
+        "12",
+        "0",
+        "INIT->BACKUP",
+        "12.0",
+        "s",
         "ago",
     ]
     assert lines[3].split() == ["VI_INNER", "INIT", "100", "100", "-", "0", "0", "-"]

@@ -91,7 +91,10 @@ def test_backup_takes_over_3_61_s_after_the_master_stops_advertising():
     sim.run_until(10.0)
     sim.crash("d1")
     sim.run_until(20.0)
-    for segment, instance, d1_ip in (("outer", "VI_OUTER", "10.0.1.2"), ("inner", "VI_INNER", "192.168.0.2")):
+    for segment, instance, d1_ip in (
+        ("outer", "VI_OUTER", "10.0.1.2"),
+        ("inner", "VI_INNER", "192.168.0.2"),
+    ):
         last_s = max(t for t, _, _ in sim.segments[segment].adverts(d1_ip))
         (takeover_s,) = sim.became("d2", instance, "MASTER")
         assert takeover_s - last_s == pytest.approx(DOWN_100_S)  # 3.609 s
@@ -121,7 +124,10 @@ def test_vip_commands_come_after_the_advert_and_before_the_garps():
     assert d1.of("ip") == []  # backups hold no VIPs
     sim.run_until(4.0)
     events = d1.take()
-    for ifname, vip_add, vip in (("d1-eth0", OUTER_VIP, "10.0.1.100"), ("d1-eth1", INNER_VIP, "192.168.0.254")):
+    for ifname, vip_add, vip in (
+        ("d1-eth0", OUTER_VIP, "10.0.1.100"),
+        ("d1-eth1", INNER_VIP, "192.168.0.254"),
+    ):
         advert = ("advert", ifname, "224.0.0.18", 150)
         garp = ("garp", ifname, vip)
         assert index(events, advert) < index(events, vip_add) < index(events, garp)
@@ -243,10 +249,15 @@ def test_notify_scripts_never_block_and_failures_are_reaped():
 def test_script_argv_as_keepalived_runs_scripts():
     executable = {"/bin/notify"}.__contains__
     assert script_argv("/bin/notify --x", ("INSTANCE", "VI 1"), executable) == [
-        "/bin/notify", "--x", "INSTANCE", "VI 1",
+        "/bin/notify",
+        "--x",
+        "INSTANCE",
+        "VI 1",
     ]
     assert script_argv("echo hi > /tmp/x", ("GROUP", "VI 1"), executable) == [
-        "/bin/sh", "-c", "echo hi > /tmp/x GROUP 'VI 1'",
+        "/bin/sh",
+        "-c",
+        "echo hi > /tmp/x GROUP 'VI 1'",
     ]
     assert script_argv("'unbalanced", (), executable) == ["/bin/sh", "-c", "'unbalanced"]
 
@@ -281,7 +292,8 @@ def test_losing_one_nic_faults_both_instances_and_the_pair_fails_over_together()
     events = d1.take()
     assert ("advert", "d1-eth0", "224.0.0.18", 0) in events  # the inner one cannot leave
     assert sorted(e[3] for e in events if e[:3] == ("ip", "addr", "del")) == [
-        "10.0.1.100/24", "192.168.0.254/24",
+        "10.0.1.100/24",
+        "192.168.0.254/24",
     ]
     status = sim.status("d1", "VI_OUTER")
     assert status["tracked_interfaces"] == {"d1-eth0": True, "d1-eth1": False}
@@ -378,7 +390,9 @@ def test_a_failing_track_script_lowers_the_priority_and_the_peer_preempts():
 
 def test_an_unweighted_script_that_hangs_is_killed_and_means_fault():
     conf = SCRIPT_CONF.replace("weight -60", "timeout 0.5") % {
-        "if": "d1-eth0", "prio": 150, "track": "track_script { chk_director }",
+        "if": "d1-eth0",
+        "prio": 150,
+        "track": "track_script { chk_director }",
     }
     sim = Sim()
     host = sim.add("d1", parse_config(conf).config, {"d1-eth0": ("10.0.1.2", "outer")})
@@ -406,8 +420,11 @@ def test_drops_are_counted_by_reason_and_bucket():
         [
             b"\x45\x00\x00",  # truncated
             ipv4_datagram(peer, group, encode(Advert(2, 99, 100, vip))),  # someone else's VRID
-            ipv4_datagram(peer, group, encode(Advert(2, 51, 200, vip, auth_type=AuthType.PASS,
-                                                     auth_data=b"secret"))),
+            ipv4_datagram(
+                peer,
+                group,
+                encode(Advert(2, 51, 200, vip, auth_type=AuthType.PASS, auth_data=b"secret")),
+            ),
             ipv4_datagram(peer, group, encode(Advert(2, 51, 200, vip)), ttl=254),
             ipv4_datagram(peer, group, encode(Advert(2, 51, 200, vip, interval_cs=300))),
         ]
@@ -416,11 +433,16 @@ def test_drops_are_counted_by_reason_and_bucket():
     status = sim.status("d2", "VI_OUTER")
     assert status["drops"] == {"malformed": 1, "other_vrid": 1, "misconfigured": 3}
     assert status["drop_reasons"] == {
-        "TOO_SHORT": 1, "OTHER_VRID": 1, "AUTH_MISMATCH": 1, "BAD_TTL": 1,
+        "TOO_SHORT": 1,
+        "OTHER_VRID": 1,
+        "AUTH_MISMATCH": 1,
+        "BAD_TTL": 1,
         "INTERVAL_MISMATCH": 1,
     }
     assert sim.status("d2", "VI_INNER")["drops"] == {
-        "malformed": 0, "other_vrid": 0, "misconfigured": 0,
+        "malformed": 0,
+        "other_vrid": 0,
+        "misconfigured": 0,
     }
     assert sim.state("d2") == {"VI_OUTER": "BACKUP", "VI_INNER": "BACKUP"}  # none was obeyed
 
@@ -464,7 +486,10 @@ vrrp_instance VI_1 {
 
 def test_unicast_peers_get_the_adverts_and_ttl_is_not_checked():
     sim = Sim()
-    for d, prio, src, peer in (("d1", 150, "10.0.1.2", "10.0.1.3"), ("d2", 100, "10.0.1.3", "10.0.1.2")):
+    for d, prio, src, peer in (
+        ("d1", 150, "10.0.1.2", "10.0.1.3"),
+        ("d2", 100, "10.0.1.3", "10.0.1.2"),
+    ):
         conf = UNICAST_CONF % {"if": f"{d}-eth0", "prio": prio, "src": src, "peer": peer}
         sim.add(d, parse_config(conf).config, {f"{d}-eth0": (src, "lan")})
     sim.segment("lan").ttl = 64  # keepalived does not insist on 255 for unicast
@@ -609,20 +634,31 @@ def test_vip_argv():
     vip = VirtualAddress(IPv4Address("10.0.1.100"))
     assert vip_argv("add", vip, "eth0") == ["addr", "add", "10.0.1.100/32", "dev", "eth0"]
     full = VirtualAddress(
-        IPv4Address("10.0.1.100"), 24, dev="eth1", label="eth1:vip", brd=IPv4Address("10.0.1.255"),
+        IPv4Address("10.0.1.100"),
+        24,
+        dev="eth1",
+        label="eth1:vip",
+        brd=IPv4Address("10.0.1.255"),
         scope="global",
     )
     assert vip_argv("add", full, "eth0") == [
-        "addr", "add", "10.0.1.100/24", "dev", "eth1", "brd", "10.0.1.255", "scope", "global",
-        "label", "eth1:vip",
+        "addr",
+        "add",
+        "10.0.1.100/24",
+        "dev",
+        "eth1",
+        "brd",
+        "10.0.1.255",
+        "scope",
+        "global",
+        "label",
+        "eth1:vip",
     ]
     assert vip_argv("del", full, "eth0") == ["addr", "del", "10.0.1.100/24", "dev", "eth1"]
 
 
 def test_default_name():
     assert default_name(nat_pair_config(make_plan("nat"), "d2")) == "d2"
-    config = parse_config(
-        "vrrp_instance VI_1 { interface d7-eth0\nvirtual_router_id 1 }"
-    ).config
+    config = parse_config("vrrp_instance VI_1 { interface d7-eth0\nvirtual_router_id 1 }").config
     assert default_name(config) == "d7"
     assert default_name(parse_config("").config) == "vrrp"

@@ -45,7 +45,9 @@ def test_nat_instances_on_their_nics_with_the_vips_and_each_tracking_the_other_n
     outer, inner = config.instances["VI_OUTER"], config.instances["VI_INNER"]
     assert (outer.interface, outer.virtual_router_id) == ("d1-eth0", 51)
     assert (inner.interface, inner.virtual_router_id) == ("d1-eth1", 52)
-    assert outer.virtual_ipaddresses == [VirtualAddress(IPv4Address("10.0.1.100"), 24, dev="d1-eth0")]
+    assert outer.virtual_ipaddresses == [
+        VirtualAddress(IPv4Address("10.0.1.100"), 24, dev="d1-eth0")
+    ]
     assert inner.virtual_ipaddresses == [
         VirtualAddress(IPv4Address("192.168.0.254"), 24, dev="d1-eth1")
     ]
@@ -85,7 +87,10 @@ def test_virtual_servers_cover_every_service_and_real_server():
     for vs in (http, echo):
         assert (vs.lb_algo, vs.lb_kind) == ("wlc", "NAT")
         assert [str(rs.address) for rs in vs.real_servers] == [
-            "192.168.0.11", "192.168.0.12", "192.168.0.13", "192.168.0.14",
+            "192.168.0.11",
+            "192.168.0.12",
+            "192.168.0.13",
+            "192.168.0.14",
         ]
         assert all(rs.inhibit_on_failure and rs.weight == 1 for rs in vs.real_servers)
     for rs in http.real_servers:

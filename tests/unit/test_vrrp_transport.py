@@ -25,7 +25,9 @@ from testbed.vrrp.transport import (
 
 def test_mreqn_is_group_address_ifindex():
     raw = mreqn(IPv4Address("224.0.0.18"), IPv4Address("10.0.1.2"), 7)
-    assert raw == socket.inet_aton("224.0.0.18") + socket.inet_aton("10.0.1.2") + struct.pack("=i", 7)
+    assert raw == socket.inet_aton("224.0.0.18") + socket.inet_aton("10.0.1.2") + struct.pack(
+        "=i", 7
+    )
     assert len(raw) == 12
 
 

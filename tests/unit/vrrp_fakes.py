@@ -30,8 +30,19 @@ def ones_complement(data: bytes) -> int:
 def ipv4_datagram(src: IPv4Address, dst: IPv4Address, payload: bytes, ttl: int = 255) -> bytes:
     """What a raw IPPROTO_VRRP socket without IP_HDRINCL sends: TOS 0xc0, DF, protocol 112."""
     header = bytearray(
-        struct.pack("!BBHHHBBH4s4s", 0x45, 0xC0, 20 + len(payload), 0, 0x4000, ttl, 112, 0,
-                    src.packed, dst.packed)
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            0x45,
+            0xC0,
+            20 + len(payload),
+            0,
+            0x4000,
+            ttl,
+            112,
+            0,
+            src.packed,
+            dst.packed,
+        )
     )
     struct.pack_into("!H", header, 10, ones_complement(bytes(header)))
     return bytes(header) + payload
@@ -199,9 +210,7 @@ class Sim:
             name, {ifname: (ip, self.segment(seg)) for ifname, (ip, seg) in interfaces.items()}
         )
         self.hosts[name] = host
-        self.daemons[name] = VrrpDaemon(
-            config, host, name=name, clock=self.clock, wall=self.wall
-        )
+        self.daemons[name] = VrrpDaemon(config, host, name=name, clock=self.clock, wall=self.wall)
         return host
 
     def live(self) -> list[str]:
@@ -241,9 +250,7 @@ class Sim:
         self.settle()
 
     def status(self, name: str, instance: str) -> dict:
-        return next(
-            i for i in self.daemons[name].status()["instances"] if i["name"] == instance
-        )
+        return next(i for i in self.daemons[name].status()["instances"] if i["name"] == instance)
 
     def state(self, name: str) -> dict[str, str]:
         return {i["name"]: i["state"] for i in self.daemons[name].status()["instances"]}
