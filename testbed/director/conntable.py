@@ -519,6 +519,23 @@ class ConnTable:
                     return c
         return None
 
+    def rehash(self, bits: int) -> None:
+        """Move every entry into 2^bits buckets. The kernel sizes its table once, at module
+        load (conn_tab_bits); the testbed resizes in place so that an experiment can compare
+        hash sizes on the same director, entries and machine state, minutes apart at most."""
+        if not MIN_TAB_BITS <= bits <= MAX_TAB_BITS:
+            raise ValueError(f"connection table bits must be {MIN_TAB_BITS}..{MAX_TAB_BITS}")
+        entries = [c for chain in self._tab if chain for c in chain]
+        self.bits, self.size, self._shift = bits, 1 << bits, 32 - bits
+        self._tab = [None] * self.size
+        for conn in entries:
+            i = self._bucket(conn.proto, conn.caddr, conn.cport)
+            chain = self._tab[i]
+            if chain is None:
+                self._tab[i] = [conn]
+            else:
+                chain.append(conn)
+
     # -- looking at the table -------------------------------------------------------------------
     def __iter__(self) -> Iterator[Connection]:
         """Every connection and template in bucket order, as /proc/net/ip_vs_conn lists them."""

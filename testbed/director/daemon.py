@@ -10,6 +10,7 @@ bypass rules are removed, the socket too).
 
 from __future__ import annotations
 
+import dataclasses
 import gc
 import ipaddress
 import json
@@ -35,6 +36,7 @@ from testbed.runtime.control import ControlServer, socket_path, write_index
 EXPIRE_EVERY_S = 1.0
 ROUTES_EVERY_S = 5.0
 MAX_SLEEP_S = 0.5
+PREFILL_NET, PREFILL_MASK = 0x64400000, 0xFFC00000  # 100.64.0.0/10: no layout uses it
 
 
 @dataclass
@@ -113,6 +115,7 @@ class DirectorDaemon:
         self.control: ControlServer | None = None
         self.index_path: Path | None = None
         self.sync: ConnectionSync | None = None
+        self.ports_changed = False
 
     # -- setup and teardown -------------------------------------------------------------
     def open(self) -> None:
@@ -206,7 +209,53 @@ class DirectorDaemon:
             return {"rc": res.rc, "out": res.out, "err": res.err}
         if op == "stats":
             return {"rc": 0, "stats": self.stats(now)}
+        if op == "io":
+            self.set_io(str(msg["io_mode"]), int(msg["batch"]), int(msg["wait_us"]))
+            return {
+                "rc": 0,
+                "out": f"{self.cfg.io_mode} I/O, batch {self.cfg.batch}, "
+                f"wait {self.cfg.wait_us} us\n",
+                "err": "",
+            }
+        if op == "table":
+            self.director.conns.rehash(int(msg["bits"]))
+            return {"rc": 0, "out": f"{self.director.conns.size} buckets\n", "err": ""}
+        if op == "unfill":
+            return {"rc": 0, "out": f"{self.unfill()} connections removed\n", "err": ""}
         return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
+
+    def set_io(self, io_mode: str, batch: int, wait_us: int) -> None:
+        """Switch the packet I/O in place (the coalescing knob): reopen every port in
+        ``io_mode`` and take the new batch and wait from the next wake-up. Experiments
+        alternate configurations on one director this way instead of rebuilding layouts."""
+        new = dataclasses.replace(self.cfg, io_mode=io_mode, batch=batch, wait_us=wait_us)
+        if new.io_mode != self.cfg.io_mode:
+            opened = []
+            try:
+                for port in self.ports:
+                    opened.append(open_port(port.name, port.ip, new.io_mode))
+            except BaseException:
+                for port in opened:
+                    port.close()
+                raise
+            by_name = {p.name: p for p in opened}
+            self.neigh.ports.update(by_name)
+            for hop in self.neigh.by_ip.values():
+                hop.port = by_name[hop.port.name]
+            old, self.ports = self.ports, opened
+            for port in old:
+                port.flush()
+                port.close()
+        self.cfg = new
+        self.ports_changed = True
+
+    def unfill(self) -> int:
+        """Remove the made-up connections `prefill` added (their clients are in 100.64/10)."""
+        table = self.director.conns
+        made_up = [c for c in table if c.caddr & PREFILL_MASK == PREFILL_NET]
+        for conn in made_up:
+            table.remove(conn)
+        return len(made_up)
 
     def prefill(self, count: int, now: float) -> int:
         """Fill the table with ``count`` ESTABLISHED TCP connections from made-up clients
@@ -219,7 +268,7 @@ class DirectorDaemon:
             raise ValueError("prefill needs a TCP service")
         added = 0
         for i in range(count):
-            caddr = 0x64400000 | (i >> 14)  # 100.64.x.y, 2^14 ports per address
+            caddr = PREFILL_NET | (i >> 14)  # 100.64.x.y, 2^14 ports per address
             cport = 1024 + (i & 0x3FFF)
             conn = self.director.schedule_new(svc, 6, caddr, cport, svc.addr, svc.port, now)
             if conn is None:
@@ -265,6 +314,15 @@ class DirectorDaemon:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
+        self.running = True
+        self.next_expire = self.next_routes = time.monotonic()
+        while self.running:
+            self.ports_changed = False
+            self._run_until_ports_change()
+
+    def _run_until_ports_change(self) -> None:
+        """The loop, with everything it reads per frame in locals; a control request that
+        reopens the ports (`set_io`) ends it, and `run` starts it again on the new ports."""
         cfg = self.cfg
         poller = select.poll()
         port_by_fd = {port.fileno(): port for port in self.ports}
@@ -280,9 +338,8 @@ class DirectorDaemon:
         handle = self.forwarder.handle
         batch, wait_s = cfg.batch, cfg.wait_us / 1e6
         rings = all(isinstance(p, RingPort) for p in self.ports)
-        next_expire = next_routes = time.monotonic()
-        self.running = True
-        while self.running:
+        next_expire, next_routes = self.next_expire, self.next_routes
+        while self.running and not self.ports_changed:
             now = time.monotonic()
             wake_at = next_expire
             if sync is not None:
@@ -334,6 +391,7 @@ class DirectorDaemon:
                     next_routes = now + ROUTES_EVERY_S
                 for port in self.ports:
                     port.flush()
+        self.next_expire, self.next_routes = next_expire, next_routes
 
     def stop(self, *_args) -> None:
         self.running = False

@@ -89,6 +89,22 @@ def test_table_bits_are_bounded_like_ip_vs_conn_tab_bits():
     assert ConnTable(20).size == 1 << 20
 
 
+def test_rehash_moves_every_entry_and_shortens_the_chains():
+    table = ConnTable(8, seed=3)
+    conns = [new_conn(table, cport=1024 + i) for i in range(4096)]
+    long_chains = table.chain_stats()["max_chain"]
+    table.rehash(16)
+    assert table.size == 1 << 16 and len(table) == 4096
+    assert table.chain_stats()["max_chain"] < long_chains
+    assert all(table.lookup_in(6, CIP, c.cport, VIP, 80) is c for c in conns)
+    assert all(table.lookup_out(6, RIP, 8080, CIP, c.cport) is c for c in conns)
+    table.remove(conns[0])  # entries stay removable from their new bucket
+    assert len(table) == 4095 and table.lookup_in(6, CIP, 1024, VIP, 80) is None
+    assert table.expire(10.0) == 4095  # and expire from the same heap
+    with pytest.raises(ValueError):
+        table.rehash(21)
+
+
 def test_templates_are_not_found_by_packet_lookups():
     table = ConnTable(seed=1)
     tpl = Connection(6, CIP, 0, VIP, 80, RIP, 80, flags=F_TEMPLATE, timeout=300)

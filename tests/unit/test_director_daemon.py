@@ -1,0 +1,82 @@
+"""The director daemon's in-place knobs, driven through its control requests with stand-in
+ports: switching the packet I/O (the coalescing knob), resizing the table, and taking the
+made-up entries of a prefill back out."""
+
+import pytest
+
+from testbed.director import daemon as daemon_module
+from testbed.director.daemon import DaemonConfig, DirectorDaemon
+from testbed.director.forwarder import Forwarder
+from testbed.director.neighbours import Neighbour, Neighbours
+
+
+class StandInPort:
+    def __init__(self, name: str, ip: int, mode: str) -> None:
+        self.name, self.ip, self.mode = name, ip, mode
+        self.mac = b"\x02\x00\x00\x00\x00\x01"
+        self.closed = False
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.closed = True
+
+
+@pytest.fixture
+def daemon(monkeypatch):
+    monkeypatch.setattr(
+        daemon_module, "open_port", lambda name, ip, mode: StandInPort(name, ip, mode)
+    )
+    d = DirectorDaemon(
+        DaemonConfig(interfaces=["d1-eth0", "d1-eth1"], io_mode="frame", kernel_bypass=False)
+    )
+    d.ports = [StandInPort(n, 0x0A000002 + i, "frame") for i, n in enumerate(d.cfg.interfaces)]
+    d.neigh = Neighbours({p.name: p for p in d.ports}, [])
+    d.neigh.by_ip[0xC0A8000B] = Neighbour(0xC0A8000B, d.ports[1])
+    d.forwarder = Forwarder(d.director, d.neigh)
+    return d
+
+
+def test_io_switch_reopens_every_port_and_moves_the_neighbours_to_them(daemon):
+    old = list(daemon.ports)
+    reply = daemon.handle_request({"op": "io", "io_mode": "ring", "batch": 32, "wait_us": 200})
+    assert reply["rc"] == 0, reply
+    assert [p.mode for p in daemon.ports] == ["ring", "ring"] and all(p.closed for p in old)
+    assert daemon.neigh.ports["d1-eth1"] is daemon.ports[1]
+    assert daemon.neigh.by_ip[0xC0A8000B].port is daemon.ports[1]
+    assert (daemon.cfg.io_mode, daemon.cfg.batch, daemon.cfg.wait_us) == ("ring", 32, 200)
+    assert daemon.ports_changed  # the loop restarts on the new ports
+
+
+def test_a_bad_io_request_changes_nothing(daemon):
+    before = list(daemon.ports)
+    for bad in (
+        {"io_mode": "mmap", "batch": 1, "wait_us": 0},
+        {"io_mode": "ring", "batch": 0, "wait_us": 0},
+        {"io_mode": "ring", "batch": 8},
+    ):
+        assert daemon.handle_request({"op": "io", **bad})["rc"] == 2
+    assert daemon.ports == before and daemon.cfg.io_mode == "frame" and not daemon.ports_changed
+
+
+def test_table_resize_and_unfill_leave_real_connections_alone(daemon):
+    rules = ["-A", "-t", "10.0.1.100:80", "-s", "rr"]
+    assert daemon.handle_request({"op": "ipvsadm", "argv": rules})["rc"] == 0
+    assert (
+        daemon.handle_request(
+            {"op": "ipvsadm", "argv": ["-a", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80", "-m"]}
+        )["rc"]
+        == 0
+    )
+    daemon.handle_request({"op": "prefill", "count": 5000})
+    svc = daemon.director.services()[0]
+    real = daemon.director.schedule_new(svc, 6, 0x0A00010B, 40000, svc.addr, svc.port, 0.0)
+    assert len(daemon.director.conns) == 5001
+    assert daemon.handle_request({"op": "table", "bits": 16})["rc"] == 0
+    assert daemon.director.conns.size == 1 << 16 and len(daemon.director.conns) == 5001
+    assert daemon.handle_request({"op": "table", "bits": 30})["rc"] == 2
+    reply = daemon.handle_request({"op": "unfill"})
+    assert reply["rc"] == 0 and "5000 connections removed" in reply["out"]
+    assert list(daemon.director.conns) == [real]
+    assert svc.dests[0].inactconns + svc.dests[0].activeconns == 1
