@@ -1,115 +1,109 @@
-"""Counters and the 2-second rate estimator (ip_vs_est.c), against hand-computed figures."""
+"""The statistics behind the verdicts: paired intervals, the words they support, and the
+sequential rule, checked against simulated measurements with this machine's noise."""
 
-from testbed.director.model import DestSpec, Director, ServiceSpec, ip_to_int
-from testbed.director.stats import Counters, RateEstimator, Stats
+import math
+import random
 
+import pytest
 
-def test_estimator_matches_hand_computed_sequence():
-    # 10 new connections, 1000 packets and 100000 bytes in every 2 s period.
-    # Scaled rates per period: conns 10<<9 = 5120, pkts 1000<<9 = 512000,
-    # bytes 100000<<4 = 1600000. avg += (rate - avg) >> 2 from avg = 0:
-    #   cps avg: 1280, 2240, 2960, 3500  -> decoded (avg + 511) >> 10: 1, 2, 3, 3
-    #   pps avg: 128000, 224000, 296000, 350000 -> 125, 219, 289, 342
-    #   bps avg: 400000, 700000, 925000, 1093750 -> (avg + 15) >> 5: 12500, 21875, 28906, 34180
-    s = Stats()
-    cps, pps, bps = [], [], []
-    for _ in range(4):
-        s.conns += 10
-        s.inpkts += 1000
-        s.inbytes += 100000
-        s.estimate()
-        cps.append(s.cps)
-        pps.append(s.inpps)
-        bps.append(s.inbps)
-    assert cps == [1, 2, 3, 3]
-    assert pps == [125, 219, 289, 342]
-    assert bps == [12500, 21875, 28906, 34180]
-    assert (s.outpps, s.outbps) == (0, 0)
+from testbed.harness.stats import (
+    CANT_TELL,
+    LOOKS,
+    MATTERS,
+    NO_EFFECT,
+    Effect,
+    decide,
+    look_confidence,
+    paired_effect,
+    verdict,
+)
+
+# The spread of one pair's log-ratio on these machines: the A/A comparison of full
+# `reproduce` runs (same configuration in both halves of a pair, blocks interleaved).
+MEASURED_PAIR_SD = 0.06
 
 
-def test_estimator_converges_to_the_true_rate():
-    s = Stats()
-    for _ in range(100):
-        s.outpkts += 3000  # 1500 packets/s
-        s.outbytes += 3_000_000  # 1.5 MB/s
-        s.estimate()
-    assert s.outpps == 1500
-    assert s.outbps == 1_500_000
+def simulate(true_ratio: float, sd: float, rng: random.Random, max_pairs: int = LOOKS[-1]):
+    """The sequential rule on synthetic pairs: rates whose log-ratio is ln(true_ratio) plus
+    normal noise, with a drift shared by both halves of a pair (which must cancel)."""
+    with_knob, without = [], []
+    for n in range(1, max_pairs + 1):
+        drift = math.exp(rng.gauss(0, 0.3))  # the machine's speed this minute
+        base = 3000.0 * drift
+        without.append(base * math.exp(rng.gauss(0, sd / math.sqrt(2))))
+        with_knob.append(base * true_ratio * math.exp(rng.gauss(0, sd / math.sqrt(2))))
+        decision = decide(with_knob, without, final=n == max_pairs)
+        if decision is not None and decision.done:
+            return decision
+    raise AssertionError("the rule never decided")
 
 
-def test_estimator_decays_when_traffic_stops():
-    s = Stats()
-    for _ in range(50):
-        s.inpkts += 200
-        s.estimate()
-    assert s.inpps == 100
-    s.estimate()  # no packets: avg loses a quarter, 102400 -> 76800 -> 75
-    assert s.inpps == 75
+def test_a_ratio_and_its_interval_from_pairs():
+    effect = paired_effect([2.0, 2.2, 1.8, 2.0], [1.0, 1.0, 1.0, 1.0])
+    assert effect.ratio == pytest.approx((2.0 * 2.2 * 1.8 * 2.0) ** 0.25)
+    assert effect.low < effect.ratio < effect.high and effect.n == 4
+    wider = paired_effect([2.0, 2.2, 1.8, 2.0], [1.0] * 4, confidence=0.99)
+    assert wider.low < effect.low and wider.high > effect.high
 
 
-def test_zero_resets_counters_and_rates():
-    s = Stats()
-    s.conns, s.inpkts = 5, 50
-    s.estimate()
-    s.zero()
-    assert s.as_tuple() == (0, 0, 0, 0, 0)
-    assert s.rates() == (0, 0, 0, 0, 0)
-    s.estimate()  # no jump from the old reference point
-    assert s.rates() == (0, 0, 0, 0, 0)
+def test_drift_shared_by_a_pair_cancels():
+    slow_then_fast = [1000, 2000, 500, 4000]
+    effect = paired_effect([1.25 * x for x in slow_then_fast], slow_then_fast)
+    assert effect.ratio == pytest.approx(1.25) and effect.high - effect.low < 1e-9
 
 
-def test_counters_sum():
-    base, a, b = Counters(), Counters(), Counters()
-    base.conns = 1
-    a.inpkts, b.inpkts, b.outbytes = 2, 3, 7
-    total = Counters()
-    total.set_sum(base, [a, b])
-    assert total.as_tuple() == (1, 5, 0, 0, 7)
-    total.add(a)
-    assert total.inpkts == 7
+@pytest.mark.parametrize(
+    "low,high,word",
+    [
+        (1.15, 1.4, MATTERS),
+        (0.5, 0.85, MATTERS),
+        (0.95, 1.05, NO_EFFECT),
+        (0.92, 1.09, NO_EFFECT),
+        (1.05, 1.2, CANT_TELL),
+        (0.85, 1.02, CANT_TELL),
+        (0.7, 1.5, CANT_TELL),
+    ],
+)
+def test_the_words_follow_from_where_the_interval_lies(low, high, word):
+    assert verdict(Effect((low * high) ** 0.5, low, high, 8, 0.99)) == word
 
 
-def test_rate_estimator_runs_every_two_seconds_of_the_injected_clock():
-    est = RateEstimator(start_s=100.0)
-    calls = []
-
-    def collect():
-        calls.append(True)
-        return []
-
-    assert not est.tick(101.9, collect)
-    assert est.tick(102.0, collect)
-    assert not est.tick(103.0, collect)
-    assert est.tick(104.1, collect)
-    assert est.tick(111.0, collect)  # late: one step, then the schedule restarts from now
-    assert not est.tick(112.9, collect)
-    assert est.tick(113.0, collect)
-    assert len(calls) == 4
+def test_bad_pairs_are_refused():
+    for with_knob, without in (([1.0], [1.0]), ([1.0, 0.0], [1.0, 1.0]), ([1.0, 2.0], [1.0])):
+        with pytest.raises(ValueError):
+            paired_effect(with_knob, without)
 
 
-def test_director_sums_real_server_counters_into_service_and_total():
-    d = Director(seed=1)
-    svc = d.add_service(ServiceSpec(6, ip_to_int("10.0.0.100"), 80))
-    d1 = d.add_dest(svc.key, DestSpec(ip_to_int("10.0.0.11"), 80))
-    d2 = d.add_dest(svc.key, DestSpec(ip_to_int("10.0.0.12"), 80))
-    d1.stats.inpkts, d2.stats.inpkts = 10, 20
-    d1.stats.inbytes, d2.stats.inbytes = 1000, 2000
-    d.refresh_stats()
-    assert svc.stats.inpkts == 30
-    assert d.stats.inbytes == 3000
-    # a deleted real server's traffic stays in the service and the total
-    d.del_dest(svc.key, d1.addr, 80)
-    d.refresh_stats()
-    assert svc.stats.inpkts == 30 and d.stats.inpkts == 30
+def test_each_look_is_stricter_than_95_percent_so_the_run_keeps_95():
+    assert look_confidence() == pytest.approx(1 - 0.05 / (len(LOOKS) + 1))
+    assert decide([1.0] * 3, [1.0] * 3) is None  # not a planned look
+    assert decide([1.1, 1.2, 1.3], [1.0] * 3, final=True).done
 
 
-def test_director_tick_estimates_summed_rates():
-    d = Director(seed=1, now=0.0)
-    svc = d.add_service(ServiceSpec(6, ip_to_int("10.0.0.100"), 80))
-    dest = d.add_dest(svc.key, DestSpec(ip_to_int("10.0.0.11"), 80))
-    for step in range(1, 60):
-        dest.stats.inpkts += 4000  # 2000 pps
-        assert d.tick(2.0 * step)
-    assert dest.stats.inpps == 2000
-    assert svc.stats.inpps == 2000
-    assert d.stats.inpps == 2000
+def test_a_1_3x_effect_with_this_machines_noise_is_called_matters():
+    rng = random.Random(1)
+    decisions = [simulate(1.3, MEASURED_PAIR_SD, rng) for _ in range(200)]
+    assert sum(d.verdict == MATTERS for d in decisions) >= 0.95 * len(decisions)
+    assert all(d.verdict != NO_EFFECT for d in decisions)
+
+
+def test_an_a_a_comparison_is_not_called_matters_in_95_percent_of_runs():
+    rng = random.Random(2)
+    decisions = [simulate(1.0, MEASURED_PAIR_SD, rng) for _ in range(1000)]
+    assert sum(d.verdict == MATTERS for d in decisions) <= 0.05 * len(decisions)
+    assert sum(d.verdict == NO_EFFECT for d in decisions) >= 0.9 * len(decisions)
+
+
+def test_an_a_a_comparison_keeps_its_coverage_when_the_noise_is_large():
+    rng = random.Random(3)
+    decisions = [simulate(1.0, 0.3, rng) for _ in range(500)]
+    assert sum(d.verdict == MATTERS for d in decisions) <= 0.05 * len(decisions)
+    assert sum(d.effect.low <= 1.0 <= d.effect.high for d in decisions) >= 0.95 * len(decisions)
+
+
+def test_sequential_sampling_stops_early_when_the_answer_is_clear_and_at_the_budget_otherwise():
+    rng = random.Random(4)
+    clear = simulate(2.0, MEASURED_PAIR_SD, rng)
+    assert clear.done and clear.effect.n == LOOKS[0]
+    borderline = simulate(1.1, 0.2, rng, max_pairs=9)  # on a bound, noisy, short budget
+    assert borderline.done and borderline.effect.n == 9
