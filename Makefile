@@ -4,7 +4,7 @@
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup reproduce demo bench test test-unit lint clean help
+.PHONY: setup reproduce demo bench test test-unit test-kernel lint clean help
 
 help:
 	@echo "sudo make setup      install everything (apt packages, Open vSwitch, .venv); idempotent"
@@ -13,6 +13,7 @@ help:
 	@echo "sudo make bench      director vs kernel forwarding: delivered pps and ratios"
 	@echo "sudo make test       lint + unit tests + integration tests (root, Mininet)"
 	@echo "sudo make test-unit  the fast tier: no root, no Mininet"
+	@echo "sudo make test-kernel  the tests that need a full kernel (ip_vs, netem), in a qemu VM"
 	@echo "sudo make lint       ruff"
 	@echo "sudo make clean      remove what killed runs left behind (tracked resources only)"
 
@@ -37,6 +38,10 @@ test: lint
 
 test-unit: setup
 	$(BIN)/pytest tests/unit
+
+# One VM boot for the whole tier (each boot costs ~10 s, more under software emulation).
+test-kernel: setup
+	$(BIN)/lvs-testbed vm run -- $(BIN)/pytest tests/kernel -q
 
 clean: setup
 	$(BIN)/lvs-testbed clean

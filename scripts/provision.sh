@@ -13,6 +13,7 @@ APT_PACKAGES=(
   iperf3 libiperf0 ethtool iproute2 nftables iputils-ping iputils-arping
   tcpdump tshark hping3 keepalived cgroup-tools procps psmisc curl netcat-openbsd
   python3 python3-venv python3-pip ruby
+  ipvsadm kmod qemu-system-x86 busybox-static file
 )
 
 log() { printf '[provision] %s\n' "$*"; }

@@ -19,6 +19,7 @@ from testbed.cli import (
     lab,
     net,
     reproduce,
+    vm,
     vrrp,
 )
 
@@ -57,6 +58,7 @@ reproduce.register(app)
 vrrp.register(app)
 controller.register(app)
 lab.register(app)
+vm.register(app)
 
 
 def main() -> None:
