@@ -1,49 +1,73 @@
-"""seed: the 2003 lvs-users post's scenario, reproduced step by step (``lvs-testbed reproduce``).
+"""seed: the 2003 lvs-users post's question, answered by experiment (``lvs-testbed reproduce``).
 
 The author's LVS-NAT pair topped out near 6,000 packets/s (3,000 in, 3,000 out) where his
 LVS-DR director had handled ~4,000 inbound packets/s without trouble; NIC interrupt
-coalescing lifted NAT to 4,000/4,000; his table held ~62,000 entries at ~2,000 requests/s with
-a 30 s fin timeout. He asked: NIC? IRQ? LVS type? bus? connection table?
+coalescing lifted NAT to 4,000/4,000; his table held ~62,000 entries in 2^16 buckets at
+~2,000 requests/s with a 30 s fin timeout; his directors were firewalled. He asked: NIC? IRQ?
+LVS type? bus? connection table?
 
-Our director is not a 2003 box, so the first step calibrates: it finds the CPU quota at which
-our NAT director, handling every frame with its own system call (as a NIC interrupting per
-frame), saturates near the seed's 6,000 packets/s in total. Every later step runs at that
-quota, one knob at a time:
+How it is measured here:
 
-- ``dr``, ``nat``, ``nat1``: capacity of DR, of NAT with two NICs and with one NIC, per-frame I/O;
-- ``nat-coalescing``: NAT with batched I/O and a wait (the e100's "CPU Cycle Saver");
-- ``table-bits-12``, ``table-bits-16``: NAT with the table pre-filled to 62,000 entries in
-  2^12 and in 2^16 buckets (the seed's size);
-- ``table-size-dr``, ``table-size-nat``: the table's size under 2,000 short connections/s with
-  a 30 s fin timeout (no quota: this is about the table, not about capacity).
+1. **All three layouts at once.** The dr, nat (two NICs per director) and nat1 (one NIC)
+   layouts are built side by side in one process, each director with per-frame I/O (one
+   system call per frame, as a NIC that interrupts per frame), 2^16 buckets and the seed's
+   62,000 connections in its table. Nothing is rebuilt while measuring.
+2. **Calibration.** The directors' CPU quota is set so that NAT saturates near the seed's
+   6,000 packets/s in+out (3,000 requests/s): measured at a first guess, scaled, measured again.
+3. **Interleaved blocks.** Every round measures each configuration still needed once, for a
+   short block, in a fresh random order: the seed's NAT, NAT again (the A/A comparison: the
+   machine's noise floor), NAT with one NIC, DR, NAT with coalescing (batched I/O with a
+   200 us wait, switched in place), NAT with an empty table (the 62,000 entries taken out for
+   the block and put back after). A block offers UDP echo requests well above the
+   configuration's capacity, so the director works flat out at its quota; it records the
+   director's CPU time (its cgroup), the requests and packets it carried, and the requests
+   the clients got answered.
+4. **Two measures per block.** The primary one is the director's efficiency: requests carried
+   per CPU-second, the inverse of its CPU cost per request. It does not depend on how much
+   CPU the director happened to get in those seconds. The seed-facing one is capacity:
+   requests answered per second at the calibrated quota. Each comparison is the ratio of the
+   variant to the seed's NAT measured in the same round; the two measures must agree within
+   their intervals, or the report says why not.
+5. **Verdicts from intervals.** Each ratio gets a confidence interval from its pairs
+   (`testbed.harness.stats`). *matters*: the interval lies beyond a 10% effect; *no effect*:
+   it lies within +/-10%; *can't tell*: otherwise. Rounds go on until every comparison is
+   decided or the time budget ends; a decided configuration leaves the rounds.
+6. **The table at steady state.** Short TCP connections at the seed's 2,000/s with its 30 s
+   fin timeout, on NAT and DR (no quota): the table's size by state gives each connection's
+   time in the table, and Little's law (entries = rate x time) its steady-state size, beside
+   the seed's 62,000. The full run also keeps the load on until that size is reached.
 
-Steps after ``calibrate`` read the calibrated quota from the calibration point of the same
-run, so the whole reproduction is one run directory and one report.
-
-This machine's speed drifts by tens of percent over minutes, more than some knobs change.
-So `lvs-testbed reproduce` runs every step in two rounds, one after the other (a later
-calibration re-measures NAT at the first one's quota), and reports means; a verdict calls an
-effect only when every measurement with the knob lies beyond every one without it, and
-says inconclusive when the rounds disagree.
+What cannot be tested here, and why: the bus (the emulation has no PCI bus or DMA; what
+remains of it is per-packet CPU cost, which the quota models) and the firewall (the director
+reads and writes frames with AF_PACKET, below netfilter, so a ruleset on its host never sees
+the frames it forwards, and the host's kernel handles its own copy of each frame in the
+sending host's CPU time, outside the director's quota; with kernel IPVS, whose hooks sit in
+netfilter, the rules are in the path).
 """
 
 from __future__ import annotations
 
 import json
+import math
+import random
 import statistics
+import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
-from typing import Literal
+
+from scipy.stats import t as student_t
 
 from testbed.harness import Experiment, PointContext, PointResult, register
-from testbed.harness.results import RESULT_FILE, RunData
+from testbed.harness.blocks import Comparison, Sequencer
+from testbed.harness.results import RunData
+from testbed.harness.stats import CANT_TELL, NOT_TESTABLE, SMALLEST_EFFECT, paired_effect
 from testbed.harness.trials import (
-    capacity_invalid,
-    capacity_summary,
-    find_capacity,
-    layout_up,
-    tcp_load,
+    prefill,
+    start_tcp_load,
+    tcp_load_results,
+    wait_drained,
+    windowed_trial,
 )
-from testbed.harness.trials import prefill as fill_table
 from testbed.report import Figure, Section
 
 SEED = {
@@ -51,489 +75,732 @@ SEED = {
     "nat_total_pps": 6000,  # 3000 in + 3000 out, the ceiling
     "nat_coalescing_total_pps": 8000,  # 4000 in + 4000 out, sustained
     "table_entries": 62000,
+    "table_bits": 16,
     "requests_per_s": 2000,
     "tcp_fin_timeout_s": 30,
 }
-STEPS = (
-    "calibrate",
-    "dr",
-    "nat",
-    "nat1",
-    "nat-coalescing",
-    "table-bits-12",
-    "table-bits-16",
-    "table-size-dr",
-    "table-size-nat",
-)
-FIRST_GUESS_CORES = 0.06  # near what this machine needs; calibration corrects it
+ANSWER_FILE = "answer.json"  # the point's structured answer (verdicts, figures), beside samples.csv
+MEASURE = "requests per CPU-second of the director (variant / the seed's NAT)"
+FIRST_GUESS_CORES = 0.06
 COALESCING = {"io_mode": "ring", "batch": 64, "wait_us": 200}
 PER_FRAME = {"io_mode": "frame", "batch": 64, "wait_us": 0}
+OVERLOAD = 1.3  # a block offers this many times the configuration's capacity
+SATURATED_SHARE = 0.9  # a block saturated its director if it used this share of its quota
+# The layouts built side by side: name -> (layout, the seed's 62,000 entries in its table).
+INSTANCES = {
+    "nat": ("nat", True),
+    "nat-empty": ("nat", False),
+    "nat1": ("nat1", True),
+    "dr": ("dr", True),
+}
+TABLE_PROBE_S = 12.0  # the short table run: enough for the passing states to settle
+# The full run's extra seconds: past the terminal state's timeout (DR's FIN_WAIT after
+# --set: 30 s; NAT's TIME_WAIT: 120 s), with margin.
+TABLE_CONFIRM_S = {"dr": 40.0, "nat": 130.0}
+TABLE_SAMPLE_S = 2.0
+
+# Configuration -> (the layout it runs on, whether its director switches to coalescing for
+# the block). The empty table has a NAT layout of its own: taking 62,000 entries out of a
+# director and putting them back between blocks slowed the next blocks by up to 20% (the
+# allocator and the cyclic collector after re-creating them), so no block changes a table.
+CONFIGS = {
+    "nat": ("nat", False),
+    "nat-again": ("nat", False),
+    "nat1": ("nat1", False),
+    "dr": ("dr", False),
+    "nat-coalescing": ("nat", True),
+    "nat-empty-table": ("nat-empty", False),
+}
+# Where each configuration's capacity is expected, as a share of NAT's (the first round's
+# offered load; later rounds follow what was measured).
+EXPECTED_SHARE = {
+    "nat": 1.0,
+    "nat-again": 1.0,
+    "nat1": 1.0,
+    "dr": 2.0,
+    "nat-coalescing": 1.5,
+    "nat-empty-table": 1.0,
+}
+COMPARISONS = (
+    Comparison(
+        "nic", "nat1", "nat", "Does the second NIC cost capacity? (one NIC against the seed's two)"
+    ),
+    Comparison(
+        "irq",
+        "nat-coalescing",
+        "nat",
+        "Do per-frame wake-ups cost capacity? (coalescing against one wake-up per frame)",
+    ),
+    Comparison("lvs_type", "dr", "nat", "Does the LVS type cost capacity? (DR against NAT)"),
+    Comparison(
+        "conntable",
+        "nat-empty-table",
+        "nat",
+        "Does the connection table cost capacity? (an empty table against the seed's 62,000 "
+        "entries in 2^16 buckets)",
+    ),
+    Comparison("aa", "nat-again", "nat", "The noise floor: the seed's NAT against itself"),
+)
+HYPOTHESES = ("nic", "irq", "lvs_type", "bus", "conntable", "firewall")
+NOT_TESTABLE_WHY = {
+    "bus": "the emulation has no PCI bus or DMA; what remains of bus transfers is per-packet CPU "
+    "cost, which the quota models and the other steps measure",
+    "firewall": "the director reads and writes frames with AF_PACKET, below netfilter, so a "
+    "ruleset on its host never sees the frames it forwards, and the host kernel's own handling "
+    "of each frame runs in the sending host's CPU time, outside the director's quota; with "
+    "kernel IPVS (hooked into netfilter) the rules are in the path",
+}
 
 
 @dataclass(frozen=True)
 class Params:
-    step: Literal[STEPS] = field(
-        default="calibrate", metadata={"help": "Which step: " + ", ".join(STEPS) + "."}
+    quick: bool = field(
+        default=False,
+        metadata={"help": "The short run (CI): a 3-minute budget, no steady-state table run."},
     )
-    quick: bool = field(default=False, metadata={"help": "Shorter trials (the CI run)."})
+    budget_s: float | None = field(
+        default=None,
+        metadata={"help": "Time budget of the whole run, s (default: 560, 160 with quick)."},
+    )
+    block_s: float = field(
+        default=1.5, metadata={"help": "Seconds each block measures (after 0.6 s of warm-up)."}
+    )
     target_total_pps: float = field(
         default=6000.0, metadata={"help": "NAT in+out pps to calibrate to (the seed's)."}
     )
     quota_cores: float | None = field(
-        default=None, metadata={"help": "Director quota; none: the run's calibrated one."}
+        default=None, metadata={"help": "Director quota, fraction of ONE core (none: calibrate)."}
+    )
+    order_seed: int | None = field(
+        default=None,
+        metadata={"help": "Seed of the random block order (none: a fresh one, recorded)."},
     )
 
+    def __post_init__(self) -> None:
+        if self.budget_s is not None and not 60 <= self.budget_s <= 7200:
+            raise ValueError(f"budget_s must be 60..7200, got {self.budget_s}")
+        if not 0.5 <= self.block_s <= 30:
+            raise ValueError(f"block_s must be 0.5..30, got {self.block_s}")
 
-def _trial_s(p: Params) -> float:
-    return 1.0 if p.quick else 1.5
-
-
-def _calibration(ctx: PointContext) -> dict:
-    for pdir in sorted(ctx.out_dir.parent.iterdir()):
-        result = pdir / RESULT_FILE
-        if "step=calibrate" in pdir.name and result.exists():
-            record = json.loads(result.read_text())
-            if record.get("status") == "ok":
-                return record["summary"]
-    raise RuntimeError(
-        "no calibrated quota in this run: run the calibrate step first (or give quota_cores)"
-    )
-
-
-# Where each step's capacity search starts, as a share of NAT's calibrated capacity: close
-# below the expected figure, so the search needs few trials.
-START_SHARE = {
-    "dr": 1.2,
-    "nat": 0.6,
-    "nat1": 0.6,
-    "nat-coalescing": 0.8,
-    "table-bits-12": 0.6,
-    "table-bits-16": 0.6,
-}
-
-
-def calibrate(p: Params, ctx: PointContext) -> PointResult:
-    """Capacity is proportional to the quota (see the cpu-quota experiment): measure at a
-    first guess, scale, measure again, scale once more. One layout serves every attempt: the
-    quota changes in place."""
-    target_requests = p.target_total_pps / 2  # NAT carries each request and its reply
-    try:  # a later round measures once at the run's calibrated quota: another sample of NAT
-        quota, remeasure = float(_calibration(ctx)["quota_cores"]), True
-    except RuntimeError:
-        quota, remeasure = FIRST_GUESS_CORES, False
-    rows = []
-    with layout_up("nat", ctx.point_id, quota, **PER_FRAME) as tb:
-        for attempt in range(1 if remeasure else 3):
-            for d in tb.plan.directors:
-                tb.net[d.name].set_cpu_quota(quota)
-            cap = find_capacity(
-                tb,
-                start_pps=0.6 * target_requests,
-                factor=1.4,
-                duration_s=_trial_s(p),
-                bisections=1 if p.quick else 2,
-                log=ctx.log,
-            )
-            summary, invalid = capacity_summary(cap), capacity_invalid(cap)
-            rows += [{**t.row(), "attempt": attempt, "quota_cores": quota} for t in cap.trials]
-            total = summary["director_total_pps"]
-            ctx.log.info(
-                "quota %.4f cores: NAT %.0f pps in+out (target %.0f)",
-                quota,
-                total,
-                p.target_total_pps,
-            )
-            measured_quota = quota
-            converged = (
-                remeasure
-                or abs(total - p.target_total_pps)
-                <= (0.15 if p.quick else 0.1) * p.target_total_pps
-            )
-            if converged:
-                break
-            quota = max(0.005, quota * target_requests / max(summary["capacity_pps"], 1.0))
-    # Not converged: the last scaling's quota is used untried, and the figures are those of
-    # the quota last measured.
-    result = {
-        "quota_cores": quota,
-        "converged": converged,
-        "measured_quota_cores": measured_quota,
-        "nat_total_pps": total,
-        "attempts": attempt + 1,
-        **{k: v for k, v in summary.items() if k != "trials"},
-    }
-    return PointResult(summary=result, samples=rows, invalid_reasons=invalid)
-
-
-def capacity_step(
-    p: Params, ctx: PointContext, quota: float, nat_capacity_pps: float
-) -> PointResult:
-    kind, knobs, prefill = "nat", dict(PER_FRAME), 0
-    if p.step in ("dr", "nat1"):
-        kind = p.step
-    elif p.step == "nat-coalescing":
-        knobs = dict(COALESCING)
-    elif p.step.startswith("table-bits-"):
-        knobs["table_bits"] = int(p.step.rsplit("-", 1)[1])
-        prefill = SEED["table_entries"]
-    with layout_up(kind, ctx.point_id, quota, **knobs) as tb:
-        if prefill:
-            fill_table(tb, prefill)
-        cap = find_capacity(
-            tb,
-            start_pps=START_SHARE[p.step] * nat_capacity_pps,
-            factor=1.4,
-            duration_s=_trial_s(p),
-            bisections=1 if p.quick else 2,
-            log=ctx.log,
-        )
-    summary = capacity_summary(cap)
-    summary["quota_cores"] = quota
-    return PointResult(
-        summary=summary,
-        samples=[t.row() for t in cap.trials],
-        invalid_reasons=capacity_invalid(cap),
-    )
-
-
-def table_size_step(p: Params, ctx: PointContext) -> PointResult:
-    kind = p.step.rsplit("-", 1)[1]
-    duration = 12.0 if p.quick else 32.0  # DR's table settles after the 30 s fin timeout
-    with layout_up(kind, ctx.point_id, None) as tb:
-        tb.ipvsadm(f"--set 900 {SEED['tcp_fin_timeout_s']} 300")
-        rows, loads = tcp_load(
-            tb,
-            SEED["requests_per_s"],
-            duration,
-            2.0,
-            lambda _t: {"entries": tb.director_request({"op": "stats"})["stats"]["connections"]},
-        )
-    completed = sum(x.get("completed_cps", 0) for x in loads)
-    tail = [r["entries"] for r in rows if r["t_s"] >= rows[-1]["t_s"] - 6] if rows else [0]
-    reasons = (
-        []
-        if completed >= 0.95 * SEED["requests_per_s"]
-        else [f"completed {completed:,.0f} of {SEED['requests_per_s']:,} connections/s"]
-    )
-    return PointResult(
-        summary={
-            "entries": sum(tail) / len(tail),
-            "completed_cps": completed,
-            "duration_s": duration,
-        },
-        samples=rows,
-        invalid_reasons=reasons,
-    )
-
-
-def run_point(p: Params, ctx: PointContext) -> PointResult:
-    if p.step == "calibrate":
-        return calibrate(p, ctx)
-    if p.step.startswith("table-size-"):
-        return table_size_step(p, ctx)
-    if p.quota_cores is not None:
-        return capacity_step(p, ctx, p.quota_cores, p.target_total_pps / 2)
-    cal = _calibration(ctx)
-    return capacity_step(p, ctx, float(cal["quota_cores"]), float(cal["capacity_pps"]))
+    @property
+    def budget(self) -> float:
+        return self.budget_s if self.budget_s is not None else (160.0 if self.quick else 560.0)
 
 
 # ---------------------------------------------------------------------------------------------
-# The report: seed against measured, and a verdict per hypothesis
+# Measuring (root, Mininet; runs in the point's process)
 
 
-CAPACITY_STEPS = ("dr", "nat", "nat1", "nat-coalescing", "table-bits-12", "table-bits-16")
+def efficiency(row: dict) -> float:
+    """Requests per CPU-second of the director (higher is better): the packets it carried per
+    CPU-second over the packets a request takes through it (NAT 2: the request and its reply;
+    DR 1). The inverse of its CPU cost per request, whatever share of the CPU it got."""
+    return row["requests_per_cpu_s"]
 
 
-def rounds_by_step(run: RunData) -> dict[str, list[dict]]:
-    """Each step's summaries, one per round, in the order they ran."""
-    out: dict[str, list[dict]] = {}
-    for p in run.measured():
-        out.setdefault(p.params.step, []).append(p.summary)
-    return out
+def capacity(row: dict) -> float:
+    """Requests answered per second at the calibrated quota: NAT's replies forwarded, DR's
+    requests forwarded (its real servers answer the clients themselves)."""
+    return row["answered_rps"]
 
 
-def combine(rounds: dict[str, list[dict]]) -> dict[str, dict]:
-    """One summary per step: figures averaged over its rounds. The first calibration stays as
-    it is: every step ran at its quota."""
-    out = {}
-    for step, summaries in rounds.items():
-        merged = dict(summaries[0])
-        if step != "calibrate":
-            for key in merged:
-                values = [x.get(key) for x in summaries]
-                if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
-                    merged[key] = statistics.fmean(values)
-        merged["rounds"] = len(summaries)
-        out[step] = merged
-    return out
-
-
-def comparison_rows(s: dict[str, dict]) -> list[tuple[str, float | None, float | None, str]]:
-    """(figure, seed, measured, note) rows; measured is None where a step is missing."""
-
-    def get(step: str, key: str) -> float | None:
-        return s.get(step, {}).get(key)
-
-    return [
-        (
-            "LVS-DR, inbound pps",
-            SEED["dr_in_pps"],
-            get("dr", "director_in_pps"),
-            "seed: handled without trouble (a lower bound); measured: at saturation",
-        ),
-        (
-            "LVS-NAT, in+out pps at saturation",
-            SEED["nat_total_pps"],
-            get("nat", "director_total_pps"),
-            "measured at the calibrated quota, per-frame I/O",
-        ),
-        (
-            "LVS-NAT with coalescing, in+out pps",
-            SEED["nat_coalescing_total_pps"],
-            get("nat-coalescing", "director_total_pps"),
-            "seed: sustained, 4,000/4,000; measured: at saturation",
-        ),
-        (
-            "Connection table entries at 2,000 conn/s, fin 30 s (NAT)",
-            SEED["table_entries"],
-            get("table-size-nat", "entries"),
-            "measured after the run's duration",
-        ),
-        (
-            "Connection table entries at 2,000 conn/s, fin 30 s (DR)",
-            None,
-            get("table-size-dr", "entries"),
-            "the DR director sees only the client's side",
-        ),
-    ]
-
-
-NO_EFFECT = 1.15  # capacities within this factor of each other: the knob made no difference
-INCONCLUSIVE = "inconclusive (the rounds disagree)"
-
-
-def capacity_samples(rounds: dict[str, list[dict]]) -> dict[str, list[float]]:
-    """Every measurement of each capacity step's configuration: its rounds, and for ``nat``
-    also the calibrations that ended on the quota every step ran at."""
-    out = {
-        step: [x["capacity_pps"] for x in rounds.get(step, []) if x.get("capacity_pps")]
-        for step in CAPACITY_STEPS
+def _block(tb, offered_rps: float, window_s: float, quota: float) -> dict:
+    """One block on ``tb``'s director d1, after the last block's backlog is worked off (with
+    the quota lifted, so that costs nothing measured): requests offered above capacity, the
+    director measured over a window in the middle of the load (`windowed_trial`)."""
+    with tb.net["d1"].quota_lifted():
+        wait_drained(tb, "d1", timeout_s=10, quiet_s=0.1)
+    w = windowed_trial(tb, offered_rps, window_s)
+    dr = tb.plan.layout == "dr"
+    per_request = 1 if dr else 2
+    packets = w["inpkts"] + w["outpkts"]
+    answered = w["inpkts"] if dr else w["outpkts"]
+    cpu_s, window = w["cpu_s"], w["window_s"]
+    return {
+        "offered_rps": offered_rps,
+        "sent_rps": w["sent_pps"],
+        "answered_rps": answered / window,
+        "carried_rps": packets / per_request / window,
+        "director_in_pps": w["inpkts"] / window,
+        "director_out_pps": w["outpkts"] / window,
+        "director_total_pps": packets / window,
+        "director_cores": cpu_s / window,
+        "director_cpu_s": cpu_s,
+        "requests_per_cpu_s": packets / per_request / cpu_s if cpu_s > 0 else 0.0,
+        "answered_per_cpu_s": answered / cpu_s if cpu_s > 0 else 0.0,
+        "socket_drops": w["socket_drops"],
+        "client_loss_frac": w["client_loss_frac"],
+        # Busy for the whole window: it used (nearly) all of its quota.
+        "saturated": cpu_s / window >= SATURATED_SHARE * quota,
+        "host_busy_frac": w["host_busy_frac"],
+        "invalid": "; ".join(w["invalid_reasons"]),
     }
-    cals = rounds.get("calibrate", [])
-    if cals:
-        quota = cals[0].get("quota_cores")
-        out["nat"] += [
-            c["capacity_pps"]
-            for c in cals
-            if c.get("converged")
-            and c.get("capacity_pps")
-            and c.get("measured_quota_cores") == quota
-        ]
+
+
+class Rig:
+    """The layouts of `INSTANCES`, up side by side, and a block of any configuration."""
+
+    def __init__(self, stack: ExitStack, quota: float, log) -> None:
+        from testbed.net.network import Testbed
+        from testbed.topo.plan import LayoutParams
+
+        self.log = log
+        self.tbs = {}
+        for name, (layout, filled) in INSTANCES.items():
+            params = LayoutParams(
+                director_cpu=quota,
+                table_bits=SEED["table_bits"],
+                ha="none",
+                n_rs=3,
+                n_clients=2,
+                **PER_FRAME,
+            )
+            tb = stack.enter_context(Testbed(layout, params, kind=f"seed-{name}"))
+            tb.wait_ready()
+            if filled:
+                prefill(tb, SEED["table_entries"])
+            self.tbs[name] = tb
+        self.quota = quota
+
+    def set_quota(self, quota: float) -> None:
+        for tb in self.tbs.values():
+            for d in tb.plan.directors:
+                tb.net[d.name].set_cpu_quota(quota)
+        self.quota = quota
+
+    def block(self, config: str, offered_rps: float, duration_s: float) -> dict:
+        instance, coalescing = CONFIGS[config]
+        tb = self.tbs[instance]
+        if coalescing:
+            tb.director_request({"op": "io", **COALESCING})
+        try:
+            row = _block(tb, offered_rps, duration_s, self.quota)
+        finally:
+            if coalescing:
+                tb.director_request({"op": "io", **PER_FRAME})
+        return {"config": config, "quota_cores": self.quota, **row}
+
+
+def calibrate(rig: Rig, p: Params, log) -> tuple[float, list[dict]]:
+    """The quota at which NAT saturates at the target. Capacity is the quota times the
+    director's efficiency (requests per CPU-second), which does not depend on the quota: so
+    one block at a first guess gives the quota, and a block at that quota checks it (one more
+    scaling if it is off by more than 10%)."""
+    target_rps = p.target_total_pps / 2  # NAT carries each request and its reply
+    rows = []
+    quota, offered = rig.quota, OVERLOAD * target_rps
+    for attempt in range(4):
+        rig.set_quota(quota)
+        row = {**rig.block("nat", offered, p.block_s), "phase": "calibrate", "attempt": attempt}
+        rows.append(row)
+        log.info(
+            "calibration: quota %.4f, NAT %.0f pps in+out, %.0f requests per CPU-second",
+            quota,
+            row["director_total_pps"],
+            row["requests_per_cpu_s"],
+        )
+        if not row["saturated"]:
+            offered *= 2  # not loaded to its limit: offer more at the same quota
+            continue
+        if (
+            attempt
+            and abs(row["director_total_pps"] - p.target_total_pps) <= 0.1 * p.target_total_pps
+        ):
+            break
+        quota = min(1.0, max(0.005, target_rps / max(row["requests_per_cpu_s"], 1.0)))
+        offered = OVERLOAD * target_rps
+    rig.set_quota(quota)
+    return quota, rows
+
+
+def table_steady_state(rig: Rig, p: Params, log) -> tuple[dict, list[dict]]:
+    """The table under the seed's 2,000 short connections/s with its 30 s fin timeout, on DR
+    then NAT (one at a time: two such loads at once overload a 2-core machine), quotas lifted
+    (this is about the table, not capacity). The first seconds give each connection's time in
+    the table (`little`); the full run keeps the load on until the terminal state's timeout
+    has passed, to see the size Little's law predicts."""
+    rate = SEED["requests_per_s"]
+    results, rows = {}, []
+    # NAT's runs on the layout whose table is empty: its entries would only add to the count.
+    for layout, instance in (("dr", "dr"), ("nat", "nat-empty")):
+        tb = rig.tbs[instance]
+        samples: list[tuple[float, int, dict]] = []
+        timeouts: dict[str, float] = {}
+        with tb.net["d1"].quota_lifted():
+            tb.ipvsadm(f"--set 900 {SEED['tcp_fin_timeout_s']} 300")
+            tb.director_request({"op": "unfill"}, timeout_s=60)  # DR's 62,000 made-up entries
+            wait_drained(tb, "d1", timeout_s=10, quiet_s=0.1)
+            duration = TABLE_PROBE_S if p.quick else TABLE_PROBE_S + TABLE_CONFIRM_S[layout]
+            procs = start_tcp_load(tb, rate, duration)
+            t0 = time.monotonic()
+            while any(proc.poll() is None for proc in procs):
+                time.sleep(TABLE_SAMPLE_S)
+                t_s = time.monotonic() - t0
+                reply = tb.director_request({"op": "states"}, timeout_s=30)
+                timeouts = reply["timeouts"]
+                entries = sum(reply["states"].values())
+                samples.append((t_s, entries, reply["states"]))
+                rows.append({"phase": "table", "config": layout, "t_s": t_s, "entries": entries})
+            completed = sum(x.get("completed_cps", 0.0) for x in tcp_load_results(procs))
+        results[layout] = little(samples, completed, timeouts, TABLE_PROBE_S)
+        if completed < 0.9 * rate:
+            results[layout]["invalid"] = f"completed {completed:,.0f} of {rate:,} connections/s"
+        log.info("table %s: %s", layout, results[layout])
+    return results, rows
+
+
+def little(
+    samples: list[tuple[float, int, dict]],
+    rate_cps: float,
+    timeouts: dict[str, float],
+    probe_s: float,
+) -> dict:
+    """Little's law: steady-state entries = arrival rate x time in the table (pure).
+
+    Within the first ``probe_s`` seconds, the states a connection passes through on its way
+    (SYN_RECV, ESTABLISHED, ...) hold a steady number of entries after a second or two, and
+    the state it ends in (the terminal state, where it waits out that state's timeout) grows
+    by the arrival rate: its count grows fastest. Time in the table = the steady entries of
+    the other states / rate + the terminal state's timeout. Samples after that timeout (the
+    full run's) show the size the table actually settles at."""
+    early = [s for s in samples if 2.0 <= s[0] <= probe_s]
+    if len(early) < 2 or rate_cps <= 0:
+        return {"rate_cps": rate_cps, "error": "too few samples or no completed connections"}
+    first, last = early[0][2], early[-1][2]
+    terminal = max(last, key=lambda state: last.get(state, 0) - first.get(state, 0))
+    passing = statistics.fmean(entries - states.get(terminal, 0) for _, entries, states in early)
+    timeout_s = timeouts[terminal]
+    predicted = passing + rate_cps * timeout_s
+    out = {
+        "rate_cps": rate_cps,
+        "terminal_state": terminal,
+        "terminal_timeout_s": timeout_s,
+        "passing_entries": passing,
+        "time_in_table_s": predicted / rate_cps,
+        "predicted_entries": predicted,
+        "measured_entries": None,
+        "measured_over_predicted": None,
+    }
+    settled = [entries for t_s, entries, _ in samples if t_s >= timeout_s + 5.0]
+    if len(settled) >= 2:
+        out["measured_entries"] = statistics.fmean(settled)
+        out["measured_over_predicted"] = out["measured_entries"] / predicted
     return out
 
 
-def run_noise(rounds: dict[str, list[dict]]) -> float | None:
-    """The largest spread (a factor >= 1) between measurements of one configuration in this
-    run (see `capacity_samples`); None with nothing measured twice."""
-    spreads = [max(c) / min(c) for c in capacity_samples(rounds).values() if len(c) >= 2]
-    return max(spreads) if spreads else None
-
-
-def judge(
-    with_knob: list[float],
-    without: list[float],
-    effect: str,
-    no_effect: str,
-    threshold: float = NO_EFFECT,
-    one_sided: bool = False,
-) -> tuple[str, float]:
-    """(verdict, ratio of the means) for capacities measured with and without a knob. An
-    effect needs the means beyond ``threshold`` and every measurement on the same side (the
-    lowest with the knob above the highest without, or the reverse): one lucky round is not
-    enough. No effect: the means within the threshold. ``one_sided``: the hypothesis is that
-    the knob helps, so a clear loss says no too. Anything else is inconclusive."""
-    ratio = statistics.fmean(with_knob) / statistics.fmean(without)
-    above, below = min(with_knob) > max(without), max(with_knob) < min(without)
-    if (ratio > threshold and above) or (not one_sided and ratio < 1 / threshold and below):
-        return effect, ratio
-    if (1 / threshold <= ratio <= threshold) or (one_sided and ratio < 1 / threshold and below):
-        return no_effect, ratio
-    return INCONCLUSIVE, ratio
-
-
-def verdicts(
-    samples: dict[str, list[float]], s: dict[str, dict] | None = None
-) -> list[tuple[str, str, str]]:
-    """(hypothesis, verdict, evidence) from each capacity step's measurements (`capacity_samples`)
-    and the steps' averaged summaries ``s`` (pure, unit-tested)."""
-    s = s or {}
-
-    def have(*steps: str) -> bool:
-        return all(samples.get(step) for step in steps)
-
-    def spread(*steps: str) -> str:
-        if all(len(samples[step]) < 2 for step in steps):
-            return ""
-        parts = [f"{step} " + "/".join(f"{c:,.0f}" for c in samples[step]) for step in steps]
-        return "; measured " + ", ".join(parts)
-
-    out = []
-    if have("nat", "nat1"):
-        verdict, ratio = judge(samples["nat"], samples["nat1"], "matters", "not the bottleneck")
-        out.append(
-            (
-                "NIC",
-                verdict,
-                f"two NICs carry {ratio:.2f}x what one NIC carries at the same CPU quota; a 100 "
-                "Mbit/s "
-                f"wire carries ~96,000 such frames/s, far above the ceiling"
-                + spread("nat", "nat1"),
-            )
-        )
-    if have("nat", "nat-coalescing"):
-        verdict, gain = judge(
-            samples["nat-coalescing"],
-            samples["nat"],
-            "a bottleneck",
-            "not the bottleneck",
-            one_sided=True,
-        )
-        out.append(
-            (
-                "IRQ (per-frame wake-ups)",
-                verdict,
-                f"batching frames per wake-up lifts NAT {gain:.2f}x (seed: 8,000/6,000 = 1.33x)"
-                + spread("nat-coalescing", "nat"),
-            )
-        )
-    if have("nat", "dr"):
-        verdict, ratio = judge(
-            samples["dr"], samples["nat"], "the main factor", "minor", threshold=1.5, one_sided=True
-        )
-        out.append(
-            (
-                "LVS type",
-                verdict,
-                f"DR answers {ratio:.2f}x the requests NAT does at the same quota: NAT's director "
-                f"carries every reply too ({s.get('nat', {}).get('director_out_pps', 0):,.0f} out "
-                "pps at "
-                f"saturation), so the same per-packet cost buys half the requests"
-                + spread("dr", "nat"),
-            )
-        )
-    out.append(
-        (
-            "bus (DMA)",
-            "not testable here",
-            "the emulation has no PCI bus or DMA; what remains is per-packet CPU cost, which "
-            "the quota models",
-        )
+def run_point(p: Params, ctx: PointContext) -> PointResult:
+    started = time.monotonic()
+    deadline = started + p.budget
+    order_seed = (
+        p.order_seed if p.order_seed is not None else random.SystemRandom().randrange(2**31)
     )
-    if have("table-bits-12", "table-bits-16"):
-        verdict, ratio = judge(
-            samples["table-bits-16"],
-            samples["table-bits-12"],
-            "matters",
-            "not the bottleneck",
-            one_sided=True,
+    rows: list[dict] = []
+    with ExitStack() as stack:
+        rig = Rig(stack, p.quota_cores or FIRST_GUESS_CORES, ctx.log)
+        ctx.log.info("three layouts up in %.0f s", time.monotonic() - started)
+        if p.quota_cores is None:
+            quota, cal_rows = calibrate(rig, p, ctx.log)
+            rows += cal_rows
+        else:
+            quota = p.quota_cores
+        # Each configuration's offered load is set once, from its first saturated block, so
+        # that every later block loads its director alike (more excess load would mean more
+        # kernel work on the machine, and a different cost per packet); it rises only if a
+        # block fails to saturate.
+        offered = {c: OVERLOAD * EXPECTED_SHARE[c] * p.target_total_pps / 2 for c in CONFIGS}
+        settled: set[str] = set()
+        seq = Sequencer(COMPARISONS, measure=efficiency, seed=order_seed)
+        table_s = 2 * (TABLE_PROBE_S + 4) + (0 if p.quick else sum(TABLE_CONFIRM_S.values()))
+        round_s = 0.0
+        while True:
+            order = seq.next_round()
+            if not order or time.monotonic() + round_s + table_s > deadline:
+                break
+            t_round = time.monotonic()
+            done = []
+            for config in order:
+                row = rig.block(config, offered[config], p.block_s)
+                if not row["saturated"]:  # the capacity moved up: offer more and measure again
+                    offered[config] *= 1.5
+                    row = rig.block(config, offered[config], p.block_s)
+                if row["saturated"] and config not in settled:
+                    offered[config] = OVERLOAD * row["carried_rps"]
+                    settled.add(config)
+                done.append(row)
+            seq.record(done)
+            rows += [{**r, "phase": "rounds", "round": seq.round - 1} for r in done]
+            round_s = time.monotonic() - t_round
+            ctx.log.info("round %d: %s (%.1f s)", seq.round, ", ".join(order), round_s)
+        decisions = seq.finish()
+        table, table_rows = table_steady_state(rig, p, ctx.log)
+        rows += table_rows
+    rows = uniform(rows)
+    a = answer(seq, decisions, quota, table, rows, order_seed, time.monotonic() - started)
+    (ctx.out_dir / ANSWER_FILE).write_text(json.dumps(a, indent=2) + "\n")
+    return PointResult(summary=flat_summary(a), samples=rows)
+
+
+def uniform(rows: list[dict]) -> list[dict]:
+    """Every row with every column (None where a phase has no such figure): samples.csv has
+    one header."""
+    columns = list(dict.fromkeys(k for row in rows for k in row))
+    return [{k: row.get(k) for k in columns} for row in rows]
+
+
+def verdicts(seq: Sequencer, decisions: dict) -> dict[str, dict]:
+    """The ``verdicts`` object of summary.json (pure): per hypothesis its verdict, effect
+    (variant / seed's NAT, efficiency), interval, pairs and what was compared; capacity's
+    ratio beside it, and whether the two agree."""
+    out: dict[str, dict] = {}
+    for c in COMPARISONS:
+        decision = decisions.get(c.key)
+        if decision is None:
+            out[c.key] = {
+                "verdict": CANT_TELL,
+                "effect": None,
+                "ci95": None,
+                "n": len(seq.pairs(c)[0]),
+                "measure": MEASURE,
+                "question": c.question,
+                "note": "fewer than two rounds measured it",
+            }
+            continue
+        entry = {
+            "verdict": decision.verdict,
+            "effect": decision.effect.ratio,
+            "ci95": [decision.effect.low, decision.effect.high],
+            "n": decision.effect.n,
+            "confidence": decision.effect.confidence,
+            "measure": MEASURE,
+            "question": c.question,
+        }
+        caps = seq.pairs(c, capacity)
+        cores = seq.pairs(c, lambda r: r["director_cores"])
+        if len(caps[0]) >= 2:
+            cap = paired_effect(*caps, confidence=decision.effect.confidence)
+            share = paired_effect(*cores, confidence=decision.effect.confidence)
+            entry["capacity"] = {"effect": cap.ratio, "ci95": [cap.low, cap.high], "n": cap.n}
+            entry["cpu_share"] = {"effect": share.ratio, "ci95": [share.low, share.high]}
+            entry["agree"] = cap.low <= decision.effect.high and decision.effect.low <= cap.high
+        out[c.key] = entry
+    for key, why in NOT_TESTABLE_WHY.items():
+        out[key] = {
+            "verdict": NOT_TESTABLE,
+            "effect": None,
+            "ci95": None,
+            "n": 0,
+            "measure": None,
+            "why": why,
+        }
+    return {key: out[key] for key in (*HYPOTHESES, "aa")}
+
+
+def seed_figures(rows: list[dict], table: dict) -> dict[str, dict]:
+    """The seed-facing figures with their spread over the blocks (pure): mean and 95% t
+    interval of each configuration's rates at the calibrated quota, and the table sizes."""
+
+    def spread(config: str, key: str) -> dict | None:
+        values = [
+            r[key]
+            for r in rows
+            if r.get("phase") == "rounds" and r["config"] == config and r["saturated"]
+        ]
+        if len(values) < 2:
+            return {"mean": values[0], "ci95": None, "n": 1} if values else None
+        mean = statistics.fmean(values)
+        half = (
+            float(student_t.ppf(0.975, len(values) - 1))
+            * statistics.stdev(values)
+            / math.sqrt(len(values))
         )
-        entries = s.get("table-size-nat", {}).get("entries")
-        out.append(
-            (
-                "connection table",
-                verdict,
-                f"with 62,000 entries, 2^16 buckets carry {ratio:.2f}x what 2^12 carry"
-                + (
-                    f"; 2,000 conn/s filled the NAT table to {entries:,.0f} entries"
-                    if entries
-                    else ""
-                )
-                + spread("table-bits-16", "table-bits-12"),
-            )
+        return {"mean": mean, "ci95": [mean - half, mean + half], "n": len(values)}
+
+    return {
+        "dr_in_pps": spread("dr", "director_in_pps"),
+        "nat_total_pps": spread("nat", "director_total_pps"),
+        "nat_coalescing_total_pps": spread("nat-coalescing", "director_total_pps"),
+        "nat_requests_per_s": spread("nat", "answered_rps"),
+        "table_entries_nat": table.get("nat", {}),
+        "table_entries_dr": table.get("dr", {}),
+    }
+
+
+def answer(
+    seq: Sequencer,
+    decisions: dict,
+    quota: float,
+    table: dict,
+    rows: list[dict],
+    order_seed: int,
+    elapsed_s: float,
+) -> dict:
+    """The run's answer (pure): the verdicts, the seed-facing figures and how they were got."""
+    return {
+        "verdicts": verdicts(seq, decisions),
+        "figures": seed_figures(rows, table),
+        "quota_cores": quota,
+        "rounds": seq.round,
+        "order_seed": order_seed,
+        "elapsed_s": elapsed_s,
+    }
+
+
+def flat_summary(a: dict) -> dict:
+    """The point's summary: the answer's headline figures as scalars (results tables)."""
+    flat = {k: a[k] for k in ("quota_cores", "rounds", "order_seed", "elapsed_s")}
+    for key, entry in a["verdicts"].items():
+        flat[f"{key}_verdict"] = entry["verdict"]
+        flat[f"{key}_effect"] = entry["effect"]
+    for key in ("dr_in_pps", "nat_total_pps", "nat_coalescing_total_pps"):
+        flat[key] = (a["figures"][key] or {}).get("mean")
+    for layout in ("nat", "dr"):
+        flat[f"table_{layout}_predicted"] = a["figures"][f"table_entries_{layout}"].get(
+            "predicted_entries"
         )
-    return out
+        flat[f"table_{layout}_measured"] = a["figures"][f"table_entries_{layout}"].get(
+            "measured_entries"
+        )
+    return flat
+
+
+def load_answer(run: RunData) -> dict | None:
+    """The answer the run's (last measured) point wrote, or None."""
+    points = run.measured()
+    if not points or not (points[-1].dir / ANSWER_FILE).exists():
+        return None
+    return json.loads((points[-1].dir / ANSWER_FILE).read_text())
+
+
+def summarize(run: RunData) -> dict:
+    """What summary.json carries beyond the points: the verdicts and the seed's figures."""
+    return load_answer(run) or {}
+
+
+# ---------------------------------------------------------------------------------------------
+# The report
+
+
+WORDS = {
+    "nic": "NIC",
+    "irq": "IRQ (per-frame wake-ups)",
+    "lvs_type": "LVS type",
+    "bus": "bus (DMA)",
+    "conntable": "connection table",
+    "firewall": "firewall on the directors",
+    "aa": "A/A (noise floor)",
+}
+
+
+def _x(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}x"
+
+
+def _ci(ci: list[float] | None) -> str:
+    return "-" if not ci else f"[{ci[0]:.2f}, {ci[1]:.2f}]"
+
+
+def _n(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.0f}"
 
 
 def _md_table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def verdict_table(v: dict[str, dict]) -> str:
+    """The verdicts as a markdown table, intervals beside every effect (pure)."""
+    rows = []
+    for key in (*HYPOTHESES, "aa"):
+        e = v[key]
+        if e["verdict"] == NOT_TESTABLE:
+            rows.append([WORDS[key], e["verdict"], "-", "-", "-", e["why"]])
+            continue
+        cap = e.get("capacity") or {}
+        note = e.get("note", "")
+        if e.get("agree") is False:
+            share = e.get("cpu_share") or {}
+            note = (
+                f"capacity and CPU cost disagree: the director got {_x(share.get('effect'))} "
+                f"the CPU {_ci(share.get('ci95'))} in the variant's blocks"
+            )
+        rows.append(
+            [
+                WORDS[key],
+                e["verdict"],
+                f"{_x(e['effect'])} {_ci(e['ci95'])}",
+                str(e["n"]),
+                f"{_x(cap.get('effect'))} {_ci(cap.get('ci95'))}",
+                note or e.get("question", ""),
+            ]
+        )
+    return _md_table(
+        [
+            "hypothesis",
+            "verdict",
+            "effect on CPU cost [95% CI]",
+            "pairs",
+            "effect on capacity [95% CI]",
+            "note",
+        ],
+        rows,
+    )
+
+
+def comparison_table(figures: dict) -> str:
+    """Seed against measured (pure)."""
+
+    def fig(key: str) -> tuple[str, str]:
+        f = figures.get(key) or {}
+        return _n(f.get("mean")), (
+            f"[{_n(f['ci95'][0])}, {_n(f['ci95'][1])}]" if f.get("ci95") else "-"
+        )
+
+    rows = []
+    for label, key, seed_key, note in (
+        (
+            "LVS-DR, inbound pps",
+            "dr_in_pps",
+            "dr_in_pps",
+            "seed: handled without trouble (a lower bound); measured: at saturation",
+        ),
+        (
+            "LVS-NAT, in+out pps",
+            "nat_total_pps",
+            "nat_total_pps",
+            "at the calibrated quota, per-frame I/O",
+        ),
+        (
+            "LVS-NAT with coalescing, in+out pps",
+            "nat_coalescing_total_pps",
+            "nat_coalescing_total_pps",
+            "seed: sustained 4,000/4,000; measured: at saturation",
+        ),
+    ):
+        mean, ci = fig(key)
+        rows.append([label, _n(SEED[seed_key]), mean, ci, note])
+    for layout in ("nat", "dr"):
+        tab = figures.get(f"table_entries_{layout}") or {}
+        measured = tab.get("measured_entries")
+        rows.append(
+            [
+                f"table entries at 2,000 conn/s, fin 30 s ({layout.upper()})",
+                _n(SEED["table_entries"]) if layout == "nat" else "-",
+                _n(tab.get("predicted_entries")),
+                f"measured {_n(measured)}" if measured else "-",
+                f"steady state by Little's law: {tab.get('rate_cps', 0):,.0f} conn/s x "
+                f"{tab.get('time_in_table_s', 0):.1f} s ({tab.get('terminal_state', '?')} lasts "
+                f"{tab.get('terminal_timeout_s', 0):.0f} s)"
+                if tab.get("predicted_entries")
+                else tab.get("error", "not measured"),
+            ]
+        )
+    return _md_table(["figure", "seed (2003)", "measured", "95% CI / check", "note"], rows)
 
 
 def report(run: RunData) -> list[Figure | Section]:
     from testbed.report import style
 
-    rounds = rounds_by_step(run)
-    s, noise = combine(rounds), run_noise(rounds)
-    quota = s.get("calibrate", {}).get("quota_cores")
-    n_rounds = max((len(v) for k, v in rounds.items() if k in CAPACITY_STEPS), default=0)
-
-    def fmt(x: float | None) -> str:
-        return "-" if x is None else f"{x:,.0f}"
-
-    rows = []
-    for name, seed, measured, note in comparison_rows(s):
-        ratio = f"{measured / seed:.2f}" if seed and measured else "-"
-        rows.append([name, fmt(seed), fmt(measured), ratio, note])
-    compare = _md_table(["figure", "seed (2003)", "measured", "measured / seed", "note"], rows)
-    verdict = _md_table(
-        ["hypothesis", "verdict", "evidence"],
-        [list(v) for v in verdicts(capacity_samples(rounds), s)],
+    s = load_answer(run)
+    if s is None:
+        return [Section("Verdicts", "The run measured nothing.")]
+    v, figures = s["verdicts"], s["figures"]
+    rows = [r for r in run.measured()[-1].samples() if r.get("phase") == "rounds"]
+    aa = v["aa"]
+    intro = (
+        f"Calibrated director quota: {s['quota_cores']:.4f} of one core; {s['rounds']} rounds "
+        f"of interleaved blocks in {s['elapsed_s']:.0f} s (block order seed {s['order_seed']}). "
+        f"The A/A comparison, the seed's NAT against itself, came out {_x(aa['effect'])} "
+        f"{_ci(aa['ci95'])}: differences inside that band are this machine's noise."
     )
-    caps = [
-        (step, s[step]["capacity_pps"])
-        for step in STEPS
-        if "capacity_pps" in s.get(step, {}) and step != "calibrate"
-    ]
 
-    def draw(fig) -> None:
+    def draw_capacity(fig) -> None:
         ax = fig.subplots()
-        ax.bar(
-            [c[0] for c in caps],
-            [c[1] for c in caps],
-            color=[
-                style.colour("dr" if c[0] == "dr" else "nat1" if c[0] == "nat1" else "nat")
-                for c in caps
-            ],
-        )
-        ax.set_ylabel("capacity (requests/s)")
-        ax.tick_params(axis="x", rotation=30)
+        configs = [c for c in CONFIGS if any(r["config"] == c for r in rows)]
+        for i, config in enumerate(configs):
+            values = [r["answered_rps"] for r in rows if r["config"] == config and r["saturated"]]
+            if not values:
+                continue
+            xs = [i + 0.25 * (j / max(len(values) - 1, 1) - 0.5) for j in range(len(values))]
+            ax.scatter(xs, values, s=12, alpha=0.6, color=style.colour(CONFIGS[config][0]))
+            mean = statistics.fmean(values)
+            half = (
+                float(student_t.ppf(0.975, len(values) - 1))
+                * statistics.stdev(values)
+                / math.sqrt(len(values))
+                if len(values) > 1
+                else 0.0
+            )
+            ax.errorbar(
+                [i + 0.35], [mean], yerr=[[half], [half]], fmt="o", color="black", capsize=4
+            )
+        for value, label in (
+            (SEED["nat_total_pps"] / 2, "seed NAT 3,000 req/s"),
+            (SEED["dr_in_pps"], "seed DR 4,000 req/s"),
+            (SEED["nat_coalescing_total_pps"] / 2, "seed NAT coalescing 4,000 req/s"),
+        ):
+            ax.axhline(value, linestyle=":", linewidth=1, color="grey")
+            ax.annotate(label, (len(configs) - 0.5, value), fontsize=7, ha="right", va="bottom")
+        ax.set_xticks(range(len(configs)), configs, rotation=20)
+        ax.set_ylabel("requests answered per second at the quota")
 
-    cal = s.get("calibrate", {})
-    if not quota:
-        intro = "The calibration step did not complete."
-    elif cal.get("converged", True):
-        intro = (
-            f"Calibrated director quota: {quota:.4f} of one core (NAT saturates at "
-            f"{cal['nat_total_pps']:,.0f} pps in+out with per-frame I/O)."
-        )
-    else:
-        intro = (
-            f"Director quota: {quota:.4f} of one core, scaled from the last calibration attempt "
-            f"({cal['nat_total_pps']:,.0f} pps in+out at {cal['measured_quota_cores']:.4f}); the "
-            f"calibration did not converge within its attempts."
-        )
-    if n_rounds > 1:
-        intro += f" Each figure is the mean of {n_rounds} rounds, run one after the other."
-    if noise:
-        intro += (
-            f" Repeated measurements of one configuration (the rounds, and NAT in the "
-            f"calibration) came up to {noise:.2f}x apart: a verdict calls an effect only when "
-            f"every measurement with the knob lies beyond every one without it."
-        )
-    else:
-        intro += (
-            " Nothing was measured twice, so the verdicts cannot weigh the machine's noise: "
-            "run `lvs-testbed reproduce` (two rounds) before trusting a close one."
-        )
+    def draw_effects(fig) -> None:
+        ax = fig.subplots()
+        keys = [k for k in (*HYPOTHESES, "aa") if v[k].get("ci95")]
+        for i, key in enumerate(keys):
+            lo, hi = v[key]["ci95"]
+            ax.errorbar(
+                [v[key]["effect"]],
+                [i],
+                xerr=[[v[key]["effect"] - lo], [hi - v[key]["effect"]]],
+                fmt="o",
+                capsize=4,
+                color="black",
+            )
+            cap = v[key].get("capacity")
+            if cap:
+                ax.errorbar(
+                    [cap["effect"]],
+                    [i + 0.2],
+                    xerr=[[cap["effect"] - cap["ci95"][0]], [cap["ci95"][1] - cap["effect"]]],
+                    fmt="s",
+                    capsize=3,
+                    color="grey",
+                )
+        ax.axvspan(1 / (1 + SMALLEST_EFFECT), 1 + SMALLEST_EFFECT, alpha=0.15, color="grey")
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(keys)), [WORDS[k] for k in keys])
+        ax.set_xlabel("variant / the seed's NAT (circles: CPU cost; squares: capacity)")
+
+    means = {
+        c: [r["answered_rps"] for r in rows if r["config"] == c and r["saturated"]] for c in CONFIGS
+    }
+    caps = ", ".join(f"{c} {statistics.fmean(x):,.0f}" for c, x in means.items() if x)
     return [
-        Section("Seed against measured", intro + "\n\n" + compare),
-        Section("Verdicts", verdict),
+        Section("Seed against measured", intro + "\n\n" + comparison_table(figures)),
+        Section(
+            "Verdicts",
+            verdict_table(v) + "\n\nA verdict is *matters* when the whole 95% interval "
+            "lies beyond a 10% effect, *no effect* when it lies within +/-10%, *can't tell* "
+            "otherwise. Effects are variant / the seed's NAT, measured in the same round.",
+        ),
         Figure(
-            "capacity-by-step",
-            "Capacity of each variant at the calibrated quota",
-            draw,
-            ", ".join(f"{k} {v:,.0f}" for k, v in caps) + " requests/s." if caps else "",
+            "capacity-by-configuration",
+            "Every block's capacity at the calibrated quota, with means and "
+            "95% intervals, and the seed's figures",
+            draw_capacity,
+            f"Mean requests/s: {caps}.",
+        ),
+        Figure(
+            "effects",
+            "Each effect with its interval; the band is +/-10%",
+            draw_effects,
+            "; ".join(
+                f"{WORDS[k]} {_x(v[k]['effect'])} {_ci(v[k]['ci95'])}"
+                for k in (*HYPOTHESES, "aa")
+                if v[k].get("ci95")
+            )
+            + ".",
         ),
         Section("Method", __doc__.split("\n\n", 1)[1].strip()),
     ]
@@ -542,24 +809,10 @@ def report(run: RunData) -> list[Figure | Section]:
 EXPERIMENT = register(
     Experiment(
         name="seed",
-        description="The seed post's scenario: calibrate, then DR, NAT, coalescing, NICs, table.",
+        description="The seed post's question: NIC, IRQ, LVS type, bus or connection table, "
+        "measured with intervals.",
         params=Params,
         run_point=run_point,
-        report=report,
-        timeout_s=900,
+        timeout_s=1200,
     )
 )
-
-
-def default_rounds(quick: bool) -> int:
-    """`lvs-testbed reproduce`'s rounds: two, so the verdicts can weigh the noise; one for
-    the quick (CI) run."""
-    return 1 if quick else 2
-
-
-def sweep_args(quick: bool) -> list[str]:
-    """The `experiment run seed` parameters of `lvs-testbed reproduce`."""
-    args = [f"step={','.join(STEPS)}"]
-    if quick:
-        args.append("quick=true")
-    return args

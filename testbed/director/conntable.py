@@ -543,6 +543,19 @@ class ConnTable:
             if chain:
                 yield from chain
 
+    def state_counts(self) -> dict[str, int]:
+        """Connections (not templates) by state name, as ``ipvsadm -L -n -c`` would count them."""
+        counts = Counter(
+            c.state_name for chain in self._tab if chain for c in chain if not c.flags & F_TEMPLATE
+        )
+        return dict(sorted(counts.items()))
+
+    def timeouts_by_state(self) -> dict[str, float]:
+        """Each state's timeout in seconds (as set by ``ipvsadm --set``), UDP's under "UDP"."""
+        out = {name: float(s) for name, s in zip(TCP_STATE_NAMES, self.tcp_timeouts_s, strict=True)}
+        out[UDP_STATE_NAME] = float(self.udp_timeout_s)
+        return out
+
     def chain_histogram(self) -> dict[int, int]:
         """Chain length -> number of buckets with that length (empty buckets under 0)."""
         hist = Counter(len(chain) if chain else 0 for chain in self._tab)

@@ -220,6 +220,12 @@ class DirectorDaemon:
         if op == "table":
             self.director.conns.rehash(int(msg["bits"]))
             return {"rc": 0, "out": f"{self.director.conns.size} buckets\n", "err": ""}
+        if op == "states":
+            return {
+                "rc": 0,
+                "states": self.director.conns.state_counts(),
+                "timeouts": self.director.conns.timeouts_by_state(),
+            }
         if op == "unfill":
             return {"rc": 0, "out": f"{self.unfill()} connections removed\n", "err": ""}
         return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
@@ -298,6 +304,7 @@ class DirectorDaemon:
             "batches_full": self.batches_full,
             "frames": self.forwarder.counters(),
             "ipvs_drops": dict(self.director.drops),
+            "ipvs": self._ipvs_totals(),
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
             "sync": self.sync.counters() if self.sync is not None else None,
@@ -310,6 +317,18 @@ class DirectorDaemon:
                 }
                 for p in self.ports
             },
+        }
+
+    def _ipvs_totals(self) -> dict:
+        """The totals `ipvsadm -L -n --stats` sums over every service, at this instant."""
+        self.director.refresh_stats()
+        s = self.director.stats
+        return {
+            "conns": s.conns,
+            "inpkts": s.inpkts,
+            "outpkts": s.outpkts,
+            "inbytes": s.inbytes,
+            "outbytes": s.outbytes,
         }
 
     # -- the loop -------------------------------------------------------------------------

@@ -106,10 +106,11 @@ class Experiment:
     ``run_point(params, ctx)`` runs in a fresh process per point and returns a `PointResult`;
     an exception marks the point failed (the sweep goes on). ``report(run)`` gets the loaded
     run (`testbed.harness.results.RunData`) and returns the figures and sections of its
-    report, each figure with a finding. ``needs_root``: refuse to start without root (every
-    experiment that builds a layout). ``timeout_s``: default limit per point. ``module``:
-    filled in by `register` with the registering module, which a point's process imports to
-    find the experiment.
+    report, each figure with a finding. ``summarize(run)``, if given, returns what the run's
+    summary.json carries beside the point list (the seed's ``verdicts``). ``needs_root``:
+    refuse to start without root (every experiment that builds a layout). ``timeout_s``:
+    default limit per point. ``module``: filled in by `register` with the registering module,
+    which a point's process imports to find the experiment.
     """
 
     name: str
@@ -117,6 +118,7 @@ class Experiment:
     params: type
     run_point: Callable[[Any, PointContext], PointResult]
     report: Callable[[RunData], Sequence[Figure | Section]] | None = None
+    summarize: Callable[[RunData], Mapping[str, Any]] | None = None
     needs_root: bool = True
     timeout_s: float = DEFAULT_TIMEOUT_S
     module: str = ""

@@ -25,7 +25,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -297,9 +297,14 @@ def run_one(
 
 
 def write_summary(
-    run_dir: Path, spec: dict[str, Any], attempts: list[dict[str, Any]], interrupted: bool
+    run_dir: Path,
+    spec: dict[str, Any],
+    attempts: list[dict[str, Any]],
+    interrupted: bool,
+    extra: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """summary.json from the points' records: one row per point, counts, attempts."""
+    """summary.json from the points' records: one row per point, counts, attempts, and what
+    the experiment's ``summarize`` adds (``extra``)."""
     rows = summary_rows(spec, read_results(run_dir, spec))
     counts = count_statuses(rows)
     if interrupted:
@@ -318,9 +323,23 @@ def write_summary(
             **counts,
             "attempts": attempts,
             "points": rows,
+            **(extra or {}),
         },
     )
     return counts
+
+
+def _summarized(experiment: Experiment, run_dir: Path) -> dict[str, Any]:
+    """The experiment's own run-level figures; a failure there is recorded, not raised (the
+    points' records must still be written)."""
+    if experiment.summarize is None:
+        return {}
+    from testbed.harness.results import load_run
+
+    try:
+        return dict(experiment.summarize(load_run(run_dir)))
+    except Exception as exc:  # the summary must be written whatever the hook did
+        return {"summarize_error": f"{type(exc).__name__}: {exc}"}
 
 
 def _previous_attempts(run_dir: Path) -> list[dict[str, Any]]:
@@ -400,4 +419,7 @@ def execute(
             outcome="interrupted" if outcome.interrupted else "finished",
         )
         outcome.counts = write_summary(run_dir, spec, [*attempts, attempt], outcome.interrupted)
+        extra = _summarized(experiment, run_dir)
+        if extra:
+            write_summary(run_dir, spec, [*attempts, attempt], outcome.interrupted, extra)
     return outcome

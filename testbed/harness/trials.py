@@ -52,7 +52,8 @@ class Trial:
     director_out_pps: float = 0.0
     director_socket_drops: int = 0
     host_busy_frac: float = 0.0
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # the whole trial, start-up and drain included (CPU is read over it)
+    send_s: float = 0.0  # the senders' measured sending time (rates are over it)
     invalid_reasons: list[str] = field(default_factory=list)
 
     @property
@@ -128,8 +129,6 @@ def udp_trial(
     OpenFlow director ("of"), or None (kernel forwarding: nothing to read)."""
     host = tb.net[director] if director in (tb.net.nameToNode if tb.net else {}) else None
     cgroup = host.cgroup if host is not None else None
-    clients = [tb.net[c.name] for c in tb.plan.clients]
-    per_client = rate_pps / len(clients)
 
     def counters() -> tuple[dict, tuple[int, int]]:
         if director is None:
@@ -140,24 +139,7 @@ def udp_trial(
 
     stats0, ipvs0 = counters()
     cpu0, host0, t0 = cgroup.usage_s() if cgroup else 0.0, read_proc_stat()["cpu"], time.monotonic()
-    procs = [
-        c.popen(
-            [
-                sys.executable,
-                "-m",
-                "testbed.traffic.loadgen",
-                "udp-rr",
-                target or tb.plan.vip,
-                "--rate-pps",
-                f"{per_client:.3f}",
-                "--duration-s",
-                f"{duration_s:g}",
-                "--payload-bytes",
-                str(payload_bytes),
-            ]
-        )
-        for c in clients
-    ]
+    procs = _udp_senders(tb, rate_pps, duration_s, payload_bytes, target)
     outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
     elapsed = time.monotonic() - t0
     cpu1, host1 = cgroup.usage_s() if cgroup else 0.0, read_proc_stat()["cpu"]
@@ -166,6 +148,7 @@ def udp_trial(
     sent = sum(o.get("sent", 0) for o in outs)
     answered = sum(o.get("received", 0) for o in outs)
     send_s = max((o.get("elapsed_s", 0.0) for o in outs), default=0.0) or duration_s
+    trial.send_s = send_s
     trial.sent_pps = sent / send_s
     trial.answered_pps = answered / send_s
     trial.loss_frac = 1 - answered / sent if sent else 1.0
@@ -192,6 +175,96 @@ def udp_trial(
         ).reasons
     )
     return trial
+
+
+def _udp_senders(
+    tb,
+    rate_pps: float,
+    duration_s: float,
+    payload_bytes: int = 64,
+    target: str | None = None,
+    drain_s: float = 0.5,
+) -> list:
+    per_client = rate_pps / len(tb.plan.clients)
+    argv = [
+        sys.executable,
+        "-m",
+        "testbed.traffic.loadgen",
+        "udp-rr",
+        target or tb.plan.vip,
+        "--rate-pps",
+        f"{per_client:.3f}",
+        "--duration-s",
+        f"{duration_s:g}",
+        "--payload-bytes",
+        str(payload_bytes),
+        "--drain-s",
+        f"{drain_s:g}",
+    ]
+    return [tb.net[c.name].popen(argv) for c in tb.plan.clients]
+
+
+def director_snapshot(tb, director: str = "d1") -> dict:
+    """The director's own view at one instant: its uptime, its CPU time and its packet
+    counters, all read by the director in the same step (so their differences are exact,
+    however long the request waited for a director busy at its quota)."""
+    s = _director_stats(tb, director)
+    return {
+        "t_s": s["uptime_s"],
+        "cpu_s": s["cpu_s"],
+        "inpkts": s["ipvs"]["inpkts"],
+        "outpkts": s["ipvs"]["outpkts"],
+        "socket_drops": director_socket_drops(s),
+    }
+
+
+def windowed_trial(
+    tb,
+    rate_pps: float,
+    window_s: float,
+    warmup_s: float = 0.6,
+    director: str = "d1",
+    payload_bytes: int = 64,
+) -> dict:
+    """Offer ``rate_pps`` UDP echo requests and measure the director over a window of
+    ``window_s`` in the middle of the load: after ``warmup_s`` (the senders start, queues
+    fill) and before the senders stop (nothing of the drain after them). Rates and per-CPU
+    figures come from two `director_snapshot`s; the clients' own counts give the sent rate
+    and loss for the fidelity check."""
+    duration_s = warmup_s + window_s + 0.4
+    host0, t0 = read_proc_stat()["cpu"], time.monotonic()
+    # The director's counters measure the window; the clients' replies only check fidelity,
+    # so they are not waited for long after the last request.
+    procs = _udp_senders(tb, rate_pps, duration_s, payload_bytes, drain_s=0.1)
+    try:
+        time.sleep(max(0.0, t0 + warmup_s - time.monotonic()))
+        a = director_snapshot(tb, director)
+        time.sleep(max(0.0, t0 + warmup_s + window_s - time.monotonic()))
+        b = director_snapshot(tb, director)
+        host1 = read_proc_stat()["cpu"]
+    finally:
+        outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
+    sent = sum(o.get("sent", 0) for o in outs)
+    answered = sum(o.get("received", 0) for o in outs)
+    send_s = max((o.get("elapsed_s", 0.0) for o in outs), default=0.0) or duration_s
+    window = b["t_s"] - a["t_s"]
+    return {
+        "window_s": window,
+        "cpu_s": b["cpu_s"] - a["cpu_s"],
+        "inpkts": b["inpkts"] - a["inpkts"],
+        "outpkts": b["outpkts"] - a["outpkts"],
+        "socket_drops": b["socket_drops"] - a["socket_drops"],
+        "sent_pps": sent / send_s,
+        "client_loss_frac": 1 - answered / sent if sent else 1.0,
+        "host_busy_frac": cpu_busy_fraction(host0, host1),
+        "invalid_reasons": list(
+            check_fidelity(
+                target_pps=rate_pps,
+                achieved_pps=sent / send_s,
+                host_cpu_busy_frac=cpu_busy_fraction(host0, host1),
+            ).reasons
+        ),
+    }
 
 
 def next_rate(
@@ -366,35 +439,42 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
+def start_tcp_load(tb, rate_cps: float, duration_s: float) -> list:
+    """Start short TCP connections to the VIP at ``rate_cps`` (split over the clients) for
+    ``duration_s``; returns the clients' load generator processes (see `tcp_load_results`)."""
+    per_client = rate_cps / len(tb.plan.clients)
+    argv = [
+        sys.executable,
+        "-m",
+        "testbed.traffic.loadgen",
+        "tcp-crr",
+        tb.plan.vip,
+        "--rate-cps",
+        f"{per_client:g}",
+        "--duration-s",
+        f"{duration_s:g}",
+    ]
+    return [tb.net[c.name].popen(argv) for c in tb.plan.clients]
+
+
+def tcp_load_results(procs: list, timeout_s: float = 60.0) -> list[dict]:
+    """Each load generator's summary (completed_cps, ...), once it has finished."""
+    return [json.loads(proc.communicate(timeout=timeout_s)[0] or b"{}") for proc in procs]
+
+
 def tcp_load(
     tb, rate_cps: float, duration_s: float, sample_every_s: float, sample
 ) -> tuple[list[dict], list[dict]]:
-    """Short TCP connections to the VIP at ``rate_cps`` (split over the clients) for
-    ``duration_s``; ``sample(t_s) -> dict`` is called every ``sample_every_s`` while they run.
-    Returns the sampled rows and each client's load summary."""
-    per_client = rate_cps / len(tb.plan.clients)
-    procs = [
-        tb.net[c.name].popen(
-            [
-                sys.executable,
-                "-m",
-                "testbed.traffic.loadgen",
-                "tcp-crr",
-                tb.plan.vip,
-                "--rate-cps",
-                f"{per_client:g}",
-                "--duration-s",
-                f"{duration_s:g}",
-            ]
-        )
-        for c in tb.plan.clients
-    ]
+    """Short TCP connections to the VIP at ``rate_cps`` for ``duration_s``; ``sample(t_s) ->
+    dict`` is called every ``sample_every_s`` while they run. Returns the sampled rows and each
+    client's load summary."""
+    procs = start_tcp_load(tb, rate_cps, duration_s)
     rows = []
     t0 = time.monotonic()
     while any(proc.poll() is None for proc in procs):
         time.sleep(sample_every_s)
         rows.append({"t_s": time.monotonic() - t0, **sample(time.monotonic() - t0)})
-    return rows, [json.loads(proc.communicate()[0] or b"{}") for proc in procs]
+    return rows, tcp_load_results(procs)
 
 
 def prefill(tb, count: int, director: str = "d1") -> None:

@@ -190,6 +190,12 @@ def main(argv: list[str] | None = None) -> int:
     u.add_argument("--rate-pps", type=float, required=True)
     u.add_argument("--duration-s", type=float, default=5)
     u.add_argument("--payload-bytes", type=int, default=64)
+    u.add_argument(
+        "--drain-s",
+        type=float,
+        default=0.5,
+        help="Seconds to keep counting replies after the last request.",
+    )
     t = sub.add_parser("tcp-crr", help="short TCP connections at a set rate (open loop)")
     t.add_argument("dst")
     t.add_argument("--port", type=int, default=80)
@@ -198,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--timeout-s", type=float, default=3)
     args = parser.parse_args(argv)
     if args.workload == "udp-rr":
-        out = udp_rr(args.dst, args.port, args.rate_pps, args.duration_s, args.payload_bytes)
+        out = udp_rr(
+            args.dst, args.port, args.rate_pps, args.duration_s, args.payload_bytes, args.drain_s
+        )
     else:
         out = tcp_crr(args.dst, args.port, args.rate_cps, args.duration_s, args.timeout_s)
     json.dump(out, sys.stdout)

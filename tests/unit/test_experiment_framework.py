@@ -412,7 +412,7 @@ def test_ctrl_c_keeps_what_was_measured_and_resume_finishes_the_run(tmp_path):
             "--param",
             "rate_pps=1000,2000,3000,4000",
             "--param",
-            "sleep_s=0.4",
+            "sleep_s=1.5",
             "--results",
             str(results),
             "--no-progress",
