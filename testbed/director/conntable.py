@@ -318,6 +318,8 @@ class ConnTable:
         self._count = 0
         self._heap: list[tuple[float, int, Connection]] = []
         self._seq = itertools.count()
+        self._parked: list[list[Connection] | None] | None = None  # see `park`
+        self._parked_count = 0
         self.tcp_timeouts_s = list(TCP_DEFAULT_TIMEOUTS_S)
         self.udp_timeout_s = UDP_DEFAULT_TIMEOUT_S
         self.expire_work = 0
@@ -437,7 +439,12 @@ class ConnTable:
         """Unhash a connection now (expiry, or a caller's decision) and uncount it."""
         if conn.armed == _UNHASHED:
             return
-        chain = self._tab[self._bucket(conn.proto, conn.caddr, conn.cport)]
+        i = self._bucket(conn.proto, conn.caddr, conn.cport)
+        chain = self._tab[i]
+        if chain is None or conn not in chain:  # parked (see `park`): out of the parked table
+            chain = self._parked[i] if self._parked is not None else None
+            self._parked_count -= 1
+            self._count += 1
         chain.remove(conn)
         self._count -= 1
         conn.armed = _UNHASHED
@@ -525,6 +532,8 @@ class ConnTable:
         hash sizes on the same director, entries and machine state, minutes apart at most."""
         if not MIN_TAB_BITS <= bits <= MAX_TAB_BITS:
             raise ValueError(f"connection table bits must be {MIN_TAB_BITS}..{MAX_TAB_BITS}")
+        if self._parked is not None:
+            raise ValueError("entries are parked: unpark them before resizing the table")
         entries = [c for chain in self._tab if chain for c in chain]
         self.bits, self.size, self._shift = bits, 1 << bits, 32 - bits
         self._tab = [None] * self.size
@@ -535,6 +544,48 @@ class ConnTable:
                 self._tab[i] = [conn]
             else:
                 chain.append(conn)
+
+    def park(self, keep) -> int:
+        """Set aside every entry for which ``keep(conn)`` is false: lookups no longer find
+        them, but they stay as they are (no entry is freed or made, their real servers'
+        counts and timers are untouched), so `unpark` brings the same table back at once.
+        An experiment compares an empty and a full table on one director this way; freeing
+        and re-creating 62,000 entries instead slowed the blocks after it by up to 20%. Only
+        for experiments shorter than the entries' timeout (their expiry is not run while
+        parked). Returns how many entries were set aside."""
+        if self._parked is not None:
+            raise ValueError("entries are parked already")
+        full, self._tab = self._tab, [None] * self.size
+        moved = kept = 0
+        for i, chain in enumerate(full):
+            if not chain:
+                continue
+            stay = [c for c in chain if keep(c)]
+            if stay:
+                full[i] = [c for c in chain if not keep(c)] or None
+                self._tab[i] = stay
+                kept += len(stay)
+            moved += len(chain) - len(stay)
+        self._parked, self._parked_count = full, moved
+        self._count = kept
+        return moved
+
+    def unpark(self) -> int:
+        """Bring back what `park` set aside; entries made meanwhile join them."""
+        if self._parked is None:
+            return 0
+        current, self._tab = self._tab, self._parked
+        for i, chain in enumerate(current):
+            if chain:
+                if self._tab[i] is None:
+                    self._tab[i] = chain
+                else:
+                    self._tab[i].extend(chain)
+        back = self._parked_count
+        self._count += back
+        self._parked = None
+        self._parked_count = 0
+        return back
 
     # -- looking at the table -------------------------------------------------------------------
     def __iter__(self) -> Iterator[Connection]:

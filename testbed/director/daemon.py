@@ -218,8 +218,14 @@ class DirectorDaemon:
                 "err": "",
             }
         if op == "table":
-            self.director.conns.rehash(int(msg["bits"]))
-            return {"rc": 0, "out": f"{self.director.conns.size} buckets\n", "err": ""}
+            table = self.director.conns
+            if "bits" in msg:
+                table.rehash(int(msg["bits"]))
+            if msg.get("park") is True:
+                table.park(lambda c: c.caddr & PREFILL_MASK != PREFILL_NET)
+            elif msg.get("park") is False:
+                table.unpark()
+            return {"rc": 0, "out": f"{table.size} buckets, {len(table)} entries\n", "err": ""}
         if op == "states":
             return {
                 "rc": 0,

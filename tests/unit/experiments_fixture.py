@@ -113,6 +113,12 @@ def report(run: RunData) -> list[Figure | Section]:
     ]
 
 
+def summarize(run: RunData) -> dict:
+    """What the run's summary.json carries beside its points (the seed puts its verdicts
+    there): here, the points that delivered anything."""
+    return {"delivering_points": sum(1 for p in run.measured() if p.summary.get("delivered_pps"))}
+
+
 EXPERIMENT = register(
     Experiment(
         name="selftest",
@@ -120,6 +126,7 @@ EXPERIMENT = register(
         params=SelftestParams,
         run_point=run_point,
         report=report,
+        summarize=summarize,
         needs_root=False,
         timeout_s=60,
     )

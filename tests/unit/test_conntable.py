@@ -105,6 +105,27 @@ def test_rehash_moves_every_entry_and_shortens_the_chains():
         table.rehash(21)
 
 
+def test_parked_entries_leave_the_lookups_and_come_back_unchanged():
+    table = ConnTable(10, seed=5)
+    filler = [new_conn(table, cport=2000 + i) for i in range(3000)]
+    real = new_conn(table, cport=40000)
+    before = {id(c): c.dest for c in filler}
+    assert table.park(lambda c: c.cport >= 40000) == 3000
+    assert len(table) == 1 and table.lookup_in(6, CIP, 2000, VIP, 80) is None
+    assert table.lookup_in(6, CIP, 40000, VIP, 80) is real
+    newer = new_conn(table, cport=40001)  # made while parked: kept by unpark
+    with pytest.raises(ValueError):
+        table.park(lambda c: True)
+    with pytest.raises(ValueError):
+        table.rehash(12)
+    table.remove(filler[0])  # a parked entry can still go
+    assert table.unpark() == 2999 and len(table) == 3001
+    assert all(table.lookup_in(6, CIP, c.cport, VIP, 80) is c for c in filler[1:])
+    assert table.lookup_in(6, CIP, 40001, VIP, 80) is newer
+    assert all(c.dest is before[id(c)] for c in filler)
+    assert table.unpark() == 0
+
+
 def test_templates_are_not_found_by_packet_lookups():
     table = ConnTable(seed=1)
     tpl = Connection(6, CIP, 0, VIP, 80, RIP, 80, flags=F_TEMPLATE, timeout=300)

@@ -335,6 +335,7 @@ def test_a_sweep_writes_the_run_directory(tmp_path):
         1000.0
     )
     assert len(summary["attempts"]) == 1 and summary["attempts"][0]["outcome"] == "finished"
+    assert summary["delivering_points"] == summary["n_ok"]  # the experiment's summarize hook
 
 
 def test_an_under_target_sender_makes_an_invalid_point(tmp_path):
