@@ -22,9 +22,9 @@ What it makes, per director:
   ``lb_kind NAT``, ``lb_algo`` from the plan's scheduler, ``inhibit_on_failure`` (a failed
   real server is quiesced with weight 0 rather than removed, so its connections drain).
   ``tcp 80`` is checked with ``HTTP_GET`` of ``/`` expecting 200; another TCP service would
-  get a ``TCP_CHECK``. UDP services get no checker: keepalived users check UDP with
-  ``MISC_CHECK`` (a script) or 2.2's ``UDP_CHECK``, neither of which this testbed
-  implements, and a real_server without a checker is simply always alive.
+  get a ``TCP_CHECK``; ``udp 7`` (echo) with ``UDP_CHECK`` and ``require_reply``, so a real
+  server whose echo stops answering (not only one that sends ICMP port unreachable) is
+  taken out. Every service the layout offers is checked.
 
 What it is not: a general keepalived.conf generator; the DR layout has one director and no
 VRRP pair.
@@ -42,6 +42,7 @@ from testbed.keepalived_conf.model import (
     RealServer,
     TcpCheck,
     TrackInterface,
+    UdpCheck,
     UrlCheck,
     VirtualAddress,
     VirtualServer,
@@ -161,14 +162,14 @@ def _virtual_server(
     )
 
 
-def _checkers(svc: Service) -> list[HttpGet | TcpCheck]:
+def _checkers(svc: Service) -> list[HttpGet | TcpCheck | UdpCheck]:
     timing = {
         "connect_timeout_s": PAIR_CONNECT_TIMEOUT_S,
         "retry": PAIR_RETRY,
         "delay_before_retry_s": PAIR_DELAY_BEFORE_RETRY_S,
     }
-    if svc.proto != "tcp":
-        return []  # no UDP checker in this testbed (see the module docstring)
+    if svc.proto == "udp":
+        return [UdpCheck(require_reply=True, **timing)]
     if svc.name == "http":
         url = UrlCheck(HTTP_CHECK_PATH, ((HTTP_CHECK_STATUS, HTTP_CHECK_STATUS),))
         return [HttpGet(urls=[url], **timing)]
