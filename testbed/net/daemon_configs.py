@@ -1,5 +1,6 @@
 """What the daemons and hosts of a layout run with, derived from the address plan: the NAT
-pair's keepalived.conf (`nat_pair_config`), the OpenFlow director's services
+pair's keepalived.conf (`nat_pair_config`) or a user's own (`UserConfig`), the OpenFlow
+director's services
 (`lb_config_for_layout`) and the DR firewall's nftables ruleset (`firewall_ruleset`). The
 daemons themselves know nothing of layouts. Pure: no Mininet, no root.
 
@@ -32,9 +33,12 @@ VRRP pair.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
+from testbed.keepalived_conf import load_config
+from testbed.keepalived_conf.ifmap import rename_interfaces
 from testbed.keepalived_conf.model import (
     Config,
     GlobalDefs,
@@ -174,6 +178,22 @@ def _checkers(svc: Service) -> list[HttpGet | TcpCheck | UdpCheck]:
         url = UrlCheck(HTTP_CHECK_PATH, ((HTTP_CHECK_STATUS, HTTP_CHECK_STATUS),))
         return [HttpGet(urls=[url], **timing)]
     return [TcpCheck(**timing)]
+
+
+@dataclass
+class UserConfig:
+    """A director's own keepalived.conf: where it is, keepalived's ``-i`` (None: the
+    director's name, so one file with ``@d1``/``@d2`` lines serves both), and how its
+    interface names map to the director's (``{"eth0": "d1-eth0"}``)."""
+
+    path: str
+    config_id: str | None = None
+    iface_map: dict[str, str] = field(default_factory=dict)
+
+    def effective(self, director: str) -> Config:
+        """The configuration as the director's daemon will run it."""
+        config = load_config(self.path, config_id=self.config_id or director).config
+        return rename_interfaces(config, self.iface_map)
 
 
 def lb_config_for_layout(mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbConfig:
