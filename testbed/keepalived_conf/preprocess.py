@@ -214,7 +214,7 @@ class Preprocessor:
             if text.startswith(("~SEQ", "~LST")):
                 yield from self._sequence(text, where, stack, depth)
                 return
-            if "$" not in text or not self.defs:
+            if "$" not in text:
                 break
             replaced, more = self._substitute(text, where)
             if replaced is None:

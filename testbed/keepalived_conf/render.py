@@ -330,6 +330,8 @@ def _render_virtual_server(w: _Writer, vs: VirtualServer) -> None:
         w.script("quorum_up", vs.quorum_up)
         w.script("quorum_down", vs.quorum_down)
         w.opt("inhibit_on_failure", vs.inhibit_on_failure)
+        if vs.weight != 1:
+            w.opt("weight", vs.weight)
         _render_timing(w, vs)
         if vs.sorry_server is not None:
             _render_sorry(w, vs.sorry_server)

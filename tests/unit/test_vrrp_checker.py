@@ -20,45 +20,15 @@ from testbed.check.checker import (
     CheckerSetupError,
     CheckerThread,
     HealthChecker,
-    IpvsResult,
     validate,
 )
 from testbed.check.probes import Target, http_get, tcp_check
 from testbed.director import ipvsadm
-from testbed.director.model import Director
 from testbed.keepalived_conf import parse_config
 from testbed.keepalived_conf.model import HttpGet, UrlCheck
+from tests.unit.check_fakes import FakeDirector
 
 VIP = "10.0.1.100:80"
-
-
-class FakeDirector:
-    """The director's control channel: ipvsadm over a model Director, every argv recorded."""
-
-    def __init__(self) -> None:
-        self.director = Director()
-        self.log: list[list[str]] = []
-        self.reachable = True
-
-    def __call__(self, argv: list[str]) -> IpvsResult:
-        self.log.append(list(argv))
-        if not self.reachable:
-            return IpvsResult(-1, "", "no director is running")
-        result = ipvsadm.run(argv, self.director)
-        return IpvsResult(result.rc, result.out, result.err)
-
-    def take(self) -> list[list[str]]:
-        log, self.log = self.log, []
-        return log
-
-    def weights(self) -> dict[str, int]:
-        """Real server -> weight, from `ipvsadm -L -n`."""
-        out = ipvsadm.run(["-L", "-n"], self.director).out
-        return {
-            words[1]: int(words[3])
-            for words in (line.split() for line in out.splitlines())
-            if words and words[0] == "->" and words[1][0].isdigit()
-        }
 
 
 class Listener:
