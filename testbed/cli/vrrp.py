@@ -148,9 +148,16 @@ def format_status(data: dict) -> str:
             lines.append(f"{inst['name']} drops: {text}")
     for vs in data["virtual_servers"]:
         alive = sum(rs["alive"] for rs in vs["real_servers"])
-        lines.append(
+        line = (
             f"virtual server {vs['service']}: {alive}/{len(vs['real_servers'])} real servers alive"
         )
+        quorum = vs.get("quorum")
+        if quorum and not quorum["up"]:
+            line += f", quorum lost ({quorum['alive_weight']} < {quorum['quorum']})"
+        sorry = vs.get("sorry_server")
+        if sorry and sorry["active"]:
+            line += f", sorry server {sorry['address']} in"
+        lines.append(line)
     return "\n".join(lines)
 
 

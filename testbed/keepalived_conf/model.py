@@ -76,9 +76,6 @@ from testbed.keepalived_conf.vrrp_model import (
     VrrpSyncGroup,
 )
 
-DEFAULT_SYNC_PORT = 8848  # IPVS's sync daemon
-DEFAULT_SYNC_GROUP = IPv4Address("224.0.0.81")
-
 
 @dataclass(frozen=True)
 class LvsSyncDaemon:
@@ -179,8 +176,6 @@ __all__ = [
     "DEFAULT_PRIORITY",
     "DEFAULT_RETRY",
     "DEFAULT_STATUS_CODES",
-    "DEFAULT_SYNC_GROUP",
-    "DEFAULT_SYNC_PORT",
     "DEFAULT_VRRP_VERSION",
     "DNS_TYPES",
     "HTTP_PROTOCOLS",

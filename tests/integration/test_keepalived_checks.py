@@ -8,7 +8,9 @@ real checks against the real servers' services:
 * every real server of a service down brings the sorry server in (clients are served by it),
   and one coming back takes it out;
 * SSL_GET against the real servers' HTTPS; below the quorum the quorum_down script runs,
-  and quorum_up when it is reached again.
+  and quorum_up when it is reached again;
+* the master holds the instance's virtual routes and rules, the backup does not; both hold
+  the static address.
 
 One layout for the module (building one takes most of the time); each test puts back what
 it changed.
@@ -35,6 +37,9 @@ CHANGE_S = 20.0  # generous: checks every second, but the machine is shared
 CONF = """\
 global_defs {{
     script_user root
+}}
+static_ipaddress {{
+    10.99.0.1/32 dev eth1
 }}
 vrrp_sync_group VG {{
     group {{
@@ -64,6 +69,12 @@ vrrp_instance VI_IN {{
     advert_int 1
     virtual_ipaddress {{
         192.168.0.254/24 dev eth1
+    }}
+    virtual_routes {{
+        10.98.0.0/16 via 192.168.0.11 dev eth1
+    }}
+    virtual_rules {{
+        from 10.97.0.0/16 table 97 pref 970
     }}
 }}
 
@@ -266,3 +277,18 @@ def test_ssl_get_and_quorum_below_threshold_runs_quorum_down(lab):
     finally:
         nft_unblock(tb, "rs1")
     assert wait_until(lambda: in_pool(tb, "-t", "443") == everyone, CHANGE_S)
+
+
+def test_the_master_holds_virtual_routes_and_rules_and_both_the_static_address(lab):
+    tb, _, _ = lab
+
+    def has(director: str) -> tuple[bool, bool, bool]:
+        host = tb.net[director]
+        return (
+            "10.98.0.0/16 via 192.168.0.11" in host.cmd("ip route show 10.98.0.0/16"),
+            "from 10.97.0.0/16 lookup 97" in host.cmd("ip rule show"),
+            "10.99.0.1/32" in host.cmd(f"ip -4 -o addr show dev {director}-eth1"),
+        )
+
+    assert wait_until(lambda: has("d1") == (True, True, True), CHANGE_S)
+    assert has("d2") == (False, False, True)

@@ -299,7 +299,13 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
         ],
         "groups": [{"name": "VG_NAT", "state": "BACKUP", "members": ["VI_OUTER", "VI_INNER"]}],
         "virtual_servers": [
-            {"service": "[10.0.1.100]:tcp:80", "real_servers": [{"alive": True}, {"alive": False}]}
+            {"service": "[10.0.1.100]:tcp:80", "real_servers": [{"alive": True}, {"alive": False}]},
+            {
+                "service": "[10.0.1.100]:tcp:443",
+                "real_servers": [{"alive": False}],
+                "quorum": {"up": False, "alive_weight": 0, "quorum": 1},
+                "sorry_server": {"address": "[192.168.0.99]:443", "active": True},
+            },
         ],
     }
     text = format_status(data)
@@ -321,3 +327,7 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
     assert "sync group VG_NAT: BACKUP (VI_OUTER, VI_INNER)" in lines
     assert "VI_OUTER drops: misconfigured 1, other_vrid 3" in lines
     assert "virtual server [10.0.1.100]:tcp:80: 1/2 real servers alive" in lines
+    assert (
+        "virtual server [10.0.1.100]:tcp:443: 0/1 real servers alive, quorum lost (0 < 1), "
+        "sorry server [192.168.0.99]:443 in"
+    ) in lines
