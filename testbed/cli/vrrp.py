@@ -187,7 +187,7 @@ def show_config(
 @vrrp_app.command("check-config")
 def check_config(
     file_arg: Path = typer.Argument(
-        None, dir_okay=False, metavar="[FILE]", help="The keepalived.conf (same as -f)."
+        None, dir_okay=False, metavar="FILE", help="The keepalived.conf (same as -f)."
     ),
     file: Path = typer.Option(
         None, "--config", "-f", dir_okay=False, help="The keepalived.conf to check."
