@@ -578,6 +578,7 @@ class HealthChecker:
         before = srv.real_weight
         if status is None:
             check.cur_weight = 0
+            check.last_exit = None  # the next success sets its weight again
         elif status != check.last_exit:
             check.cur_weight = status - 2 - srv.rs.weight if status else 0
             check.last_exit = status

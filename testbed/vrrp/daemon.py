@@ -1016,7 +1016,15 @@ def run_daemon(
     print_warnings(config_path, warnings, config)
     check_runnable(config)
     if not vrrp:
-        config = dataclasses.replace(config, instances={}, sync_groups={}, scripts={})
+        config = dataclasses.replace(
+            config,
+            instances={},
+            sync_groups={},
+            scripts={},
+            static_addresses=[],
+            static_routes=[],
+            static_rules=[],
+        )
     name = name or default_name(config)
     daemon = VrrpDaemon(config, LinuxHost(), name=name)
     log_handler = logging.StreamHandler(sys.stdout)

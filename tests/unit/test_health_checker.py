@@ -125,6 +125,11 @@ def test_misc_dynamic_sets_the_weight_from_the_exit_status():
     scripts.rc["/dyn"] = 2  # weight 0, and up
     settle(checker, 26.0)
     assert director.weights()["192.168.0.11:80"] == 0
+    scripts.rc["/dyn"] = 1
+    settle(checker, 31.0)
+    scripts.rc["/dyn"] = 2  # the same status as before the failure sets its weight again
+    settle(checker, 36.0)
+    assert director.weights()["192.168.0.11:80"] == 0
     assert checker.status()[0]["real_servers"][0]["alive"]
     checker.stop()
 
