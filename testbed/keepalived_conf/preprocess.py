@@ -102,7 +102,7 @@ def read_text(path: str) -> str:
     if len(data) > MAX_FILE_BYTES:
         raise ConfigError(path, 1, f"file is larger than {MAX_FILE_BYTES >> 20} MiB")
     try:
-        return data.decode("utf-8")
+        return data.decode("utf-8-sig")  # a byte order mark is not a keyword
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise ConfigError(

@@ -173,6 +173,13 @@ def test_include_of_a_file_that_is_not_utf8_names_it_and_the_line(tmp_path):
     assert "not UTF-8" in info.value.reason
 
 
+def test_a_byte_order_mark_and_crlf_lines_are_read(tmp_path):
+    conf = tmp_path / "k.conf"
+    conf.write_bytes(b"\xef\xbb\xbfglobal_defs {\r\n  router_id r1\r\n}\r\n")
+    result = load_config(conf)
+    assert result.config.global_defs.router_id == "r1" and result.warnings == []
+
+
 def test_deeply_nested_braces_are_an_error_not_a_crash():
     with pytest.raises(ConfigError, match="nested deeper"):
         parse_config("a {\n" * 100000 + "}\n" * 100000)
