@@ -11,7 +11,7 @@ cd "$here"
 APT_PACKAGES=(
   mininet openvswitch-switch openvswitch-testcontroller bridge-utils
   iperf3 libiperf0 ethtool iproute2 nftables iputils-ping iputils-arping
-  tcpdump tshark hping3 keepalived cgroup-tools procps psmisc curl netcat-openbsd
+  tcpdump tshark hping3 keepalived cgroup-tools procps psmisc curl netcat-openbsd openssl
   python3 python3-venv python3-pip ruby
   ipvsadm kmod qemu-system-x86 busybox-static file
 )

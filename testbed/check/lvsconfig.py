@@ -4,21 +4,28 @@ What it is for: the pure translation keepalived's checker does through libipvs, 
 the ``ipvsadm`` argv lists the director's control channel takes (``{"op": "ipvsadm",
 "argv": [...]}``):
 
-=============================  ====================================================
-keepalived.conf                ipvsadm
-=============================  ====================================================
-``virtual_server IP PORT``     ``-t IP:PORT`` (``protocol UDP``: ``-u``; SCTP:
-                               ``--sctp-service``)
-``virtual_server fwmark N``    ``-f N``
-``lb_algo`` / ``lvs_sched``    ``-s`` (none written: ipvsadm's and keepalived's wlc)
-``lb_kind NAT|DR|TUN``         ``-m`` / ``-g`` / ``-i`` on each real server; none
-                               written is keepalived's NAT, so ``-m`` is always
-                               spelled out (ipvsadm's own default would be ``-g``)
-``persistence_timeout``        ``-p``
-``persistence_granularity``    ``-M``
-``real_server IP [PORT]``      ``-r IP[:PORT]`` (no port: ipvsadm takes the service's)
-``weight``                     ``-w``
-=============================  ====================================================
+=================================  ===================================================
+keepalived.conf                    ipvsadm
+=================================  ===================================================
+``virtual_server IP PORT``         ``-t IP:PORT`` (``protocol UDP``: ``-u``; SCTP:
+                                   ``--sctp-service``)
+``virtual_server fwmark N``        ``-f N``
+``virtual_server group G``         one service per address (range) and mark of the
+                                   ``virtual_server_group``, each with every real server
+``lb_algo`` / ``lvs_sched``        ``-s`` (none written: ipvsadm's and keepalived's wlc)
+``lb_kind NAT|DR|TUN``             ``-m`` / ``-g`` / ``-i`` on each real server (a real
+                                   server's own ``lvs_method`` wins); none written is
+                                   keepalived's NAT, so ``-m`` is always spelled out
+                                   (ipvsadm's own default would be ``-g``)
+``persistence_timeout``            ``-p``
+``persistence_granularity``        ``-M``
+``real_server IP [PORT]``          ``-r IP[:PORT]`` (no port: ipvsadm takes the service's)
+``weight``                         ``-w``
+``uthreshold`` / ``lthreshold``    ``-x`` / ``-y``
+``sorry_server IP [PORT]``         ``-r IP[:PORT]`` while the service has no quorum
+``lvs_timeouts``                   ``--set TCP TCPFIN UDP``
+``lvs_flush``                      ``-C`` before the services are set up
+=================================  ===================================================
 
 What it is not: the health checker (``checker.py`` decides when a real server goes and
 comes back) or an ipvsadm parser. It does not check what the director supports; see
@@ -27,39 +34,85 @@ comes back) or an ipvsadm parser. It does not check what the director supports; 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from ipaddress import IPv4Address
+
 from testbed.director.schedulers import SCHEDULERS
-from testbed.keepalived_conf.model import Config, RealServer, VirtualServer
+from testbed.keepalived_conf.model import (
+    Config,
+    LvsTimeouts,
+    RealServer,
+    SorryServer,
+    VirtualServer,
+    describe,
+)
 
 FORWARDING_FLAGS = {"NAT": "-m", "DR": "-g", "TUN": "-i"}
 DEFAULT_LB_KIND = "NAT"  # keepalived's default forwarding method
 PROTOCOL_FLAGS = {"TCP": "-t", "UDP": "-u", "SCTP": "--sctp-service"}
 
+Service = tuple[str, ...]  # the -t|-u|-f words that name one director service
 
-def service_address(vs: VirtualServer) -> list[str]:
-    """The ``-t|-u|-f ...`` words that name the virtual service."""
+
+@dataclass(frozen=True)
+class Dest:
+    """A real or sorry server as a destination of a director service."""
+
+    address: IPv4Address
+    port: int | None
+    lb_kind: str
+    uthreshold: int | None = None
+    lthreshold: int | None = None
+
+    @property
+    def where(self) -> str:
+        return str(self.address) if self.port is None else f"{self.address}:{self.port}"
+
+    def describe(self) -> str:
+        return f"[{self.address}]" + ("" if self.port is None else f":{self.port}")
+
+
+def rs_dest(vs: VirtualServer, rs: RealServer) -> Dest:
+    return Dest(
+        rs.address,
+        rs.port,
+        rs.lb_kind or vs.lb_kind or DEFAULT_LB_KIND,
+        rs.uthreshold,
+        rs.lthreshold,
+    )
+
+
+def sorry_dest(vs: VirtualServer, sorry: SorryServer) -> Dest:
+    return Dest(sorry.address, sorry.port, sorry.lb_kind or vs.lb_kind or DEFAULT_LB_KIND)
+
+
+def services(vs: VirtualServer, config: Config) -> list[Service]:
+    """The director services ``vs`` stands for: one, or one per member of its group."""
+    proto = PROTOCOL_FLAGS[vs.protocol]
+    if vs.group is not None:
+        out: list[Service] = []
+        for entry in config.virtual_server_groups[vs.group].entries:
+            if entry.fwmark is not None:
+                out.append(("-f", str(entry.fwmark)))
+            for address in entry.addresses():
+                out.append(
+                    (proto, str(address) if entry.port is None else f"{address}:{entry.port}")
+                )
+        return out
     if vs.fwmark is not None:
-        return ["-f", str(vs.fwmark)]
+        return [("-f", str(vs.fwmark))]
     if vs.address is None:
-        raise ValueError("a virtual_server needs an address or a fwmark")
-    where = str(vs.address) if vs.port is None else f"{vs.address}:{vs.port}"
-    return [PROTOCOL_FLAGS[vs.protocol], where]
+        raise ValueError("a virtual_server needs an address, a fwmark or a group")
+    return [(proto, str(vs.address) if vs.port is None else f"{vs.address}:{vs.port}")]
 
 
-def describe(vs: VirtualServer) -> str:
-    """A virtual service as keepalived's log writes it: ``[10.0.1.100]:tcp:80``, ``FWM 5``."""
-    if vs.fwmark is not None:
-        return f"FWM {vs.fwmark}"
-    port = "" if vs.port is None else f":{vs.port}"
-    return f"[{vs.address}]:{vs.protocol.lower()}{port}"
+def describe_service(service: Service) -> str:
+    return "FWM " + service[1] if service[0] == "-f" else f"{service[1]} ({service[0]})"
 
 
-def describe_rs(rs: RealServer) -> str:
-    return f"[{rs.address}]" + ("" if rs.port is None else f":{rs.port}")
-
-
-def service_argv(vs: VirtualServer, edit: bool = False) -> list[str]:
+def service_argv(vs: VirtualServer, service: Service, edit: bool = False) -> list[str]:
     """``-A`` (or ``-E`` when ``edit``) with scheduler and persistence."""
-    argv = ["-E" if edit else "-A", *service_address(vs)]
+    argv = ["-E" if edit else "-A", *service]
     if vs.lb_algo is not None:
         argv += ["-s", vs.lb_algo]
     if vs.persistence_timeout_s is not None:
@@ -69,43 +122,47 @@ def service_argv(vs: VirtualServer, edit: bool = False) -> list[str]:
     return argv
 
 
-def delete_service_argv(vs: VirtualServer) -> list[str]:
-    return ["-D", *service_address(vs)]
+def delete_service_argv(service: Service) -> list[str]:
+    return ["-D", *service]
 
 
-def _real_address(rs: RealServer) -> str:
-    return str(rs.address) if rs.port is None else f"{rs.address}:{rs.port}"
-
-
-def real_server_argv(
-    vs: VirtualServer, rs: RealServer, weight: int | None = None, edit: bool = False
-) -> list[str]:
-    """``-a`` (or ``-e`` when ``edit``) with forwarding method and weight.
-
-    ``weight`` overrides the configured one (0 for ``inhibit_on_failure``).
-    """
-    kind = vs.lb_kind or DEFAULT_LB_KIND
-    return [
+def dest_argv(service: Service, dest: Dest, weight: int, edit: bool = False) -> list[str]:
+    """``-a`` (or ``-e`` when ``edit``) with forwarding method, weight and thresholds."""
+    argv = [
         "-e" if edit else "-a",
-        *service_address(vs),
+        *service,
         "-r",
-        _real_address(rs),
-        FORWARDING_FLAGS[kind],
+        dest.where,
+        FORWARDING_FLAGS[dest.lb_kind],
         "-w",
-        str(rs.weight if weight is None else weight),
+        str(weight),
     ]
+    if dest.uthreshold is not None:
+        argv += ["-x", str(dest.uthreshold)]
+    if dest.lthreshold is not None:
+        argv += ["-y", str(dest.lthreshold)]
+    return argv
 
 
-def delete_real_server_argv(vs: VirtualServer, rs: RealServer) -> list[str]:
-    return ["-d", *service_address(vs), "-r", _real_address(rs)]
+def delete_dest_argv(service: Service, dest: Dest) -> list[str]:
+    return ["-d", *service, "-r", dest.where]
+
+
+def timeouts_argv(timeouts: LvsTimeouts) -> list[str]:
+    """``--set TCP TCPFIN UDP``; 0 leaves a value unchanged, as in ipvsadm."""
+    return [
+        "--set",
+        *(str(v or 0) for v in (timeouts.tcp_s, timeouts.tcpfin_s, timeouts.udp_s)),
+    ]
 
 
 def startup_commands(config: Config) -> list[list[str]]:
     """What keepalived sets up at start: every service, then its real servers (all alive)."""
     commands: list[list[str]] = []
     for vs in config.virtual_servers:
-        commands.append(service_argv(vs))
-        commands += [real_server_argv(vs, rs) for rs in vs.real_servers]
+        for service in services(vs, config):
+            commands.append(service_argv(vs, service))
+            commands += [dest_argv(service, rs_dest(vs, rs), rs.weight) for rs in vs.real_servers]
     return commands
 
 

@@ -74,7 +74,21 @@ def up(
         "--config",
         metavar="DIRECTOR=FILE",
         help="Use this keepalived.conf for a director (e.g. d1=my.conf); "
-        "the others get generated ones.",
+        "the others get generated ones. See docs/keepalived.md.",
+    ),
+    map_iface: list[str] = typer.Option(
+        None,
+        "--map-iface",
+        metavar="NAME=IFACE",
+        help="Run --config files' interface NAME on IFACE: a director's interface "
+        "(eth0=d1-eth0) or outer/inner (each director's NIC on that segment).",
+    ),
+    config_id: list[str] = typer.Option(
+        None,
+        "--config-id",
+        metavar="DIRECTOR=ID",
+        help="keepalived's -i for a director's --config file: which @ID lines apply "
+        "(default: the director's name, e.g. @d1).",
     ),
     show_config: bool = typer.Option(
         False, "--show-config", help="Print the keepalived.conf each director would run, and exit."
@@ -103,7 +117,7 @@ def up(
         params = params_from_options(knobs)
     except PlanError as exc:
         fail(str(exc), 2)
-    configs = _parse_configs(config or [], layout.value, params)
+    configs = _parse_configs(config or [], map_iface or [], config_id or [], layout.value, params)
     if show_config:
         _show_configs(layout.value, params, configs)
         return
@@ -127,39 +141,104 @@ def _with_layout_options(command):
 _with_layout_options(up)
 
 
-def _parse_configs(items: list[str], layout: str, params) -> dict[str, str]:
-    """``d1=FILE`` pairs, checked: a known director, a readable keepalived.conf that parses."""
-    from testbed.keepalived_conf import load_config
+def _parse_configs(items: list[str], maps: list[str], ids: list[str], layout: str, params) -> dict:
+    """``d1=FILE`` pairs with their interface maps and config ids, checked before anything
+    is built: a known director, a readable keepalived.conf that parses, every interface it
+    names present on that director."""
     from testbed.keepalived_conf.model import ConfigError
+    from testbed.net.daemon_configs import UserConfig
     from testbed.topo.plan import make_plan
 
-    directors = {d.name for d in make_plan(layout, params).directors}
+    plan = make_plan(layout, params)
+    directors = {d.name: d for d in plan.directors}
+    if (maps or ids) and not items:
+        fail("--map-iface and --config-id are for --config files; give --config DIRECTOR=FILE", 2)
+    paths = _director_values(items, "--config", "FILE", directors)
+    if paths and not plan.has_pair:
+        fail(
+            f"--config is for NAT layouts with failover on (--ha vrrp or keepalived), not {layout}",
+            2,
+        )
+    config_ids = _director_values(ids, "--config-id", "ID", directors)
+    try:
+        iface_maps = _interface_maps(maps, directors)
+    except ValueError as exc:
+        fail(str(exc), 2)
+    if iface_maps and params.ha == "keepalived":
+        fail(
+            "keepalived reads the file as it is: with --ha keepalived rename its interfaces in "
+            "the file instead of --map-iface",
+            2,
+        )
     configs = {}
-    for item in items:
-        name, sep, path = item.partition("=")
-        if not sep or name not in directors:
-            fail(
-                "--config takes DIRECTOR=FILE with DIRECTOR one of "
-                f"{', '.join(sorted(directors))}; got {item!r}",
-                2,
-            )
-        if not make_plan(layout, params).has_pair:
-            fail(
-                "--config is for NAT layouts with failover on (--ha vrrp or keepalived), not "
-                f"{layout}",
-                2,
-            )
+    for name, path in paths.items():
+        user = UserConfig(str(Path(path).resolve()), config_ids.get(name), iface_maps.get(name, {}))
         try:
-            load_config(path)
+            effective = user.effective(name)
         except (OSError, ConfigError) as exc:
-            fail(f"{path}: {exc}", 2)
-        configs[name] = path
+            fail(f"{path}: {getattr(exc, 'strerror', None) or exc}", 2)
+        _check_interfaces(name, path, effective, directors[name])
+        configs[name] = user
     return configs
 
 
-def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
-    from pathlib import Path
+def _director_values(items: list[str], option: str, what: str, directors: dict) -> dict[str, str]:
+    out = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        if not sep or not value or name not in directors:
+            fail(
+                f"{option} takes DIRECTOR={what} with DIRECTOR one of "
+                f"{', '.join(sorted(directors))}; got {item!r}",
+                2,
+            )
+        out[name] = value
+    return out
 
+
+def _interface_maps(items: list[str], directors: dict) -> dict[str, dict[str, str]]:
+    """``NAME=IFACE`` items per director: IFACE a director's interface, or outer/inner."""
+    from testbed.keepalived_conf.ifmap import parse_mapping
+
+    maps: dict[str, dict[str, str]] = {}
+    owners = {i.name: d for d, node in directors.items() for i in node.intfs}
+    for item in items:
+        old, sep, target = item.partition("=")
+        if not sep or not old or not target:
+            raise ValueError(f"--map-iface takes NAME=IFACE, got {item!r}")
+        if target in ("outer", "inner"):
+            for d, node in directors.items():
+                nic = node.intfs[0] if target == "outer" else node.intfs[-1]
+                maps.setdefault(d, {}).update(parse_mapping([f"{old}={nic.name}"]))
+        elif target in owners:
+            maps.setdefault(owners[target], {}).update(parse_mapping([item]))
+        else:
+            known = ", ".join(sorted(owners))
+            raise ValueError(
+                f"--map-iface {item!r}: {target!r} is neither outer, inner nor a director's "
+                f"interface ({known})"
+            )
+    return maps
+
+
+def _check_interfaces(name: str, path: str, config, node) -> None:
+    from testbed.keepalived_conf.ifmap import interfaces_of
+
+    present = {i.name for i in node.intfs}
+    missing = sorted(interfaces_of(config) - present)
+    if missing:
+        nics = ", ".join(f"{i.name} ({i.segment}, {', '.join(i.addrs)})" for i in node.intfs)
+        example = missing[0]
+        fail(
+            f"{path} names interface(s) {', '.join(missing)}, which {name} does not have "
+            f"(its interfaces: {nics}); map them, e.g. --map-iface {example}={node.intfs[0].name} "
+            f"or --map-iface {example}=outer",
+            2,
+        )
+
+
+def _show_configs(layout: str, params, configs: dict) -> None:
+    from testbed.keepalived_conf import render_config
     from testbed.net.network import generated_keepalived_conf
     from testbed.topo.plan import make_plan
 
@@ -167,13 +246,17 @@ def _show_configs(layout: str, params, configs: dict[str, str]) -> None:
     if not plan.has_pair:
         fail(f"layout {layout} has no failover pair (NAT layouts with --ha vrrp or keepalived)", 2)
     for d in plan.directors:
-        text = (
-            Path(configs[d.name]).read_text()
-            if d.name in configs
-            else generated_keepalived_conf(plan, d.name)
+        user = configs.get(d.name)
+        if user is None:
+            print(f"# ---- {d.name}: keepalived.conf (generated) ----")
+            print(generated_keepalived_conf(plan, d.name))
+            continue
+        mapped = ", ".join(f"{a}->{b}" for a, b in sorted(user.iface_map.items())) or "none"
+        print(
+            f"# ---- {d.name}: {user.path} as it runs (config id {user.config_id or d.name}; "
+            f"interfaces mapped: {mapped}) ----"
         )
-        print(f"# ---- {d.name}: keepalived.conf ----")
-        print(text)
+        print(render_config(user.effective(d.name)))
 
 
 def run_layout(

@@ -8,6 +8,7 @@ message and a non-zero exit.
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import typer
@@ -45,14 +46,28 @@ def run(
         "--dont-release-ipvs",
         help="Leave the virtual services on the director at exit (keepalived -I).",
     ),
+    config_id: str = typer.Option(
+        None, "--config-id", "-i", help="keepalived's -i: which @ID lines of the file apply."
+    ),
+    map_iface: list[str] = typer.Option(
+        None,
+        "--map-iface",
+        metavar="NAME=IFACE",
+        help="Run the file's interface NAME on IFACE (e.g. eth0=d1-eth0); repeatable.",
+    ),
 ) -> None:
     """Run the VRRP daemon in this network namespace (on a director host) until SIGTERM."""
     from testbed.check.checker import CheckerSetupError
+    from testbed.keepalived_conf.ifmap import parse_mapping
     from testbed.keepalived_conf.model import ConfigError
     from testbed.vrrp.daemon import DaemonError, run_daemon
 
     if vrrp_only and check_only:
         fail("--vrrp-only and --check-only exclude each other", 2)
+    try:
+        mapping = parse_mapping(map_iface or [])
+    except ValueError as exc:
+        fail(str(exc), 2)
     try:
         code = run_daemon(
             str(config),
@@ -61,8 +76,12 @@ def run(
             vrrp=not check_only,
             check=not vrrp_only,
             release_ipvs=not dont_release_ipvs,
+            config_id=config_id,
+            iface_map=mapping,
         )
-    except (ConfigError, DaemonError, CheckerSetupError) as exc:
+    except ConfigError as exc:
+        fail(str(exc), 2)
+    except (DaemonError, CheckerSetupError) as exc:
         fail(str(exc))
     except PermissionError as exc:
         fail(f"{exc}: the VRRP daemon needs root (raw sockets, ip addr)")
@@ -129,9 +148,16 @@ def format_status(data: dict) -> str:
             lines.append(f"{inst['name']} drops: {text}")
     for vs in data["virtual_servers"]:
         alive = sum(rs["alive"] for rs in vs["real_servers"])
-        lines.append(
+        line = (
             f"virtual server {vs['service']}: {alive}/{len(vs['real_servers'])} real servers alive"
         )
+        quorum = vs.get("quorum")
+        if quorum and not quorum["up"]:
+            line += f", quorum lost ({quorum['alive_weight']} < {quorum['quorum']})"
+        sorry = vs.get("sorry_server")
+        if sorry and sorry["active"]:
+            line += f", sorry server {sorry['address']} in"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -160,30 +186,76 @@ def show_config(
 
 @vrrp_app.command("check-config")
 def check_config(
-    file: Path = typer.Argument(..., dir_okay=False, help="The keepalived.conf to check."),
+    file_arg: Path = typer.Argument(
+        None, dir_okay=False, metavar="FILE", help="The keepalived.conf (same as -f)."
+    ),
+    file: Path = typer.Option(
+        None, "--config", "-f", dir_okay=False, help="The keepalived.conf to check."
+    ),
+    config_id: str = typer.Option(
+        None, "--config-id", "-i", help="keepalived's -i: which @ID lines apply."
+    ),
+    keepalived: bool = typer.Option(
+        True,
+        "--keepalived/--no-keepalived",
+        help="Also run `keepalived -t` (when installed) and report where the two disagree.",
+    ),
 ) -> None:
-    """Parse a keepalived.conf: warnings and errors with line numbers; non-zero on errors."""
+    """Check a keepalived.conf as `lvs-testbed vrrp run` reads it: warnings and errors with
+    line numbers, what scripts would do on this machine; exit 2 on errors. Like
+    `keepalived -t -f FILE`, which it also runs when keepalived is installed."""
     from testbed.check.checker import CheckerSetupError
     from testbed.keepalived_conf import load_config
     from testbed.keepalived_conf.model import ConfigError
-    from testbed.vrrp.daemon import DaemonError, check_runnable, print_warnings
+    from testbed.vrrp.daemon import DaemonError, check_runnable, print_warnings, script_warnings
 
+    if (file is None) == (file_arg is None):
+        fail("give the keepalived.conf once: `check-config -f FILE` (or `check-config FILE`)", 2)
+    path = file or file_arg
+    error: str | None = None
+    lines: set[int] = set()
+    summary = ""
     try:
-        config, warnings = load_config(file)
-        n_warnings = print_warnings(str(file), warnings, config)
+        config, warnings = load_config(path, config_id=config_id)
+        lines = {w.line for w in warnings if w.file == str(path)}
+        n_warnings = print_warnings(str(path), warnings, config)
+        for note in script_warnings(config):
+            print(f"{path}: warning: {note}", file=sys.stderr)
+            n_warnings += 1
         check_runnable(config)
+        counts = (
+            (len(config.instances), "vrrp_instance"),
+            (len(config.sync_groups), "vrrp_sync_group"),
+            (len(config.scripts), "vrrp_script"),
+            (len(config.virtual_servers), "virtual_server"),
+        )
+        summary = ", ".join(f"{n} {what}" for n, what in counts)
+        summary = f"{path}: OK ({summary}; {n_warnings} warning(s))"
     except OSError as exc:
-        fail(f"{file}: {exc.strerror or exc}")
-    except (ConfigError, DaemonError, CheckerSetupError) as exc:
-        fail(str(exc))
-    counts = (
-        (len(config.instances), "vrrp_instance"),
-        (len(config.sync_groups), "vrrp_sync_group"),
-        (len(config.scripts), "vrrp_script"),
-        (len(config.virtual_servers), "virtual_server"),
-    )
-    summary = ", ".join(f"{n} {what}" for n, what in counts)
-    print(f"{file}: OK ({summary}; {n_warnings} warning(s))")
+        fail(f"{path}: {exc.strerror or exc}", 2)
+    except ConfigError as exc:
+        error = str(exc)
+        if exc.file == str(path):
+            lines.add(exc.line)
+    except (DaemonError, CheckerSetupError) as exc:
+        error = str(exc)
+    if keepalived:
+        _compare_with_keepalived(str(path), config_id, error, lines)
+    if error is not None:
+        fail(error, 2)
+    print(summary)
+
+
+def _compare_with_keepalived(
+    path: str, config_id: str | None, error: str | None, lines: set[int]
+) -> None:
+    from testbed.vrrp.kacompare import compare, run_keepalived_test
+
+    verdict = run_keepalived_test(path, config_id)
+    if verdict is None:
+        return  # keepalived is not installed: nothing to compare with
+    for line in compare(error, lines, verdict):
+        print(line, file=sys.stderr)
 
 
 def register(app: typer.Typer) -> None:

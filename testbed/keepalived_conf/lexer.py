@@ -1,23 +1,24 @@
-"""keepalived.conf text into tokens and a tree of statements.
+"""keepalived.conf logical lines into tokens and a tree of statements.
 
-Tokens follow keepalived.conf(5): ``#`` and ``!`` start a comment anywhere outside quotes,
-braces may be attached to words or stand alone (also on the next line), and ``"..."`` or
-``'...'`` quote strings, with backslash escapes inside quotes. ``include`` is expanded in
-place, relative to the including file's directory.
+Words follow keepalived.conf(5): braces may be attached to words or stand alone (also on the
+next line), and ``"..."`` or ``'...'`` quote strings, with backslash escapes inside quotes.
+Comments, ``include``, conditional lines and parameters are gone by now (`preprocess`).
+Blocks may nest at most `MAX_DEPTH` deep (keepalived's own grammar needs five); deeper is a
+`ConfigError`, not a stack overflow.
 
-Not for: the meaning of keywords (`parser`).
+Not for: the meaning of keywords (the parsers).
 """
 
 from __future__ import annotations
 
-import glob
-import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-from testbed.keepalived_conf.model import ConfigError, ConfigWarning
+from testbed.keepalived_conf.common import ConfigError
+from testbed.keepalived_conf.preprocess import Line
 
 WORD, OPEN, CLOSE, EOL = "word", "{", "}", "eol"
+MAX_DEPTH = 16
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r", "\\": "\\", '"': '"', "'": "'"}
 
 
@@ -34,7 +35,7 @@ def error_at(tok: Tok, reason: str) -> ConfigError:
 
 
 def split_line(text: str, file: str, line: int) -> list[Tok]:
-    """One line into word and brace tokens; quotes join, comments end the line."""
+    """One logical line into word and brace tokens; quotes join words."""
     toks: list[Tok] = []
     buf: list[str] = []
     started = False
@@ -61,8 +62,6 @@ def split_line(text: str, file: str, line: int) -> list[Tok]:
         elif c in "\"'":
             quote = c
             started = True
-        elif c in "#!":
-            break
         elif c.isspace():
             flush()
         elif c in "{}":
@@ -78,56 +77,13 @@ def split_line(text: str, file: str, line: int) -> list[Tok]:
     return toks
 
 
-def tokenize(
-    text: str, file: str, warnings: list[ConfigWarning], stack: tuple[str, ...]
-) -> Iterator[Tok]:
-    """Tokens of a whole file, with ``include`` expanded in place (relative to ``file``)."""
-    base_dir = os.path.dirname(file) if stack else os.getcwd()
-    for line_no, raw in enumerate(text.splitlines(), start=1):
-        toks = split_line(raw, file, line_no)
-        if not toks:
-            continue
-        first = toks[0]
-        if first.kind == WORD and first.text[:1] in ("@", "$", "~"):
-            warnings.append(
-                ConfigWarning(
-                    file,
-                    line_no,
-                    "conditional lines, $parameters and ~SEQ/~LST are not supported; line ignored",
-                )
-            )
-            continue
-        if first.kind == WORD and first.text == "include":
-            if len(toks) < 2 or toks[1].kind != WORD:
-                raise error_at(first, "'include' needs a file name")
-            yield from include(toks[1], base_dir, warnings, stack)
-            continue
-        yield from toks
-        yield Tok(EOL, "", file, line_no)
-
-
-def include(
-    tok: Tok, base_dir: str, warnings: list[ConfigWarning], stack: tuple[str, ...]
-) -> Iterator[Tok]:
-    pattern = os.path.join(base_dir, os.path.expanduser(tok.text))
-    matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-    if not matches:
-        warnings.append(ConfigWarning(tok.file, tok.line, f"include {tok.text}: no file matches"))
-    for path in matches:
-        real = os.path.realpath(path)
-        if real in stack:
-            chain = " -> ".join([*stack[stack.index(real) :], real])
-            raise error_at(tok, f"include loop: {chain}")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                text = handle.read()
-        except OSError as exc:
-            # keepalived's plain 'include' does not fail on unreadable files either.
-            warnings.append(
-                ConfigWarning(tok.file, tok.line, f"include {tok.text}: {exc.strerror}")
-            )
-            continue
-        yield from tokenize(text, path, warnings, (*stack, real))
+def tokenize(lines: Iterable[Line]) -> Iterator[Tok]:
+    """Tokens of logical lines, each line ended by an EOL token."""
+    for line in lines:
+        toks = split_line(line.text, line.file, line.line)
+        if toks:
+            yield from toks
+            yield Tok(EOL, "", line.file, line.line)
 
 
 # ------------------------------------------------------------------ statement tree
@@ -151,32 +107,35 @@ class Stmt:
         return self.words[1:]
 
 
-def parse_block(toks: list[Tok], i: int, opener: Tok | None) -> tuple[list[Stmt], int]:
-    stmts: list[Stmt] = []
+def parse_block(toks: list[Tok]) -> list[Stmt]:
+    """The statements of a whole file; ``keyword ... {`` (or ``{`` on the next line) opens
+    the block of the statement before it. Iterative, so nesting costs no Python stack."""
+    top: list[Stmt] = []
+    stack: list[tuple[list[Stmt], Tok]] = []  # enclosing statement lists and their '{'
+    stmts = top
     words: list[Tok] = []
-    while i < len(toks):
-        tok = toks[i]
+    for tok in toks:
         if tok.kind == WORD:
             words.append(tok)
-            i += 1
             continue
         if words:
             stmts.append(Stmt(words))
             words = []
         if tok.kind == OPEN:
-            # Opens the block of the statement before it: "keyword {", or "keyword" with
-            # the "{" on a line of its own after it.
             if not stmts or stmts[-1].block is not None:
                 raise error_at(tok, "'{' without a keyword before it")
-            stmts[-1].block, i = parse_block(toks, i + 1, tok)
-            continue
-        if tok.kind == CLOSE:
-            if opener is None:
+            if len(stack) >= MAX_DEPTH:
+                raise error_at(tok, f"blocks nested deeper than {MAX_DEPTH}")
+            block: list[Stmt] = []
+            stmts[-1].block = block
+            stack.append((stmts, tok))
+            stmts = block
+        elif tok.kind == CLOSE:
+            if not stack:
                 raise error_at(tok, "unbalanced '}': no block is open")
-            return stmts, i + 1
-        i += 1  # end of line
+            stmts, _ = stack.pop()
     if words:
         stmts.append(Stmt(words))
-    if opener is not None:
-        raise error_at(opener, "unbalanced '{': this block is never closed")
-    return stmts, i
+    if stack:
+        raise error_at(stack[-1][1], "unbalanced '{': this block is never closed")
+    return top

@@ -1,14 +1,13 @@
 """keepalived.conf as typed data: the model the parser fills and the renderer writes.
 
-For: the dataclasses of the common subset (``global_defs``, ``vrrp_script``,
-``vrrp_sync_group``, ``vrrp_instance``, ``virtual_server`` with ``real_server`` and its
-checkers), keepalived's defaults, and the errors and warnings a configuration can raise.
-Fields that keepalived inherits from elsewhere (an instance's ``version`` from
-``global_defs``, a checker's timings from keepalived's per-checker defaults) are ``None``
-when not written, so that rendering writes back only what was given; the ``effective_*``
-helpers resolve them.
+For: `Config`, the whole file (``global_defs``, the VRRP side from `vrrp_model`, the LVS side
+from `check_model`), and the one place to import the model from: every name of `common`,
+`vrrp_model` and `check_model` is available here too. Fields keepalived inherits from
+elsewhere (an instance's ``version`` from ``global_defs``, a checker's timings from its real
+and virtual server) are ``None`` when not written, so that rendering writes back only what
+was given; `Config.effective_version` and `check_model.check_timing` resolve them.
 
-Not for: reading text (`lexer`, `parser`) or writing it (`render`).
+Not for: reading text (`lexer`, `preprocess`, the parsers) or writing it (`render`).
 """
 
 from __future__ import annotations
@@ -17,223 +16,80 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 from typing import NamedTuple
 
-# keepalived defaults (keepalived/include/vrrp.h, global_data.c, keepalived.conf(5)).
-DEFAULT_PRIORITY = 100  # VRRP_PRIO_DFL
-OWNER_PRIORITY = 255  # VRRP_PRIO_OWNER: "address owner"
-DEFAULT_ADVERT_INT_S = 1.0  # VRRP_ADVER_DFL
-DEFAULT_VRRP_VERSION = 2  # global_data.c set_vrrp_defaults
-DEFAULT_GARP_MASTER_DELAY_S = 5.0  # VRRP_GARP_DELAY
-DEFAULT_GARP_MASTER_REPEAT = 5  # VRRP_GARP_REP
-DEFAULT_GARP_MASTER_REFRESH_S = 0.0  # VRRP_GARP_REFRESH: no refresh
-DEFAULT_GARP_MASTER_REFRESH_REPEAT = 1  # VRRP_GARP_REFRESH_REP
-DEFAULT_PERSISTENCE_TIMEOUT_S = 360  # "persistence_timeout" with no value: 6 minutes
-DEFAULT_CONNECT_TIMEOUT_S = 5.0
-DEFAULT_RETRY = 1
-DEFAULT_DELAY_BEFORE_RETRY_S = 1.0
-DEFAULT_HTTP_DELAY_BEFORE_RETRY_S = 3.0  # HTTP_GET and SSL_GET
-DEFAULT_STATUS_CODES = ((200, 299),)
-
-LB_ALGOS = frozenset(
-    {"rr", "wrr", "lc", "wlc", "lblc", "lblcr", "dh", "sh", "sed", "nq", "fo", "ovf", "mh", "twos"}
+from testbed.keepalived_conf.check_model import (
+    CHECKER_KINDS,
+    DEFAULT_CONNECT_TIMEOUT_S,
+    DEFAULT_DELAY_BEFORE_RETRY_S,
+    DEFAULT_DELAY_LOOP_S,
+    DEFAULT_HTTP_DELAY_BEFORE_RETRY_S,
+    DEFAULT_PERSISTENCE_TIMEOUT_S,
+    DEFAULT_RETRY,
+    DEFAULT_STATUS_CODES,
+    DNS_TYPES,
+    HTTP_PROTOCOLS,
+    LB_ALGOS,
+    LB_KINDS,
+    MAX_WEIGHT,
+    PROTOCOLS,
+    CheckBase,
+    Checker,
+    CheckTiming,
+    DnsCheck,
+    GroupEntry,
+    HttpGet,
+    MiscCheck,
+    PingCheck,
+    RealServer,
+    SmtpCheck,
+    SorryServer,
+    SslContext,
+    SslGet,
+    TcpCheck,
+    UdpCheck,
+    UrlCheck,
+    VirtualServer,
+    VirtualServerGroup,
+    check_timing,
+    describe,
+    rs_inhibit,
+    rs_port,
 )
-LB_KINDS = ("NAT", "DR", "TUN")
-PROTOCOLS = ("TCP", "UDP", "SCTP")
+from testbed.keepalived_conf.common import ConfigError, ConfigWarning, Script, format_number
+from testbed.keepalived_conf.vrrp_model import (
+    DEFAULT_ADVERT_INT_S,
+    DEFAULT_GARP_MASTER_DELAY_S,
+    DEFAULT_GARP_MASTER_REFRESH_REPEAT,
+    DEFAULT_GARP_MASTER_REFRESH_S,
+    DEFAULT_GARP_MASTER_REPEAT,
+    DEFAULT_PRIORITY,
+    DEFAULT_VRRP_VERSION,
+    NOTIFY_KEYWORDS,
+    OWNER_PRIORITY,
+    Authentication,
+    Route,
+    Rule,
+    TrackInterface,
+    TrackScript,
+    VirtualAddress,
+    VrrpInstance,
+    VrrpScript,
+    VrrpSyncGroup,
+)
 
 
 @dataclass(frozen=True)
-class VirtualAddress:
-    """One ``virtual_ipaddress`` line; ``prefix_len=None`` means keepalived's /32."""
+class LvsSyncDaemon:
+    """``lvs_sync_daemon IF [[inst] INSTANCE] [id N] [maxlen N] [port N] [ttl N] [group IP]``
+    in ``global_defs``, or the old ``lvs_sync_daemon_interface IF`` in a vrrp_instance
+    (which keepalived turns into this, naming that instance)."""
 
-    address: IPv4Address
-    prefix_len: int | None = None
-    dev: str | None = None
-    label: str | None = None
-    brd: IPv4Address | None = None
-    scope: str | None = None
-
-
-@dataclass(frozen=True)
-class TrackInterface:
-    """``track_interface`` entry: weight 0 means "down is FAULT", else a priority change."""
-
-    name: str
-    weight: int = 0
-    reverse: bool = False
-
-
-@dataclass(frozen=True)
-class TrackScript:
-    """``track_script`` entry; ``weight=None`` takes the ``vrrp_script``'s weight."""
-
-    name: str
-    weight: int | None = None
-    reverse: bool | None = None
-
-
-@dataclass(frozen=True)
-class Authentication:
-    """VRRPv2 authentication; only ``PASS`` (keepalived uses the first 8 characters)."""
-
-    auth_pass: str
-    auth_type: str = "PASS"
-
-
-@dataclass
-class VrrpInstance:
-    name: str
-    virtual_router_id: int = 0  # required; 0 only until the parser has seen it
-    state: str | None = None  # "MASTER" | "BACKUP": the initial state hint
-    interface: str | None = None
-    priority: int | None = None
-    advert_int_s: float = DEFAULT_ADVERT_INT_S
-    version: int | None = None
-    nopreempt: bool = False
-    preempt_delay_s: float = 0.0
-    authentication: Authentication | None = None
-    virtual_ipaddresses: list[VirtualAddress] = field(default_factory=list)
-    unicast_src_ip: IPv4Address | None = None
-    unicast_peers: list[IPv4Address] = field(default_factory=list)
-    track_interfaces: list[TrackInterface] = field(default_factory=list)
-    track_scripts: list[TrackScript] = field(default_factory=list)
-    notify_master: str | None = None
-    notify_backup: str | None = None
-    notify_fault: str | None = None
-    notify_stop: str | None = None
-    notify: str | None = None
-    garp_master_delay_s: float | None = None
-    garp_master_repeat: int | None = None
-    garp_master_refresh_s: float | None = None
-    garp_master_refresh_repeat: int | None = None
-
-    @property
-    def base_priority(self) -> int:
-        """keepalived: no ``priority`` means 255 with ``state MASTER``, else 100."""
-        if self.priority is not None:
-            return self.priority
-        return OWNER_PRIORITY if self.state == "MASTER" else DEFAULT_PRIORITY
-
-    @property
-    def initial_master(self) -> bool:
-        """keepalived: no ``state`` means MASTER for the address owner, else BACKUP."""
-        if self.state is not None:
-            return self.state == "MASTER"
-        return self.base_priority == OWNER_PRIORITY
-
-    @property
-    def effective_preempt(self) -> bool:
-        """keepalived clears ``nopreempt`` for the owner and for ``state MASTER``."""
-        return not self.nopreempt or self.base_priority == OWNER_PRIORITY or self.initial_master
-
-    @property
-    def effective_preempt_delay_s(self) -> float:
-        """keepalived clears ``preempt_delay`` with ``state MASTER`` or ``nopreempt``."""
-        if self.initial_master or not self.effective_preempt:
-            return 0.0
-        return self.preempt_delay_s
-
-
-@dataclass
-class VrrpSyncGroup:
-    name: str
-    group: list[str] = field(default_factory=list)
-    notify_master: str | None = None
-    notify_backup: str | None = None
-    notify_fault: str | None = None
-    notify_stop: str | None = None
-    notify: str | None = None
-
-
-@dataclass
-class VrrpScript:
-    """``vrrp_script``: the runner (not this package) executes it every ``interval_s``."""
-
-    name: str
-    script: str = ""
-    interval_s: float = 1.0
-    timeout_s: float | None = None  # keepalived: defaults to the interval
-    weight: int = 0
-    weight_reverse: bool = False
-    rise: int = 1
-    fall: int = 1
-    init_fail: bool = False
-
-
-@dataclass
-class TcpCheck:
-    connect_port: int | None = None
-    connect_timeout_s: float | None = None
-    retry: int | None = None
-    delay_before_retry_s: float | None = None
-
-
-@dataclass(frozen=True)
-class UrlCheck:
-    path: str
-    status_codes: tuple[tuple[int, int], ...] = ()  # (low, high) ranges as written
-    digest: str | None = None
-
-    def accepts(self, status: int) -> bool:
-        """Whether an HTTP status passes; with no status_code, keepalived wants 200-299."""
-        return any(lo <= status <= hi for lo, hi in self.status_codes or DEFAULT_STATUS_CODES)
-
-
-@dataclass
-class HttpGet:
-    urls: list[UrlCheck] = field(default_factory=list)
-    connect_port: int | None = None
-    connect_timeout_s: float | None = None
-    retry: int | None = None
-    delay_before_retry_s: float | None = None
-
-
-Checker = TcpCheck | HttpGet
-
-
-class CheckerTiming(NamedTuple):
-    connect_timeout_s: float
-    retry: int
-    delay_before_retry_s: float
-
-
-def checker_timing(checker: Checker) -> CheckerTiming:
-    """A checker's timings with keepalived's defaults filled in."""
-    default_delay = (
-        DEFAULT_HTTP_DELAY_BEFORE_RETRY_S
-        if isinstance(checker, HttpGet)
-        else DEFAULT_DELAY_BEFORE_RETRY_S
-    )
-    return CheckerTiming(
-        DEFAULT_CONNECT_TIMEOUT_S
-        if checker.connect_timeout_s is None
-        else checker.connect_timeout_s,
-        DEFAULT_RETRY if checker.retry is None else checker.retry,
-        default_delay if checker.delay_before_retry_s is None else checker.delay_before_retry_s,
-    )
-
-
-@dataclass
-class RealServer:
-    address: IPv4Address
+    interface: str
+    instance: str | None = None
+    sync_id: int | None = None  # None: the instance's VRID, else 0
+    maxlen: int | None = None
     port: int | None = None
-    weight: int = 1
-    inhibit_on_failure: bool = False
-    checkers: list[Checker] = field(default_factory=list)
-
-
-@dataclass
-class VirtualServer:
-    """``virtual_server IP PORT`` (``address``/``port``) or ``virtual_server fwmark N``."""
-
-    address: IPv4Address | None = None
-    port: int | None = None
-    fwmark: int | None = None
-    delay_loop_s: float = 60.0
-    lb_algo: str | None = None
-    lb_kind: str | None = None  # keepalived's default forwarding is NAT
-    persistence_timeout_s: int | None = None
-    persistence_granularity: IPv4Address | None = None
-    protocol: str = "TCP"
-    real_servers: list[RealServer] = field(default_factory=list)
+    ttl: int | None = None
+    group: IPv4Address | None = None
 
 
 @dataclass
@@ -244,6 +100,23 @@ class GlobalDefs:
     vrrp_garp_master_repeat: int | None = None
     vrrp_garp_master_refresh_s: float | None = None
     vrrp_garp_master_refresh_repeat: int | None = None
+    script_user: str | None = None
+    script_group: str | None = None
+    enable_script_security: bool = False
+    lvs_sync_daemon: LvsSyncDaemon | None = None
+    default_interface: str | None = None  # static addresses/routes without a dev
+    vrrp_check_unicast_src: bool = False  # every instance's check_unicast_src
+    lvs_timeouts: LvsTimeouts | None = None
+    lvs_flush: bool = False  # flush the director's services before setting ours up
+
+
+@dataclass(frozen=True)
+class LvsTimeouts:
+    """``lvs_timeouts [tcp S] [tcpfin S] [udp S]``: ``ipvsadm --set`` (None: unchanged)."""
+
+    tcp_s: int | None = None
+    tcpfin_s: int | None = None
+    udp_s: int | None = None
 
 
 @dataclass
@@ -252,7 +125,12 @@ class Config:
     instances: dict[str, VrrpInstance] = field(default_factory=dict)
     sync_groups: dict[str, VrrpSyncGroup] = field(default_factory=dict)
     scripts: dict[str, VrrpScript] = field(default_factory=dict)
+    virtual_server_groups: dict[str, VirtualServerGroup] = field(default_factory=dict)
     virtual_servers: list[VirtualServer] = field(default_factory=list)
+    ssl: SslContext | None = None
+    static_addresses: list[VirtualAddress] = field(default_factory=list)
+    static_routes: list[Route] = field(default_factory=list)
+    static_rules: list[Rule] = field(default_factory=list)
 
     def effective_version(self, instance: VrrpInstance) -> int:
         if instance.version is not None:
@@ -267,25 +145,15 @@ class Config:
                 return group
         return None
 
-
-class ConfigError(Exception):
-    """A configuration keepalived would reject, or that cannot mean what it says."""
-
-    def __init__(self, file: str, line: int, reason: str) -> None:
-        super().__init__(f"{file}:{line}: {reason}")
-        self.file = file
-        self.line = line
-        self.reason = reason
-
-
-@dataclass(frozen=True)
-class ConfigWarning:
-    file: str
-    line: int
-    message: str
-
-    def __str__(self) -> str:
-        return f"{self.file}:{self.line}: {self.message}"
+    def sync_id(self) -> int | None:
+        """The connection sync ID ``lvs_sync_daemon`` asks for (None: no sync daemon)."""
+        syncd = self.global_defs.lvs_sync_daemon
+        if syncd is None:
+            return None
+        if syncd.sync_id is not None:
+            return syncd.sync_id
+        inst = self.instances.get(syncd.instance or "")
+        return inst.virtual_router_id if inst is not None else 0
 
 
 class ParseResult(NamedTuple):
@@ -293,6 +161,68 @@ class ParseResult(NamedTuple):
     warnings: list[ConfigWarning]
 
 
-def format_number(value: float) -> str:
-    """A number as keepalived.conf is written: 5, 0.5 (no trailing zeros)."""
-    return str(int(value)) if value == int(value) else f"{value:.6f}".rstrip("0")
+__all__ = [
+    "CHECKER_KINDS",
+    "DEFAULT_ADVERT_INT_S",
+    "DEFAULT_CONNECT_TIMEOUT_S",
+    "DEFAULT_DELAY_BEFORE_RETRY_S",
+    "DEFAULT_DELAY_LOOP_S",
+    "DEFAULT_GARP_MASTER_DELAY_S",
+    "DEFAULT_GARP_MASTER_REFRESH_REPEAT",
+    "DEFAULT_GARP_MASTER_REFRESH_S",
+    "DEFAULT_GARP_MASTER_REPEAT",
+    "DEFAULT_HTTP_DELAY_BEFORE_RETRY_S",
+    "DEFAULT_PERSISTENCE_TIMEOUT_S",
+    "DEFAULT_PRIORITY",
+    "DEFAULT_RETRY",
+    "DEFAULT_STATUS_CODES",
+    "DEFAULT_VRRP_VERSION",
+    "DNS_TYPES",
+    "HTTP_PROTOCOLS",
+    "LB_ALGOS",
+    "LB_KINDS",
+    "MAX_WEIGHT",
+    "NOTIFY_KEYWORDS",
+    "OWNER_PRIORITY",
+    "PROTOCOLS",
+    "Authentication",
+    "CheckBase",
+    "CheckTiming",
+    "Checker",
+    "Config",
+    "ConfigError",
+    "ConfigWarning",
+    "DnsCheck",
+    "GlobalDefs",
+    "GroupEntry",
+    "HttpGet",
+    "LvsSyncDaemon",
+    "LvsTimeouts",
+    "MiscCheck",
+    "ParseResult",
+    "PingCheck",
+    "RealServer",
+    "Route",
+    "Rule",
+    "Script",
+    "SmtpCheck",
+    "SorryServer",
+    "SslContext",
+    "SslGet",
+    "TcpCheck",
+    "TrackInterface",
+    "TrackScript",
+    "UdpCheck",
+    "UrlCheck",
+    "VirtualAddress",
+    "VirtualServer",
+    "VirtualServerGroup",
+    "VrrpInstance",
+    "VrrpScript",
+    "VrrpSyncGroup",
+    "check_timing",
+    "describe",
+    "format_number",
+    "rs_inhibit",
+    "rs_port",
+]

@@ -1,5 +1,6 @@
 """What the daemons and hosts of a layout run with, derived from the address plan: the NAT
-pair's keepalived.conf (`nat_pair_config`), the OpenFlow director's services
+pair's keepalived.conf (`nat_pair_config`) or a user's own (`UserConfig`), the OpenFlow
+director's services
 (`lb_config_for_layout`) and the DR firewall's nftables ruleset (`firewall_ruleset`). The
 daemons themselves know nothing of layouts. Pure: no Mininet, no root.
 
@@ -22,9 +23,9 @@ What it makes, per director:
   ``lb_kind NAT``, ``lb_algo`` from the plan's scheduler, ``inhibit_on_failure`` (a failed
   real server is quiesced with weight 0 rather than removed, so its connections drain).
   ``tcp 80`` is checked with ``HTTP_GET`` of ``/`` expecting 200; another TCP service would
-  get a ``TCP_CHECK``. UDP services get no checker: keepalived users check UDP with
-  ``MISC_CHECK`` (a script) or 2.2's ``UDP_CHECK``, neither of which this testbed
-  implements, and a real_server without a checker is simply always alive.
+  get a ``TCP_CHECK``; ``udp 7`` (echo) with ``UDP_CHECK`` and ``require_reply``, so a real
+  server whose echo stops answering (not only one that sends ICMP port unreachable) is
+  taken out. Every service the layout offers is checked.
 
 What it is not: a general keepalived.conf generator; the DR layout has one director and no
 VRRP pair.
@@ -32,9 +33,12 @@ VRRP pair.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
 from typing import TYPE_CHECKING, Any
 
+from testbed.keepalived_conf import load_config
+from testbed.keepalived_conf.ifmap import rename_interfaces
 from testbed.keepalived_conf.model import (
     Config,
     GlobalDefs,
@@ -42,6 +46,7 @@ from testbed.keepalived_conf.model import (
     RealServer,
     TcpCheck,
     TrackInterface,
+    UdpCheck,
     UrlCheck,
     VirtualAddress,
     VirtualServer,
@@ -161,18 +166,34 @@ def _virtual_server(
     )
 
 
-def _checkers(svc: Service) -> list[HttpGet | TcpCheck]:
+def _checkers(svc: Service) -> list[HttpGet | TcpCheck | UdpCheck]:
     timing = {
         "connect_timeout_s": PAIR_CONNECT_TIMEOUT_S,
         "retry": PAIR_RETRY,
         "delay_before_retry_s": PAIR_DELAY_BEFORE_RETRY_S,
     }
-    if svc.proto != "tcp":
-        return []  # no UDP checker in this testbed (see the module docstring)
+    if svc.proto == "udp":
+        return [UdpCheck(require_reply=True, **timing)]
     if svc.name == "http":
         url = UrlCheck(HTTP_CHECK_PATH, ((HTTP_CHECK_STATUS, HTTP_CHECK_STATUS),))
         return [HttpGet(urls=[url], **timing)]
     return [TcpCheck(**timing)]
+
+
+@dataclass
+class UserConfig:
+    """A director's own keepalived.conf: where it is, keepalived's ``-i`` (None: the
+    director's name, so one file with ``@d1``/``@d2`` lines serves both), and how its
+    interface names map to the director's (``{"eth0": "d1-eth0"}``)."""
+
+    path: str
+    config_id: str | None = None
+    iface_map: dict[str, str] = field(default_factory=dict)
+
+    def effective(self, director: str) -> Config:
+        """The configuration as the director's daemon will run it."""
+        config = load_config(self.path, config_id=self.config_id or director).config
+        return rename_interfaces(config, self.iface_map)
 
 
 def lb_config_for_layout(mode: str = "dr", n_rs: int = 3, **kwargs: Any) -> LbConfig:

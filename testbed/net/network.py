@@ -23,6 +23,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+from testbed.net.daemon_configs import UserConfig
 from testbed.net.shaping import Shaping, require_netem
 from testbed.runtime.registry import CleanReport, Run
 from testbed.topo.layouts import TOPOS, LvsTopo
@@ -104,7 +105,7 @@ class Testbed:
         params: LayoutParams | None = None,
         kind: str | None = None,
         quiet: bool = True,
-        configs: dict[str, str] | None = None,
+        configs: dict[str, str | UserConfig] | None = None,
     ):
         if layout not in TOPOS:
             raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
@@ -113,7 +114,16 @@ class Testbed:
         self.plan: Plan = self.topo.plan
         self.kind = kind or layout
         self.quiet = quiet
-        self.configs = dict(configs or {})  # director name -> keepalived.conf path
+        # director name -> the user's keepalived.conf (a path is a UserConfig with defaults)
+        self.configs = {
+            name: c if isinstance(c, UserConfig) else UserConfig(str(c))
+            for name, c in (configs or {}).items()
+        }
+        if self.params.ha == "keepalived" and any(c.iface_map for c in self.configs.values()):
+            raise ValueError(
+                "keepalived reads the file as it is: rename its interfaces in the file, or "
+                "use --ha vrrp for --map-iface"
+            )
         self.run: Run | None = None
         self.net: TrackedMininet | None = None
         self.controller_proc: subprocess.Popen | None = None
@@ -252,15 +262,39 @@ class Testbed:
 
     # -- failover (NAT pair) ----------------------------------------------------------------
     def keepalived_conf(self, name: str) -> Path:
-        """The director's keepalived.conf in the run directory: the user's (``configs``) or
-        one generated for the layout (`testbed.net.daemon_configs`)."""
+        """The director's keepalived.conf: the user's own file where it is (so relative
+        include lines resolve as keepalived resolves them), or one generated for the layout
+        (`testbed.net.daemon_configs`) in the run directory."""
+        if name in self.configs:
+            return Path(self.configs[name].path).resolve()
         path = self.run.dir / f"{name}.keepalived.conf"
         if not path.exists():
-            if name in self.configs:
-                path.write_text(Path(self.configs[name]).read_text())
-            else:
-                path.write_text(generated_keepalived_conf(self.plan, name))
+            path.write_text(generated_keepalived_conf(self.plan, name))
         return path
+
+    def user_config_argv(self, name: str) -> list[str]:
+        """``--config-id`` and ``--map-iface`` options for a director's own file."""
+        user = self.configs.get(name)
+        if user is None:
+            return []
+        argv = ["--config-id", user.config_id or name]
+        for old, new in sorted(user.iface_map.items()):
+            argv += ["--map-iface", f"{old}={new}"]
+        return argv
+
+    def sync_args(self, name: str) -> list[str]:
+        """The director's connection sync options: the user's ``lvs_sync_daemon`` when their
+        file has one, else the layout's (the inner NIC, sync ID 1) when ``conn_sync``."""
+        user = self.configs.get(name)
+        if user is not None:
+            config = user.effective(name)
+            syncd = config.global_defs.lvs_sync_daemon
+            if syncd is not None:
+                return ["--sync-iface", syncd.interface, "--sync-id", str(config.sync_id())]
+        if self.plan.has_pair and self.params.conn_sync:
+            # Sync connections over the inner segment, where both directors have a NIC.
+            return ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
+        return []
 
     def start_failover_daemon(self, name: str) -> None:
         """Start the VRRP speaker on ``name``: ours (`lvs-testbed vrrp run`), or Debian's
@@ -280,6 +314,8 @@ class Testbed:
                 "-r",
                 str(self.run.dir / f"{name}.keepalived-vrrp.pid"),
             ]
+            if name in self.configs:
+                argv += ["-i", self.configs[name].config_id or name]
             self.spawn(name, argv, "keepalived")
             return
         argv = [
@@ -292,6 +328,7 @@ class Testbed:
             str(conf),
             "--name",
             name,
+            *self.user_config_argv(name),
         ]
         with self.net[name].quota_lifted():
             proc = self.spawn(name, argv, "vrrp")
@@ -379,9 +416,7 @@ class Testbed:
             argv += ["--iface", intf.name]
         if rules is not None:
             argv += ["--rules", str(rules)]
-        if self.plan.has_pair and p.conn_sync:
-            # Sync connections over the inner segment, where both directors have a NIC.
-            argv += ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
+        argv += self.sync_args(name)
         with self.net[name].quota_lifted():
             proc = self.spawn(name, argv, "director")
             _wait_for(

@@ -15,11 +15,23 @@ their actions:
   [label L]`` (no prefix written is keepalived's /32).
 * ``SendGarp``: ``count`` gratuitous ARPs for each VIP, in keepalived's order (the whole
   VIP list, ``count`` times), on the VIP's interface.
+* ``AddVips``/``RemoveVips`` also add the instance's ``virtual_routes`` and
+  ``virtual_rules`` after its VIPs (``ip route add``, ``ip rule add``) and remove them before
+  (rules, then routes), as keepalived's vrrp_state_become_master()/leave_master() do.
 * ``Notify``: ``notify_<state>`` as written, then ``notify`` with keepalived's four
   arguments ``INSTANCE|GROUP NAME MASTER|BACKUP|FAULT|STOP PRIORITY`` (0 for a group).
-  keepalived execs a script whose first word is an executable file, and hands anything
-  else to ``/bin/sh -c``; so do we. Scripts never block the loop; their output goes to the
-  daemon's log; at shutdown, STOP scripts get a second to finish, as in keepalived.
+  Scripts never block the loop; their output goes to the daemon's log; at shutdown, STOP
+  scripts get a second to finish, as in keepalived.
+
+Scripts (notify and ``vrrp_script``) are prepared once at start as keepalived does
+(`testbed.runtime.scripts`): they run as their user (``keepalived_script`` or
+``script_user`` by default), and one that is missing, not executable, or unsafe with
+``enable_script_security`` is disabled with a warning; a disabled track script is dropped
+from the instances that track it.
+
+``static_ipaddress``, ``static_routes`` and ``static_rules`` are put in place at start and
+removed at shutdown. With ``check_unicast_src`` (or global ``vrrp_check_unicast_src``) an
+advert whose source is not one of the ``unicast_peer`` addresses is dropped (``NOT_A_PEER``).
 
 Received datagrams go through :func:`packet.parse_ipv4` (TTL, lengths, checksums, from the
 IP header the raw socket delivers), are dispatched by VRID to the instance on that socket
@@ -67,17 +79,36 @@ from pathlib import Path
 from typing import Protocol
 
 from testbed.check import lvsconfig
-from testbed.check.checker import CheckerThread, HealthChecker, director_ipvsadm
+from testbed.check.checker import LOG as CHECK_LOG
+from testbed.check.checker import (
+    CheckerThread,
+    HealthChecker,
+    check_scripts,
+    director_ipvsadm,
+    policy_of,
+)
 from testbed.check.checker import validate as validate_checks
 from testbed.keepalived_conf import load_config
+from testbed.keepalived_conf.ifmap import rename_interfaces
 from testbed.keepalived_conf.model import (
+    NOTIFY_KEYWORDS,
     Config,
     ConfigWarning,
+    Route,
+    Rule,
+    Script,
     VirtualAddress,
     VrrpInstance,
     VrrpScript,
 )
 from testbed.runtime.control import ControlServer, DaemonKind, socket_path, write_index
+from testbed.runtime.scripts import (
+    LinuxScriptSystem,
+    Preparation,
+    PreparedScript,
+    ScriptPolicy,
+    prepare,
+)
 
 from .packet import VRRP_MCAST_GROUP, Advert, DropReason, Expected, encode, parse_ipv4, validate
 from .state import (
@@ -110,7 +141,6 @@ MAX_SLEEP_S = 1.0
 MAX_DATAGRAMS_PER_WAKE = 64
 TRANSITIONS_KEPT = 50
 CONTROL_CLIENT_TIMEOUT_S = 0.2  # a stuck control client must not delay adverts
-SHELL = "/bin/sh"
 _ANY_ADDRESS = IPv4Address("192.0.2.1")  # stands in for an interface address in checks
 
 
@@ -158,9 +188,9 @@ class Host(Protocol):
 
     def send_garp(self, ifname: str, address: IPv4Address) -> None: ...
 
-    def spawn(self, argv: list[str], quiet: bool) -> Child: ...
+    def prepare_script(self, script: Script, policy: ScriptPolicy) -> Preparation: ...
 
-    def is_executable(self, path: str) -> bool: ...
+    def spawn(self, prepared: PreparedScript, extra: Sequence[str], quiet: bool) -> Child: ...
 
     def close(self) -> None: ...
 
@@ -168,18 +198,29 @@ class Host(Protocol):
 # ------------------------------------------------------------------------ pure helpers
 
 
-def script_argv(
-    command: str, extra: Sequence[str], is_executable: Callable[[str], bool]
-) -> list[str]:
-    """How keepalived runs a script: exec'd when its first word is an executable file
-    (``extra`` appended as arguments), else ``/bin/sh -c`` with ``extra`` quoted onto it."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = []
-    if words and is_executable(words[0]):
-        return [*words, *extra]
-    return [SHELL, "-c", " ".join([command, *(shlex.quote(a) for a in extra)])]
+def route_argv(op: str, route: Route) -> list[str]:
+    """``ip route add|append|del ...`` arguments for one virtual or static route."""
+    verb = "append" if op == "add" and route.append else op
+    return ["route", verb, *route.argv]
+
+
+def rule_argv(op: str, rule: Rule) -> list[str]:
+    return ["rule", op, *rule.argv]
+
+
+def without_track_scripts(config: Config, names: set[str]) -> Config:
+    """``config`` with the track scripts ``names`` dropped from every instance (keepalived
+    drops a disabled track script from the instances tracking it)."""
+    if not names:
+        return config
+    instances = {
+        name: dataclasses.replace(
+            inst, track_scripts=[t for t in inst.track_scripts if t.name not in names]
+        )
+        for name, inst in config.instances.items()
+    }
+    scripts = {k: v for k, v in config.scripts.items() if k not in names}
+    return dataclasses.replace(config, instances=instances, scripts=scripts)
 
 
 def vip_argv(op: str, vip: VirtualAddress, default_dev: str) -> list[str]:
@@ -285,6 +326,7 @@ class _Instance:
 class _Script:
     config: VrrpScript
     status: ScriptStatus
+    prepared: PreparedScript
     users: list[_Instance] = field(default_factory=list)
     next_run_s: float = 0.0
     child: Child | None = None
@@ -339,13 +381,33 @@ class VrrpDaemon:
         self._link_overrides: dict[str, bool] = {}
         self._next_link_poll_s = 0.0
         self._children: list[tuple[Child, str]] = []
+        self._prepared: dict[Script, PreparedScript | None] = {}
+        self.warnings: list[str] = []  # scripts disabled or unsafe (run_daemon logs them)
         try:
+            self._prepare_scripts()
             self._build()
         except BaseException:
             self.close()
             raise
 
     # ----- setup
+
+    def _prepare_scripts(self) -> None:
+        """Every notify and track script checked once, as keepalived does at start."""
+        policy = policy_of(self.config)
+        for script, what in vrrp_scripts(self.config):
+            if script not in self._prepared:
+                outcome = self.host.prepare_script(script, policy)
+                self._prepared[script] = outcome.script
+                self.warnings += [f"{what}: {m}" for m in outcome.warnings]
+        disabled = {
+            name
+            for name, vscript in self.config.scripts.items()
+            if self._prepared.get(vscript.as_script) is None
+        }
+        for name in sorted(disabled):
+            self.warnings.append(f"Disabling track script {name}: it cannot run (see above)")
+        self.config = without_track_scripts(self.config, disabled)
 
     def _build(self) -> None:
         for name, inst in self.config.instances.items():
@@ -374,7 +436,7 @@ class VrrpDaemon:
                 params=params,
                 machine=VrrpMachine(params, self._emit),
                 socket=sock,
-                expected=params.expected(),
+                expected=params.expected(inst.check_unicast_src),
                 destinations=params.unicast_peers or (VRRP_MCAST_GROUP,),
                 group=group.name if group else None,
             )
@@ -386,7 +448,9 @@ class VrrpDaemon:
                 script = self.config.scripts[tracked.name]
                 if tracked.name not in self._scripts:
                     status = ScriptStatus(script.rise, script.fall, script.init_fail)
-                    self._scripts[tracked.name] = _Script(script, status)
+                    prepared = self._prepared[script.as_script]
+                    assert prepared is not None  # disabled ones were dropped above
+                    self._scripts[tracked.name] = _Script(script, status, prepared)
                 self._scripts[tracked.name].users.append(runtime)
         for group in self.config.sync_groups.values():
             members = [self._instances[m].machine for m in group.group]
@@ -403,8 +467,10 @@ class VrrpDaemon:
     # ----- lifecycle
 
     def start(self, now: float) -> None:
-        """RFC Initialize: links read, scripts' initial states, every instance started."""
+        """RFC Initialize: static addresses, routes and rules, links read, scripts' initial
+        states, every instance started."""
         self._now = now
+        self._static("add")
         self._poll_links(now)
         for name, script in self._scripts.items():
             if script.status.ok is not None:  # init_fail
@@ -452,7 +518,8 @@ class VrrpDaemon:
         return min(deadlines, default=None)
 
     def shutdown(self, now: float) -> None:
-        """Stop every instance (priority 0 from a master, VIPs removed), STOP notifies."""
+        """Stop every instance (priority 0 from a master, VIPs removed), STOP notifies,
+        static addresses, routes and rules removed."""
         if not self._started or self._stopped:
             return
         self._stopped = True
@@ -469,6 +536,7 @@ class VrrpDaemon:
             if script.child is not None:
                 script.child.kill()
                 script.child = None
+        self._static("del")
 
     def wait_for_children(self, timeout_s: float) -> None:
         """Give running notify scripts ``timeout_s`` to finish, then kill them."""
@@ -559,9 +627,8 @@ class VrrpDaemon:
                 self._script_result(name, script, rc == 0, now)
             if now >= script.next_run_s:
                 script.next_run_s = now + script.config.interval_s
-                argv = script_argv(script.config.script, (), self.host.is_executable)
                 try:
-                    script.child = self.host.spawn(argv, quiet=True)
+                    script.child = self.host.spawn(script.prepared, (), quiet=True)
                     script.started_s = now
                 except OSError as exc:
                     LOG.warning("VRRP_Script(%s) cannot run: %s", name, exc)
@@ -597,7 +664,9 @@ class VrrpDaemon:
             LOG.info("(%s) setting VIPs", inst.name)
             for vip in action.vips:
                 self._vip(inst, "add", vip)
+            self._routes_and_rules(inst.name, inst.config, "add")
         elif isinstance(action, RemoveVips):
+            self._routes_and_rules(inst.name, inst.config, "del")
             LOG.info("(%s) removing VIPs", inst.name)
             for vip in action.vips:
                 self._vip(inst, "del", vip)
@@ -626,6 +695,33 @@ class VrrpDaemon:
             LOG.info("(%s) %s was already gone", inst.name, argv[2])
         else:
             LOG.error("(%s) ip %s failed: %s", inst.name, shlex.join(argv), err)
+
+    def _routes_and_rules(self, who: str, inst: VrrpInstance, op: str) -> None:
+        """keepalived: routes, then rules, after the VIPs; rules, then routes, before."""
+        routes = [route_argv(op, r) for r in inst.virtual_routes]
+        rules = [rule_argv(op, r) for r in inst.virtual_rules]
+        for argv in routes + rules if op == "add" else rules + routes:
+            self._ip_quietly(who, argv)
+
+    def _ip_quietly(self, who: str, argv: list[str]) -> None:
+        """``ip`` for a route, rule or static address; what is already so is only noted."""
+        rc, err = self.host.ip(argv)
+        if rc == 0:
+            return
+        if "File exists" in err or "No such process" in err or "Cannot assign" in err:
+            LOG.info("(%s) ip %s: %s", who, shlex.join(argv), err)
+        else:
+            LOG.error("(%s) ip %s failed: %s", who, shlex.join(argv), err)
+
+    def _static(self, op: str) -> None:
+        """static_ipaddress, static_routes and static_rules: added at start (addresses
+        first), removed at shutdown (rules first), as keepalived's vrrp_daemon.c does."""
+        default_dev = self.config.global_defs.default_interface or "eth0"
+        addresses = [vip_argv(op, a, default_dev) for a in self.config.static_addresses]
+        routes = [route_argv(op, r) for r in self.config.static_routes]
+        rules = [rule_argv(op, r) for r in self.config.static_rules]
+        for argv in addresses + routes + rules if op == "add" else rules + routes + addresses:
+            self._ip_quietly("static", argv)
 
     def _garp(self, inst: _Instance, action: SendGarp) -> None:
         devs = sorted({vip.dev or inst.params.interface or "" for vip in action.vips})
@@ -661,15 +757,17 @@ class VrrpDaemon:
             scripts = self.config.sync_groups[note.name]
         specific = getattr(scripts, f"notify_{note.state.lower()}", None)
         if specific:
-            self._run_notify(script_argv(specific, (), self.host.is_executable))
+            self._run_notify(specific, ())
         if scripts.notify:
-            extra = (note.kind, note.name, note.state, str(note.priority))
-            self._run_notify(script_argv(scripts.notify, extra, self.host.is_executable))
+            self._run_notify(scripts.notify, (note.kind, note.name, note.state, str(note.priority)))
 
-    def _run_notify(self, argv: list[str]) -> None:
-        what = f"notify script {shlex.join(argv)}"
+    def _run_notify(self, script: Script, extra: tuple[str, ...]) -> None:
+        prepared = self._prepared.get(script)
+        if prepared is None:
+            return  # disabled at start (the warning said why)
+        what = f"notify script {shlex.join(prepared.argv(extra))}"
         try:
-            child = self.host.spawn(argv, quiet=False)
+            child = self.host.spawn(prepared, extra, quiet=False)
         except OSError as exc:
             LOG.error("cannot run %s: %s", what, exc)
             return
@@ -825,6 +923,47 @@ def default_name(config: Config) -> str:
     return "vrrp"
 
 
+def vrrp_scripts(config: Config) -> list[tuple[Script, str]]:
+    """Every script of the VRRP side, with what it is for (for warnings)."""
+    out: list[tuple[Script, str]] = []
+    for kind, objects in (
+        ("vrrp_instance", config.instances),
+        ("vrrp_sync_group", config.sync_groups),
+    ):
+        for name, obj in objects.items():
+            for keyword in NOTIFY_KEYWORDS:
+                if (script := getattr(obj, keyword)) is not None:
+                    out.append((script, f"{keyword} of {kind} {name}"))
+    for name, vscript in config.scripts.items():
+        out.append((vscript.as_script, f"vrrp_script {name}"))
+    return out
+
+
+def script_warnings(config: Config) -> list[str]:
+    """What keepalived would say about every script of ``config`` on this machine (users,
+    paths, permissions); ``check-config`` prints these."""
+    policy = policy_of(config)
+    system = LinuxScriptSystem()
+    out: list[str] = []
+    every = vrrp_scripts(config) + check_scripts(config)
+    seen: set[Script] = set()
+    for script, what in every:
+        if script in seen:
+            continue
+        seen.add(script)
+        outcome = prepare(script.command, script.user, script.group, policy, system)
+        out += [f"{what}: {message}" for message in outcome.warnings]
+    if every and not policy.security:
+        out.append(SECURITY_OFF)
+    return out
+
+
+SECURITY_OFF = (
+    "scripts are being executed but enable_script_security is not set (keepalived calls this "
+    "a SECURITY VIOLATION)"
+)
+
+
 def check_runnable(config: Config) -> None:
     """What ``vrrp run`` refuses beyond parsing, short of looking at the host.
 
@@ -862,27 +1001,55 @@ def run_daemon(
     check: bool = True,
     release_ipvs: bool = True,
     run_dir: Path | None = None,
+    config_id: str | None = None,
+    iface_map: dict[str, str] | None = None,
 ) -> int:
     """``lvs-testbed vrrp run``: load, run until SIGTERM/SIGINT, shut down; the exit status.
 
-    Raises ``config.ConfigError``, :class:`DaemonError` and ``checker.CheckerSetupError``
-    before anything has started.
+    ``config_id`` is keepalived's ``-i`` (which ``@ID`` lines apply); ``iface_map`` renames
+    the file's interfaces (``{"eth0": "d1-eth0"}``). Raises ``config.ConfigError``,
+    :class:`DaemonError` and ``checker.CheckerSetupError`` before anything has started.
     """
-    config, warnings = load_config(config_path)
+    config, warnings = load_config(config_path, config_id=config_id)
+    if iface_map:
+        config = rename_interfaces(config, iface_map)
     print_warnings(config_path, warnings, config)
     check_runnable(config)
     if not vrrp:
-        config = dataclasses.replace(config, instances={}, sync_groups={}, scripts={})
+        config = dataclasses.replace(
+            config,
+            instances={},
+            sync_groups={},
+            scripts={},
+            static_addresses=[],
+            static_routes=[],
+            static_rules=[],
+        )
     name = name or default_name(config)
     daemon = VrrpDaemon(config, LinuxHost(), name=name)
     log_handler = logging.StreamHandler(sys.stdout)
     log_handler.setFormatter(logging.Formatter(f"%(asctime)s {name} %(levelname)s %(message)s"))
     LOG.addHandler(log_handler)
     LOG.setLevel(logging.INFO)
+    CHECK_LOG.addHandler(log_handler)  # the health checker's log joins ours
+    CHECK_LOG.setLevel(logging.INFO)
     try:
+        script_notes = list(daemon.warnings)
         if check and config.virtual_servers:
-            daemon.checker = CheckerThread(
-                HealthChecker(config, director_ipvsadm(director), release_on_stop=release_ipvs)
+            health = HealthChecker(config, director_ipvsadm(director), release_on_stop=release_ipvs)
+            script_notes += health.warnings
+            daemon.checker = CheckerThread(health)
+        if (vrrp_scripts(config) or check_scripts(config)) and not policy_of(config).security:
+            script_notes.append(SECURITY_OFF)
+        for note in script_notes:
+            LOG.warning("%s", note)
+        syncd = config.global_defs.lvs_sync_daemon
+        if syncd is not None:
+            LOG.info(
+                "lvs_sync_daemon %s (sync ID %s): connection sync is run by the director "
+                "(`lvs-testbed up` starts it with this interface and ID)",
+                syncd.interface,
+                config.sync_id(),
             )
         checker = daemon.checker
         run_dir = run_dir or Path(
@@ -909,4 +1076,5 @@ def run_daemon(
     finally:
         daemon.close()
         LOG.removeHandler(log_handler)
+        CHECK_LOG.removeHandler(log_handler)
     return 0

@@ -4,7 +4,8 @@ What it is for: :class:`LinuxHost`, the implementation of ``daemon.Host`` that t
 uses outside tests. It opens the raw protocol-112 sockets adverts travel on, sends
 gratuitous ARPs over ``AF_PACKET``, adds and removes VIPs with ``ip addr`` (the daemon runs
 inside the director's network namespace, so plain ``ip`` is the right one), reads link state
-from ``/sys/class/net`` and starts notify and track scripts. Everything here needs root
+from ``/sys/class/net`` and prepares (`testbed.runtime.scripts`) and starts notify and track
+scripts. Everything here needs root
 (``CAP_NET_RAW``, ``CAP_NET_ADMIN``) except the small pure helpers (``mreqn``, ``pktinfo``,
 ``primary_from_ip_json``, ``link_up_from_sysfs``), which are unit-tested.
 
@@ -41,10 +42,14 @@ import signal
 import socket
 import struct
 import subprocess
+from collections.abc import Sequence
 from ipaddress import IPv4Address
 from pathlib import Path
 
 from testbed.director.packet import gratuitous_arp
+from testbed.keepalived_conf.model import Script
+from testbed.runtime import scripts
+from testbed.runtime.scripts import Preparation, PreparedScript, ScriptPolicy
 
 from .packet import IP_TOS_INTERNETWORK_CONTROL, VRRP_MCAST_GROUP, VRRP_PROTOCOL, VRRP_TTL
 
@@ -156,11 +161,8 @@ class RawVrrpSocket:
 class SpawnedProcess:
     """A script started in its own process group, so a timeout kills its children too."""
 
-    def __init__(self, argv: list[str], quiet: bool) -> None:
-        out = subprocess.DEVNULL if quiet else None  # None: the daemon's log
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True
-        )
+    def __init__(self, prepared: PreparedScript, extra: Sequence[str], quiet: bool) -> None:
+        self.proc = scripts.spawn(prepared, extra, quiet=quiet)
         self.pid = self.proc.pid
 
     def poll(self) -> int | None:
@@ -224,11 +226,13 @@ class LinuxHost:
         sock, mac = self._garp[ifname]
         sock.send(bytes(gratuitous_arp(mac, int(address))))
 
-    def spawn(self, argv: list[str], quiet: bool) -> SpawnedProcess:
-        return SpawnedProcess(argv, quiet)
+    def prepare_script(self, script: Script, policy: ScriptPolicy) -> Preparation:
+        return scripts.prepare(
+            script.command, script.user, script.group, policy, scripts.LinuxScriptSystem()
+        )
 
-    def is_executable(self, path: str) -> bool:
-        return os.path.isfile(path) and os.access(path, os.X_OK)
+    def spawn(self, prepared: PreparedScript, extra: Sequence[str], quiet: bool) -> SpawnedProcess:
+        return SpawnedProcess(prepared, extra, quiet)
 
     def close(self) -> None:
         for sock, _ in self._garp.values():

@@ -1,38 +1,47 @@
 """keepalived virtual_server blocks as ipvsadm argv lists: each keyword's flag, keepalived's
-defaults (NAT forwarding spelled out, no scheduler written means wlc), and every command
-accepted by the director's own ipvsadm front end."""
+defaults (NAT forwarding spelled out, no scheduler written means wlc), groups as one service
+per member, and every command accepted by the director's own ipvsadm front end."""
 
 from __future__ import annotations
 
 import pytest
 
 from testbed.check.lvsconfig import (
-    delete_real_server_argv,
+    delete_dest_argv,
     delete_service_argv,
-    describe,
-    describe_rs,
+    dest_argv,
     director_warnings,
-    real_server_argv,
+    rs_dest,
     service_argv,
+    services,
+    sorry_dest,
     startup_commands,
+    timeouts_argv,
 )
 from testbed.director import ipvsadm
 from testbed.director.model import Director
 from testbed.keepalived_conf import parse_config
+from testbed.keepalived_conf.model import describe
 
 
-def one_vs(body: str, head: str = "10.0.1.100 80"):
-    config = parse_config(f"virtual_server {head} {{\n{body}\n}}\n").config
-    return config.virtual_servers[0]
+def one(body: str, head: str = "10.0.1.100 80", before: str = ""):
+    config = parse_config(f"{before}\nvirtual_server {head} {{\n{body}\n}}\n").config
+    vs = config.virtual_servers[0]
+    return config, vs, services(vs, config)
 
 
 RS = "real_server 192.168.0.11 80 { weight 3 }"
 
 
+def rs_argv(vs, svc, index=0, weight=None, edit=False):
+    rs = vs.real_servers[index]
+    return dest_argv(svc, rs_dest(vs, rs), rs.weight if weight is None else weight, edit)
+
+
 def test_tcp_service_with_scheduler():
-    vs = one_vs(f"lb_algo rr\nlb_kind NAT\nprotocol TCP\n{RS}")
-    assert service_argv(vs) == ["-A", "-t", "10.0.1.100:80", "-s", "rr"]
-    assert real_server_argv(vs, vs.real_servers[0]) == [
+    _, vs, (svc,) = one(f"lb_algo rr\nlb_kind NAT\nprotocol TCP\n{RS}")
+    assert service_argv(vs, svc) == ["-A", "-t", "10.0.1.100:80", "-s", "rr"]
+    assert rs_argv(vs, svc) == [
         "-a",
         "-t",
         "10.0.1.100:80",
@@ -45,80 +54,98 @@ def test_tcp_service_with_scheduler():
 
 
 def test_udp_service():
-    vs = one_vs(f"lb_algo wrr\nprotocol UDP\n{RS}", head="10.0.1.100 7")
-    assert service_argv(vs) == ["-A", "-u", "10.0.1.100:7", "-s", "wrr"]
-    assert real_server_argv(vs, vs.real_servers[0])[1:3] == ["-u", "10.0.1.100:7"]
+    _, vs, (svc,) = one(f"lb_algo wrr\nprotocol UDP\n{RS}", head="10.0.1.100 7")
+    assert service_argv(vs, svc) == ["-A", "-u", "10.0.1.100:7", "-s", "wrr"]
 
 
 def test_fwmark_service_and_real_server_without_port():
-    vs = one_vs("lb_algo sh\nreal_server 192.168.0.12 { weight 1 }", head="fwmark 5")
-    assert service_argv(vs) == ["-A", "-f", "5", "-s", "sh"]
-    assert real_server_argv(vs, vs.real_servers[0]) == [
-        "-a",
-        "-f",
-        "5",
-        "-r",
-        "192.168.0.12",
-        "-m",
-        "-w",
-        "1",
-    ]
+    _, vs, (svc,) = one("lb_algo sh\nreal_server 192.168.0.12 { weight 1 }", head="fwmark 5")
+    assert service_argv(vs, svc) == ["-A", "-f", "5", "-s", "sh"]
+    assert rs_argv(vs, svc) == ["-a", "-f", "5", "-r", "192.168.0.12", "-m", "-w", "1"]
 
 
 @pytest.mark.parametrize(("kind", "flag"), [("NAT", "-m"), ("DR", "-g"), ("TUN", "-i")])
 def test_lb_kind_is_the_forwarding_flag(kind, flag):
-    vs = one_vs(f"lb_kind {kind}\n{RS}")
-    assert real_server_argv(vs, vs.real_servers[0])[5] == flag
+    _, vs, (svc,) = one(f"lb_kind {kind}\n{RS}")
+    assert rs_argv(vs, svc)[5] == flag
+
+
+def test_a_real_servers_own_lvs_method_wins():
+    _, vs, (svc,) = one(f"lb_kind NAT\nreal_server 192.168.0.11 80 {{ lvs_method DR }}\n{RS}")
+    assert rs_argv(vs, svc, 0)[5] == "-g"
+    assert rs_argv(vs, svc, 1)[5] == "-m"
 
 
 def test_no_lb_kind_is_keepalived_nat_not_ipvsadm_dr():
     """keepalived forwards by NAT unless told otherwise; ipvsadm's own default is -g."""
-    vs = one_vs(RS)
+    _, vs, (svc,) = one(RS)
     assert vs.lb_kind is None
-    assert "-m" in real_server_argv(vs, vs.real_servers[0])
+    assert "-m" in rs_argv(vs, svc)
 
 
 def test_no_lb_algo_writes_no_scheduler():
     """Both keepalived and ipvsadm default to wlc, so nothing is written."""
-    assert service_argv(one_vs(RS)) == ["-A", "-t", "10.0.1.100:80"]
+    _, vs, (svc,) = one(RS)
+    assert service_argv(vs, svc) == ["-A", "-t", "10.0.1.100:80"]
 
 
 def test_persistence_timeout_and_granularity():
-    vs = one_vs(f"lb_algo rr\npersistence_timeout 300\npersistence_granularity 255.255.255.0\n{RS}")
-    assert service_argv(vs) == [
-        "-A",
-        "-t",
-        "10.0.1.100:80",
-        "-s",
-        "rr",
-        "-p",
-        "300",
-        "-M",
-        "255.255.255.0",
-    ]
+    _, vs, (svc,) = one(
+        f"lb_algo rr\npersistence_timeout 300\npersistence_granularity 255.255.255.0\n{RS}"
+    )
+    assert service_argv(vs, svc)[-4:] == ["-p", "300", "-M", "255.255.255.0"]
 
 
 def test_persistence_timeout_without_value_is_six_minutes():
-    vs = one_vs(f"persistence_timeout\n{RS}")
-    assert service_argv(vs)[-2:] == ["-p", "360"]
+    _, vs, (svc,) = one(f"persistence_timeout\n{RS}")
+    assert service_argv(vs, svc)[-2:] == ["-p", "360"]
+
+
+def test_thresholds_are_x_and_y():
+    _, vs, (svc,) = one("real_server 192.168.0.11 80 { uthreshold 100\nlthreshold 20 }")
+    assert rs_argv(vs, svc)[-4:] == ["-x", "100", "-y", "20"]
 
 
 def test_edit_and_delete_forms_and_weight_override():
-    vs = one_vs(f"lb_algo rr\n{RS}")
-    rs = vs.real_servers[0]
-    assert service_argv(vs, edit=True)[0] == "-E"
-    assert real_server_argv(vs, rs, weight=0, edit=True) == [
-        "-e",
-        "-t",
-        "10.0.1.100:80",
-        "-r",
-        "192.168.0.11:80",
-        "-m",
-        "-w",
-        "0",
+    _, vs, (svc,) = one(f"lb_algo rr\n{RS}")
+    dest = rs_dest(vs, vs.real_servers[0])
+    assert service_argv(vs, svc, edit=True)[0] == "-E"
+    assert rs_argv(vs, svc, weight=0, edit=True)[0::7] == ["-e", "0"]
+    assert delete_dest_argv(svc, dest) == ["-d", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80"]
+    assert delete_service_argv(svc) == ["-D", "-t", "10.0.1.100:80"]
+
+
+def test_a_group_is_one_service_per_address_and_mark():
+    config, vs, svcs = one(
+        RS,
+        head="group G",
+        before="virtual_server_group G {\n10.0.1.100 80\n10.0.2.1-3 8080\nfwmark 7\n}",
+    )
+    assert describe(vs) == "group G"
+    assert svcs == [
+        ("-t", "10.0.1.100:80"),
+        ("-t", "10.0.2.1:8080"),
+        ("-t", "10.0.2.2:8080"),
+        ("-t", "10.0.2.3:8080"),
+        ("-f", "7"),
     ]
-    assert delete_real_server_argv(vs, rs) == ["-d", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80"]
-    assert delete_service_argv(vs) == ["-D", "-t", "10.0.1.100:80"]
+    assert len(startup_commands(config)) == 2 * len(svcs)
+
+
+def test_sorry_server_destination_takes_its_own_method():
+    _, vs, (svc,) = one(
+        f"lb_kind DR\nsorry_server 192.168.0.99 80\nsorry_server_lvs_method NAT\n{RS}"
+    )
+    assert dest_argv(svc, sorry_dest(vs, vs.sorry_server), 1)[3:6] == [
+        "-r",
+        "192.168.0.99:80",
+        "-m",
+    ]
+
+
+def test_lvs_timeouts_are_ipvsadm_set():
+    config, _, _ = one(RS, before="global_defs { lvs_timeouts tcp 7200 udp 60 }")
+    assert timeouts_argv(config.global_defs.lvs_timeouts) == ["--set", "7200", "0", "60"]
 
 
 def test_startup_commands_are_each_service_then_its_real_servers():
@@ -142,12 +169,15 @@ def test_startup_commands_are_each_service_then_its_real_servers():
 def test_every_translation_is_accepted_by_the_directors_ipvsadm():
     config = parse_config(
         """
+        global_defs { lvs_timeouts tcp 600 tcpfin 60 udp 30 }
         virtual_server 10.0.1.100 80 {
             lb_algo wlc
             lb_kind NAT
             persistence_timeout 120
             persistence_granularity 255.255.255.0
-            real_server 192.168.0.11 80 { weight 1 }
+            real_server 192.168.0.11 80 { weight 1
+                uthreshold 50
+                lthreshold 10 }
         }
         virtual_server 10.0.0.100 7 {
             lb_algo rr
@@ -163,6 +193,7 @@ def test_every_translation_is_accepted_by_the_directors_ipvsadm():
         """
     ).config
     director = Director()
+    assert ipvsadm.run(timeouts_argv(config.global_defs.lvs_timeouts), director).rc == 0
     for argv in startup_commands(config):
         result = ipvsadm.run(argv, director)
         assert result.rc == 0, (argv, result.err)
@@ -170,19 +201,20 @@ def test_every_translation_is_accepted_by_the_directors_ipvsadm():
     assert "TCP  10.0.1.100:80 wlc persistent 120 mask 255.255.255.0" in listing
     assert "10.0.0.11:7" in listing and "Route" in listing and "Tunnel" in listing
     vs = config.virtual_servers[0]
+    (svc,) = services(vs, config)
     for argv in (
-        real_server_argv(vs, vs.real_servers[0], weight=0, edit=True),
-        delete_real_server_argv(vs, vs.real_servers[0]),
-        delete_service_argv(vs),
+        dest_argv(svc, rs_dest(vs, vs.real_servers[0]), 0, edit=True),
+        delete_dest_argv(svc, rs_dest(vs, vs.real_servers[0])),
+        delete_service_argv(svc),
     ):
         assert ipvsadm.run(argv, director).rc == 0, argv
 
 
 def test_describe_as_keepalived_logs_it():
-    vs = one_vs(RS)
+    _, vs, _ = one(RS)
     assert describe(vs) == "[10.0.1.100]:tcp:80"
-    assert describe_rs(vs.real_servers[0]) == "[192.168.0.11]:80"
-    assert describe(one_vs(RS, head="fwmark 3")) == "FWM 3"
+    assert rs_dest(vs, vs.real_servers[0]).describe() == "[192.168.0.11]:80"
+    assert describe(one(RS, head="fwmark 3")[1]) == "FWM 3"
 
 
 def test_director_warnings_name_what_the_director_refuses():

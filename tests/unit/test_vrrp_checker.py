@@ -20,46 +20,15 @@ from testbed.check.checker import (
     CheckerSetupError,
     CheckerThread,
     HealthChecker,
-    IpvsResult,
-    http_get,
-    tcp_check,
     validate,
 )
+from testbed.check.probes import Target, http_get, tcp_check
 from testbed.director import ipvsadm
-from testbed.director.model import Director
 from testbed.keepalived_conf import parse_config
-from testbed.keepalived_conf.model import UrlCheck
+from testbed.keepalived_conf.model import HttpGet, UrlCheck
+from tests.unit.check_fakes import FakeDirector
 
 VIP = "10.0.1.100:80"
-
-
-class FakeDirector:
-    """The director's control channel: ipvsadm over a model Director, every argv recorded."""
-
-    def __init__(self) -> None:
-        self.director = Director()
-        self.log: list[list[str]] = []
-        self.reachable = True
-
-    def __call__(self, argv: list[str]) -> IpvsResult:
-        self.log.append(list(argv))
-        if not self.reachable:
-            return IpvsResult(-1, "", "no director is running")
-        result = ipvsadm.run(argv, self.director)
-        return IpvsResult(result.rc, result.out, result.err)
-
-    def take(self) -> list[list[str]]:
-        log, self.log = self.log, []
-        return log
-
-    def weights(self) -> dict[str, int]:
-        """Real server -> weight, from `ipvsadm -L -n`."""
-        out = ipvsadm.run(["-L", "-n"], self.director).out
-        return {
-            words[1]: int(words[3])
-            for words in (line.split() for line in out.splitlines())
-            if words and words[0] == "->" and words[1][0].isdigit()
-        }
 
 
 class Listener:
@@ -177,6 +146,11 @@ def config_for(tcp_port: int, http_port: int, connect_timeout_s: float = 1.0):
     ).config
 
 
+def make_checker(config, director, **options) -> HealthChecker:
+    """A checker whose first checks come right after the bootstrap delay (no warmup)."""
+    return HealthChecker(config, director, random_fraction=lambda: 0.0, **options)
+
+
 def settle(checker: HealthChecker, now: float, timeout_s: float = 10.0) -> None:
     """poll() at ``now`` until no check is running (the probes use real sockets)."""
     end = time.monotonic() + timeout_s
@@ -190,7 +164,7 @@ def settle(checker: HealthChecker, now: float, timeout_s: float = 10.0) -> None:
 @pytest.fixture
 def setup(listener, web):
     director = FakeDirector()
-    checker = HealthChecker(config_for(listener.port, web.port), director)
+    checker = make_checker(config_for(listener.port, web.port), director)
     yield checker, director, listener, web
     checker.stop()
 
@@ -270,14 +244,14 @@ def test_one_failure_within_retry_changes_nothing(setup):
 
 def test_stop_removes_the_services_unless_told_not_to(listener, web):
     director = FakeDirector()
-    checker = HealthChecker(config_for(listener.port, web.port), director)
+    checker = make_checker(config_for(listener.port, web.port), director)
     checker.start(0.0)
     director.take()
     checker.stop()
     assert director.take() == [["-D", "-t", VIP]]
     assert director.director.services() == []
     kept = FakeDirector()
-    checker = HealthChecker(config_for(listener.port, web.port), kept, release_on_stop=False)
+    checker = make_checker(config_for(listener.port, web.port), kept, release_on_stop=False)
     checker.start(0.0)
     kept.take()
     checker.stop()
@@ -293,7 +267,7 @@ def test_existing_services_and_real_servers_are_edited_not_duplicated(listener, 
     ):
         assert director(argv).rc == 0
     director.take()
-    checker = HealthChecker(config_for(listener.port, web.port), director)
+    checker = make_checker(config_for(listener.port, web.port), director)
     checker.start(0.0)
     assert [argv[0] for argv in director.take()] == ["-A", "-E", "-a", "-e", "-a"]
     assert "TCP  10.0.1.100:80 rr" in ipvsadm.run(["-L", "-n"], director.director).out
@@ -304,7 +278,7 @@ def test_existing_services_and_real_servers_are_edited_not_duplicated(listener, 
 def test_a_director_that_is_not_there_yet_is_retried(listener, web):
     director = FakeDirector()
     director.reachable = False
-    checker = HealthChecker(config_for(listener.port, web.port), director)
+    checker = make_checker(config_for(listener.port, web.port), director)
     checker.start(0.0)
     assert director.take() == [["-A", "-t", VIP, "-s", "rr"]]
     assert checker.status()[0]["applied"] is False
@@ -323,7 +297,7 @@ def test_a_dead_server_never_stalls_poll(listener, web):
     """A server that accepts but never answers: the HTTP check times out in the pool."""
     web.delay_s = 3.0
     director = FakeDirector()
-    checker = HealthChecker(config_for(listener.port, web.port, connect_timeout_s=0.5), director)
+    checker = make_checker(config_for(listener.port, web.port, connect_timeout_s=0.5), director)
     checker.start(0.0)
     started = time.monotonic()
     checker.poll(1.0)
@@ -338,7 +312,7 @@ def test_a_dead_server_never_stalls_poll(listener, web):
 
 def test_checker_thread_runs_on_its_own(listener, web):
     director = FakeDirector()
-    thread = CheckerThread(HealthChecker(config_for(listener.port, web.port), director))
+    thread = CheckerThread(make_checker(config_for(listener.port, web.port), director))
     thread.start()
     try:
         deadline = time.monotonic() + 5.0
@@ -356,25 +330,30 @@ def test_checker_thread_runs_on_its_own(listener, web):
 
 def test_tcp_check_refused(listener):
     port = listener.port
-    assert tcp_check("127.0.0.1", port, 1.0).ok
+    assert tcp_check(Target("127.0.0.1", port), 1.0).ok
     listener.close()
-    result = tcp_check("127.0.0.1", port, 1.0)
+    result = tcp_check(Target("127.0.0.1", port), 1.0)
     assert not result.ok and "failed" in result.detail
+
+
+def get(port: int, *urls: UrlCheck):
+    return http_get(Target("127.0.0.1", port), HttpGet(urls=list(urls)), 1.0)
 
 
 def test_http_status_ranges_and_digest(web):
     web.status = 204
-    assert http_get("127.0.0.1", web.port, [UrlCheck("/")], 1.0).ok  # default 200-299
+    assert get(web.port, UrlCheck("/")).ok  # default 200-299
     web.status = 404
-    assert not http_get("127.0.0.1", web.port, [UrlCheck("/")], 1.0).ok
-    assert http_get("127.0.0.1", web.port, [UrlCheck("/", ((400, 499),))], 1.0).ok
+    assert not get(web.port, UrlCheck("/")).ok
+    assert get(web.port, UrlCheck("/", ((400, 499),))).ok
     web.status = 200
     good = hashlib.md5(web.body).hexdigest()
-    assert http_get("127.0.0.1", web.port, [UrlCheck("/", digest=good.upper())], 1.0).ok
-    bad = http_get("127.0.0.1", web.port, [UrlCheck("/", digest="0" * 32)], 1.0)
+    assert get(web.port, UrlCheck("/", digest=good.upper())).ok
+    bad = get(web.port, UrlCheck("/", digest="0" * 32))
     assert not bad.ok and "MD5 digest error" in bad.detail
-    both = [UrlCheck("/a"), UrlCheck("/b", ((301, 301),))]
-    assert not http_get("127.0.0.1", web.port, both, 1.0).ok  # every url must pass
+    assert not get(web.port, UrlCheck("/a"), UrlCheck("/b", ((301, 301),))).ok  # every url
+    assert get(web.port, UrlCheck("/", regex="rs[0-9] ok")).ok
+    assert not get(web.port, UrlCheck("/", regex="rs[0-9] ok", regex_no_match=True)).ok
 
 
 def test_http_get_of_something_that_is_not_http():
@@ -390,7 +369,7 @@ def test_http_get_of_something_that_is_not_http():
 
         thread = threading.Thread(target=answer)
         thread.start()
-        result = http_get("127.0.0.1", srv.getsockname()[1], [UrlCheck("/")], 1.0)
+        result = get(srv.getsockname()[1], UrlCheck("/"))
         thread.join(5)
     assert not result.ok and "not an HTTP response" in result.detail
 
@@ -413,7 +392,7 @@ def test_udp_real_servers_without_checkers_stay_alive(web):
         "real_server 192.168.0.11 7 { weight 1 } }"
     ).config
     director = FakeDirector()
-    checker = HealthChecker(config, director)
+    checker = make_checker(config, director)
     checker.start(0.0)
     assert checker.poll(100.0) is None  # nothing to check, ever
     assert director.take() == [

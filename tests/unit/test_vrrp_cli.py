@@ -78,7 +78,7 @@ def test_show_config_refusals_are_usage_errors(args, message):
 def test_check_config_of_the_generated_configuration(tmp_path):
     path = tmp_path / "keepalived.conf"
     path.write_text(render_config(nat_pair_config(make_plan("nat"), "d1")))
-    result = invoke("check-config", str(path))
+    result = invoke("check-config", "--no-keepalived", "-f", str(path))
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         f"{path}: OK (2 vrrp_instance, 1 vrrp_sync_group, 0 vrrp_script, 2 virtual_server; "
@@ -101,15 +101,15 @@ def test_check_config_prints_warnings_with_line_numbers(tmp_path):
         "}\n"
         "virtual_server 10.0.1.100 80 {\n"
         "    lb_algo lblcr\n"
-        "    real_server 192.168.0.11 80 { SSL_GET { } }\n"
+        "    real_server 192.168.0.11 80 { FILE_CHECK { } }\n"
         "}\n"
     )
-    result = invoke("check-config", str(path))
+    result = invoke("check-config", "--no-keepalived", str(path))  # the positional alias
     assert result.exit_code == 0, result.output
     err = result.stderr.splitlines()
-    assert err[0].startswith(f"{path}:2: warning: global_defs 'smtp_server'")
-    assert err[1].startswith(f"{path}:7: warning: unknown keyword 'lvs_sync_daemon_interface'")
-    assert err[2].startswith(f"{path}:12: warning: SSL_GET is not supported")
+    assert err[0] == f"{path}:2: warning: 'smtp_server' ignored (SMTP alerts: a lab sends no mail)"
+    assert err[1].startswith(f"{path}:7: warning: (VI_1) lvs_sync_daemon_interface in a")
+    assert err[2].startswith(f"{path}:12: warning: FILE_CHECK ignored (track files are not")
     assert err[3] == (
         f"{path}: warning: virtual_server [10.0.1.100]:tcp:80: lb_algo lblcr is not "
         "implemented by the director"
@@ -138,14 +138,22 @@ def test_check_config_prints_warnings_with_line_numbers(tmp_path):
 def test_check_config_errors_exit_non_zero_with_the_line(tmp_path, text, message):
     path = tmp_path / "bad.conf"
     path.write_text(text)
-    result = invoke("check-config", str(path))
-    assert result.exit_code == 1
+    result = invoke("check-config", "--no-keepalived", "-f", str(path))
+    assert result.exit_code == 2
     assert "error:" in result.output and message in result.output
 
 
 def test_check_config_of_a_missing_file(tmp_path):
-    result = invoke("check-config", str(tmp_path / "none.conf"))
-    assert result.exit_code == 1 and "No such file" in result.output
+    result = invoke("check-config", "--no-keepalived", "-f", str(tmp_path / "none.conf"))
+    assert result.exit_code == 2 and "No such file" in result.output
+
+
+def test_check_config_takes_the_file_once(tmp_path):
+    path = tmp_path / "k.conf"
+    path.write_text("")
+    assert invoke("check-config", "--no-keepalived").exit_code == 2
+    result = invoke("check-config", "--no-keepalived", "-f", str(path), str(path))
+    assert result.exit_code == 2 and "once" in result.output
 
 
 # ------------------------------------------------------------------------------- run
@@ -155,7 +163,7 @@ def test_run_refuses_a_bad_config_before_anything_starts(tmp_path):
     path = tmp_path / "bad.conf"
     path.write_text("vrrp_instance VI_1 {\n  virtual_router_id 0\n}\n")
     result = invoke("run", "--config", str(path))
-    assert result.exit_code == 1
+    assert result.exit_code == 2
     assert f"{path}:2: 'virtual_router_id' must be in 1..255" in result.output
 
 
@@ -291,7 +299,13 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
         ],
         "groups": [{"name": "VG_NAT", "state": "BACKUP", "members": ["VI_OUTER", "VI_INNER"]}],
         "virtual_servers": [
-            {"service": "[10.0.1.100]:tcp:80", "real_servers": [{"alive": True}, {"alive": False}]}
+            {"service": "[10.0.1.100]:tcp:80", "real_servers": [{"alive": True}, {"alive": False}]},
+            {
+                "service": "[10.0.1.100]:tcp:443",
+                "real_servers": [{"alive": False}],
+                "quorum": {"up": False, "alive_weight": 0, "quorum": 1},
+                "sorry_server": {"address": "[192.168.0.99]:443", "active": True},
+            },
         ],
     }
     text = format_status(data)
@@ -313,3 +327,7 @@ def test_format_status_shows_groups_drops_and_virtual_servers():
     assert "sync group VG_NAT: BACKUP (VI_OUTER, VI_INNER)" in lines
     assert "VI_OUTER drops: misconfigured 1, other_vrid 3" in lines
     assert "virtual server [10.0.1.100]:tcp:80: 1/2 real servers alive" in lines
+    assert (
+        "virtual server [10.0.1.100]:tcp:443: 0/1 real servers alive, quorum lost (0 < 1), "
+        "sorry server [192.168.0.99]:443 in"
+    ) in lines

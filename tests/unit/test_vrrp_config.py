@@ -11,12 +11,13 @@ from testbed.keepalived_conf.model import (
     Authentication,
     ConfigError,
     HttpGet,
+    Script,
     TcpCheck,
     TrackInterface,
     TrackScript,
     UrlCheck,
     VirtualAddress,
-    checker_timing,
+    check_timing,
 )
 
 # The NAT layout's director d1, as an LVS-HOWTO reader would write it for keepalived 2.2.
@@ -100,7 +101,7 @@ virtual_server 10.0.1.100 80 {
         TCP_CHECK {
             connect_timeout 3
             connect_port 80
-            nb_get_retry 3
+            retry 3
             delay_before_retry 3
         }
     }
@@ -112,7 +113,7 @@ virtual_server 10.0.1.100 80 {
                 status_code 200
             }
             connect_timeout 3
-            retry 3
+            nb_get_retry 3
             delay_before_retry 2
         }
     }
@@ -158,7 +159,7 @@ def test_nat_pair_sync_group_and_script():
     config, _ = parse(NAT_D1)
     group = config.sync_groups["VG_NAT"]
     assert group.group == ["VI_OUTER", "VI_INNER"]
-    assert group.notify_master == "/etc/keepalived/notify.sh master"
+    assert group.notify_master == Script("/etc/keepalived/notify.sh master")
     assert config.sync_group_of("VI_INNER") is group
     script = config.scripts["chk_director"]
     assert script.script == "/usr/local/bin/check_director --quiet"
@@ -183,9 +184,19 @@ def test_nat_pair_virtual_server():
         1,
         True,
     )
-    assert rs1.checkers == [TcpCheck(80, 3, 3, 3)]  # nb_get_retry is retry
-    assert rs2.checkers == [HttpGet([UrlCheck("/index.html", ((200, 200),))], None, 3, 3, 2)]
-    assert checker_timing(rs2.checkers[0]) == (3, 3, 2)
+    assert rs1.checkers == [
+        TcpCheck(connect_port=80, connect_timeout_s=3, retry=3, delay_before_retry_s=3)
+    ]
+    assert rs2.checkers == [  # HTTP_GET's nb_get_retry is retry
+        HttpGet(
+            urls=[UrlCheck("/index.html", ((200, 200),))],
+            connect_timeout_s=3,
+            retry=3,
+            delay_before_retry_s=2,
+        )
+    ]
+    # connect_timeout, retry, delay_before_retry, delay_loop, warmup (= delay_loop), alpha
+    assert check_timing(vs, rs2, rs2.checkers[0]) == (3, 3, 2, 6, 6, False)
 
 
 def test_nat_pair_warnings_name_file_and_line():
@@ -199,7 +210,7 @@ def test_nat_pair_warnings_name_file_and_line():
     assert "notification_email" in warnings[0].message
     assert (
         str(warnings[2])
-        == "keepalived.conf:64: unknown keyword 'smtp_alert' in vrrp_instance VI_INNER; ignored"
+        == "keepalived.conf:64: 'smtp_alert' ignored (SMTP alerts: a lab sends no mail)"
     )
     assert "weights are ignored in a sync group" in warnings[3].message
 
@@ -254,14 +265,14 @@ def test_round_trip_keeps_quoting_and_optional_fields():
         lb_kind DR
         persistence_timeout
         persistence_granularity 255.255.255.0
-        protocol UDP
+        real_server 10.0.0.5 { weight 2 }
     }
     """
     config, _ = parse(text)
     inst = config.instances["VI 1"]
     assert inst.advert_int_s == 0.25 and inst.version is None
     assert config.effective_version(inst) == 3
-    assert inst.notify == '/usr/bin/logger -t "vrrp" state'
+    assert inst.notify == Script('/usr/bin/logger -t "vrrp" state')
     assert inst.track_interfaces == [
         TrackInterface("eth1", -10, True),
         TrackInterface("eth2", 0, True),
@@ -314,12 +325,12 @@ vrrp_instance VI_1 { ! another
 """
     config, warnings = parse(text)
     inst = config.instances["VI_1"]
-    assert inst.notify_master == "/x.sh 'a b' #not-a-comment"
-    assert inst.notify_backup == "/y.sh"
+    assert inst.notify_master == Script("/x.sh 'a b' #not-a-comment")
+    assert inst.notify_backup == Script("/y.sh")
     assert warnings == []
 
 
-def test_unsupported_syntax_is_skipped_with_a_warning():
+def test_parameters_conditional_lines_and_static_blocks_are_read():
     text = """\
 $PRIO=150
 @d1 router_id d1
@@ -335,8 +346,11 @@ static_ipaddress {
 }
 """
     config, warnings = parse(text)
-    assert [w.line for w in warnings] == [1, 2, 6, 8, 10]
+    assert [w.line for w in warnings] == [6, 8, 2]  # no_track, use_vmac, no @ID applies
+    assert "@ID lines for d1 and no config id was given" in warnings[2].message
     assert "VI_1" in config.instances
+    assert config.global_defs.router_id is None  # no config id: @d1 lines do not apply
+    assert config.static_addresses == [VirtualAddress(IPv4Address("10.0.0.9"), 24, "eth0")]
 
 
 def test_include_relative_glob_and_loop(tmp_path):
@@ -348,7 +362,9 @@ def test_include_relative_glob_and_loop(tmp_path):
     )
     (tmp_path / "conf.d" / "b.conf").write_text("include ../shared/vs.conf\n")
     (tmp_path / "shared").mkdir()
-    (tmp_path / "shared" / "vs.conf").write_text("virtual_server 10.0.0.1 80 {\n    bogus 1\n}\n")
+    (tmp_path / "shared" / "vs.conf").write_text(
+        "virtual_server 10.0.0.1 80 {\n    bogus 1\n    real_server 10.0.0.2 80 {}\n}\n"
+    )
     config, warnings = load_config(tmp_path / "keepalived.conf")
     assert list(config.instances) == ["VI_A"]
     assert config.virtual_servers[0].port == 80
@@ -497,8 +513,13 @@ def test_priority_defaults_follow_keepalived():
 
 
 def test_checker_defaults():
-    assert checker_timing(TcpCheck()) == (5.0, 1, 1.0)
-    assert checker_timing(HttpGet()) == (5.0, 1, 3.0)
+    config, _ = parse(
+        "virtual_server 10.0.0.1 80 { real_server 10.0.0.2 80 { TCP_CHECK {}\nHTTP_GET {} } }"
+    )
+    vs = config.virtual_servers[0]
+    rs = vs.real_servers[0]
+    assert check_timing(vs, rs, rs.checkers[0]) == (5.0, 1, 1.0, 60.0, 60.0, False)
+    assert check_timing(vs, rs, rs.checkers[1]) == (5.0, 1, 3.0, 60.0, 60.0, False)
 
 
 def test_status_code_ranges():

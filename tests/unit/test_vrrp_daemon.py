@@ -27,7 +27,6 @@ from testbed.vrrp.daemon import (
     check_runnable,
     default_name,
     drop_bucket,
-    script_argv,
     vip_argv,
 )
 from testbed.vrrp.packet import Advert, AuthType, DropReason, encode
@@ -206,10 +205,15 @@ vrrp_instance VI_1 {
 
 def test_notify_scripts_run_with_keepalived_arguments():
     sim = Sim()
-    host = sim.add("d1", parse_config(NOTIFY_CONF).config, {"d1-eth0": ("10.0.1.2", "outer")})
-    host.executables |= {
+    executables = {
         f"/etc/keepalived/{s}.sh" for s in ("group", "group-master", "master", "stop", "notify")
     }
+    host = sim.add(
+        "d1",
+        parse_config(NOTIFY_CONF).config,
+        {"d1-eth0": ("10.0.1.2", "outer")},
+        executables=executables,
+    )
     sim.start("d1")
     assert host.of("spawn") == [
         ("spawn", "/bin/sh", "-c", "logger -t vrrp backup"),  # not an executable file: sh -c
@@ -246,20 +250,101 @@ def test_notify_scripts_never_block_and_failures_are_reaped():
     assert all(c.killed for c in host.children if c.rc is None)
 
 
-def test_script_argv_as_keepalived_runs_scripts():
-    executable = {"/bin/notify"}.__contains__
-    assert script_argv("/bin/notify --x", ("INSTANCE", "VI 1"), executable) == [
-        "/bin/notify",
-        "--x",
-        "INSTANCE",
-        "VI 1",
+def test_disabled_scripts_never_run_and_a_disabled_track_script_is_untracked():
+    """keepalived drops a track script it cannot run from the instances tracking it (so it
+    neither fails nor weighs), and never runs a disabled notify script."""
+    conf = NOTIFY_CONF.replace(
+        "    notify /etc/keepalived/notify.sh\n",
+        "    notify /etc/keepalived/notify.sh\n    track_script { chk }\n",
+    )
+    conf = "vrrp_script chk {\n    script /usr/local/bin/chk\n    weight -50\n}\n" + conf
+    sim = Sim()
+    sim.add(
+        "d1",
+        parse_config(conf).config,
+        {"d1-eth0": ("10.0.1.2", "outer")},
+        disabled={"/usr/local/bin/chk", "/etc/keepalived/notify.sh"},
+    )
+    host = sim.hosts["d1"]
+    warnings = sim.daemons["d1"].warnings
+    assert any("Disabling track script chk" in w for w in warnings)
+    assert any("/etc/keepalived/notify.sh" in w for w in warnings)
+    sim.start("d1")
+    sim.run_until(5.0)
+    assert sim.status("d1", "VI_1")["tracked_scripts"] == {}
+    assert sim.became("d1", "VI_1", "MASTER") == [pytest.approx(DOWN_150_S)]
+    spawned = [e[1:] for e in host.of("spawn")]
+    assert all(
+        "/usr/local/bin/chk" not in argv and "/etc/keepalived/notify.sh" not in argv
+        for argv in spawned
+    )
+
+
+# ------------------------------------------------------- routes, rules, static entries
+
+ROUTES_CONF = """
+static_ipaddress { 10.9.0.1/24 dev d1-eth0 }
+static_routes { 10.8.0.0/16 via 10.0.1.254 }
+static_rules { from 10.8.0.0/16 table 8 pref 100 }
+vrrp_instance VI_1 {
+    interface d1-eth0
+    virtual_router_id 51
+    priority 150
+    virtual_ipaddress { 10.0.1.100/24 }
+    virtual_routes { 10.7.0.0/16 gw 10.0.1.253 dev d1-eth0 }
+    virtual_rules { to 10.7.0.0/16 lookup 7 preference 70 }
+}
+"""
+
+
+def test_virtual_routes_follow_the_vips_and_static_entries_the_daemon():
+    sim = Sim()
+    host = sim.add("d1", parse_config(ROUTES_CONF).config, {"d1-eth0": ("10.0.1.2", "outer")})
+    sim.start("d1")
+    assert host.of("ip") == [
+        ("ip", "addr", "add", "10.9.0.1/24", "dev", "d1-eth0"),
+        ("ip", "route", "add", "10.8.0.0/16", "via", "10.0.1.254"),
+        ("ip", "rule", "add", "from", "10.8.0.0/16", "table", "8", "pref", "100"),
     ]
-    assert script_argv("echo hi > /tmp/x", ("GROUP", "VI 1"), executable) == [
-        "/bin/sh",
-        "-c",
-        "echo hi > /tmp/x GROUP 'VI 1'",
+    host.take()
+    sim.run_until(5.0)  # MASTER: VIPs, then routes, then rules
+    assert host.of("ip") == [
+        ("ip", "addr", "add", "10.0.1.100/24", "dev", "d1-eth0"),
+        ("ip", "route", "add", "10.7.0.0/16", "via", "10.0.1.253", "dev", "d1-eth0"),
+        ("ip", "rule", "add", "to", "10.7.0.0/16", "table", "7", "pref", "70"),
     ]
-    assert script_argv("'unbalanced", (), executable) == ["/bin/sh", "-c", "'unbalanced"]
+    host.take()
+    sim.shutdown("d1")  # rules, routes, VIPs; then the static entries in reverse
+    assert host.of("ip") == [
+        ("ip", "rule", "del", "to", "10.7.0.0/16", "table", "7", "pref", "70"),
+        ("ip", "route", "del", "10.7.0.0/16", "via", "10.0.1.253", "dev", "d1-eth0"),
+        ("ip", "addr", "del", "10.0.1.100/24", "dev", "d1-eth0"),
+        ("ip", "rule", "del", "from", "10.8.0.0/16", "table", "8", "pref", "100"),
+        ("ip", "route", "del", "10.8.0.0/16", "via", "10.0.1.254"),
+        ("ip", "addr", "del", "10.9.0.1/24", "dev", "d1-eth0"),
+    ]
+
+
+def test_check_unicast_src_drops_adverts_from_strangers():
+    conf = """
+    vrrp_instance VI_1 {
+        interface d1-eth0
+        virtual_router_id 51
+        priority 100
+        unicast_peer { 10.0.1.3 }
+        check_unicast_src
+        virtual_ipaddress { 10.0.1.100/24 }
+    }
+    """
+    sim = Sim()
+    host = sim.add("d1", parse_config(conf).config, {"d1-eth0": ("10.0.1.2", "outer")})
+    sim.start("d1")
+    advert = Advert(version=2, vrid=51, priority=200, addresses=(IPv4Address("10.0.1.100"),))
+    stranger = IPv4Address("10.0.1.66")
+    payload = encode(advert, stranger, IPv4Address("10.0.1.2"))
+    host.sockets[0].inbox.append(ipv4_datagram(stranger, IPv4Address("10.0.1.2"), payload))
+    sim.run_until(0.5)
+    assert sim.status("d1", "VI_1")["drop_reasons"] == {"NOT_A_PEER": 1}
 
 
 # ------------------------------------------------------------------- sync group, faults
@@ -358,8 +443,8 @@ def script_pair() -> tuple[Sim, FakeHost]:
             SCRIPT_CONF % {"if": "d1-eth0", "prio": 150, "track": "track_script { chk_director }"}
         ).config,
         {"d1-eth0": ("10.0.1.2", "outer")},
+        executables={"/usr/local/bin/chk_director"},
     )
-    d1.executables.add("/usr/local/bin/chk_director")
     sim.add(
         "d2",
         parse_config(SCRIPT_CONF % {"if": "d2-eth0", "prio": 100, "track": ""}).config,

@@ -11,7 +11,7 @@ from testbed.check.lvsconfig import startup_commands
 from testbed.director import ipvsadm
 from testbed.director.model import Director
 from testbed.keepalived_conf import parse_config, render_config
-from testbed.keepalived_conf.model import HttpGet, TrackInterface, VirtualAddress
+from testbed.keepalived_conf.model import HttpGet, TrackInterface, UdpCheck, VirtualAddress
 from testbed.net.daemon_configs import GenerateError, nat_pair_config
 from testbed.topo.plan import LayoutParams, make_plan
 from testbed.vrrp.daemon import check_runnable
@@ -97,7 +97,9 @@ def test_virtual_servers_cover_every_service_and_real_server():
         (check,) = rs.checkers
         assert isinstance(check, HttpGet)
         assert [(u.path, u.status_codes) for u in check.urls] == [("/", ((200, 200),))]
-    assert all(rs.checkers == [] for rs in echo.real_servers)  # no UDP checker
+    for rs in echo.real_servers:  # the echo service is checked too: it must answer
+        (check,) = rs.checkers
+        assert isinstance(check, UdpCheck) and check.require_reply
 
 
 def test_the_director_accepts_the_generated_services():

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from testbed.keepalived_conf.model import Script
+from testbed.runtime.scripts import PreparedScript, ScriptPolicy
 from testbed.vrrp.transport import (
     LinuxHost,
     SpawnedProcess,
@@ -97,10 +99,15 @@ def test_linux_host_reads_lo_without_root():
     assert host.primary_address("no-such-if0") is None
     assert host.link_up("lo") is True
     assert host.link_up("no-such-if0") is False
-    assert host.is_executable("/bin/sh")
-    assert not host.is_executable("/etc/passwd")
+    policy = ScriptPolicy()
+    assert host.prepare_script(Script("/bin/sh -c true"), policy).script is not None
+    assert host.prepare_script(Script("/etc/passwd"), policy).script is None  # not executable
     rc, err = host.ip(["addr", "show", "dev", "no-such-if0"])
     assert rc != 0 and "does not exist" in err
+
+
+def sh(command: str) -> PreparedScript:
+    return PreparedScript(command, ("/bin/sh", "-c", command), True, None, None, "root")
 
 
 def wait_for(child: SpawnedProcess, timeout_s: float = 5.0) -> int | None:
@@ -111,13 +118,13 @@ def wait_for(child: SpawnedProcess, timeout_s: float = 5.0) -> int | None:
 
 
 def test_spawned_script_exit_status():
-    child = SpawnedProcess(["/bin/sh", "-c", "exit 3"], quiet=True)
+    child = SpawnedProcess(sh("exit 3"), (), quiet=True)
     assert wait_for(child) == 3
 
 
 def test_killing_a_script_kills_its_process_group(tmp_path):
     pid_file = tmp_path / "grandchild.pid"
-    child = SpawnedProcess(["/bin/sh", "-c", f"sleep 30 & echo $! > {pid_file}; wait"], quiet=True)
+    child = SpawnedProcess(sh(f"sleep 30 & echo $! > {pid_file}; wait"), (), quiet=True)
     deadline = time.monotonic() + 5.0
     while not pid_file.exists() or not pid_file.read_text().strip():
         assert time.monotonic() < deadline

@@ -14,7 +14,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address
 
-from testbed.keepalived_conf.model import Config
+from testbed.keepalived_conf.model import Config, Script
+from testbed.runtime.scripts import Preparation, PreparedScript, ScriptPolicy
 from testbed.vrrp.daemon import VrrpDaemon
 
 WALL_EPOCH_S = 1_700_000_000.0
@@ -137,6 +138,7 @@ class FakeHost:
         self.links: dict[str, bool] = {ifname: True for ifname in interfaces}
         self.events: list[tuple] = []
         self.executables: set[str] = set()
+        self.disabled: set[str] = set()
         self.script_rc: dict[str, int | None] = {}  # by argv[0]; default exit 0
         self.children: list[FakeChild] = []
         self.sockets: list[FakeSocket] = []
@@ -162,14 +164,26 @@ class FakeHost:
     def send_garp(self, ifname: str, address: IPv4Address) -> None:
         self.events.append(("garp", ifname, str(address)))
 
-    def spawn(self, argv: list[str], quiet: bool) -> FakeChild:
+    def prepare_script(self, script: Script, policy: ScriptPolicy) -> Preparation:
+        """Files in ``executables`` are exec'd, anything else goes to ``/bin/sh -c``;
+        commands in ``disabled`` cannot run (as a missing or unsafe script)."""
+        if script.command in self.disabled:
+            return Preparation(None, [f"script '{script.command}' disabled"])
+        words = script.command.split()
+        if words and words[0] in self.executables:
+            prepared = PreparedScript(script.command, tuple(words), False, None, None, "root")
+        else:
+            prepared = PreparedScript(
+                script.command, ("/bin/sh", "-c", script.command), True, None, None, "root"
+            )
+        return Preparation(prepared, [])
+
+    def spawn(self, prepared: PreparedScript, extra, quiet: bool) -> FakeChild:
+        argv = prepared.argv(extra)
         self.events.append(("spawn", *argv))
         child = FakeChild(argv, self.script_rc.get(argv[0], 0))
         self.children.append(child)
         return child
-
-    def is_executable(self, path: str) -> bool:
-        return path in self.executables
 
     def close(self) -> None:
         self.closed = True
@@ -205,10 +219,22 @@ class Sim:
             self.segments[name] = Segment(name, self.clock)
         return self.segments[name]
 
-    def add(self, name: str, config: Config, interfaces: dict[str, tuple[str, str]]) -> FakeHost:
+    def add(
+        self,
+        name: str,
+        config: Config,
+        interfaces: dict[str, tuple[str, str]],
+        *,
+        executables: set[str] = frozenset(),
+        disabled: set[str] = frozenset(),
+    ) -> FakeHost:
+        """A host and its daemon; ``executables`` and ``disabled`` (see
+        `FakeHost.prepare_script`) are set before the daemon prepares its scripts."""
         host = FakeHost(
             name, {ifname: (ip, self.segment(seg)) for ifname, (ip, seg) in interfaces.items()}
         )
+        host.executables |= executables
+        host.disabled |= disabled
         self.hosts[name] = host
         self.daemons[name] = VrrpDaemon(config, host, name=name, clock=self.clock, wall=self.wall)
         return host
