@@ -80,3 +80,16 @@ def test_table_resize_and_unfill_leave_real_connections_alone(daemon):
     assert reply["rc"] == 0 and "5000 connections removed" in reply["out"]
     assert list(daemon.director.conns) == [real]
     assert svc.dests[0].inactconns + svc.dests[0].activeconns == 1
+
+
+def test_counters_read_the_clock_and_cpu_after_the_packet_totals(daemon):
+    for argv in (
+        ["-A", "-u", "10.0.1.100:7", "-s", "rr"],
+        ["-a", "-u", "10.0.1.100:7", "-r", "192.168.0.11:7", "-m"],
+    ):
+        assert daemon.handle_request({"op": "ipvsadm", "argv": argv})["rc"] == 0
+    for port in daemon.ports:
+        port.kernel_drops = lambda: 3
+    c = daemon.handle_request({"op": "counters"})["counters"]
+    assert set(c) == {"inpkts", "outpkts", "socket_drops", "rx", "t_s", "cpu_s"}
+    assert c["inpkts"] == c["outpkts"] == 0 and c["socket_drops"] == 6 and c["cpu_s"] > 0

@@ -152,10 +152,14 @@ class _BusyDirector:
         self.counts = list(counts)
         self.asked = 0
 
-    def director_request(self, _msg, _director):
+    def director_request(self, msg, _director):
         self.asked += 1
         rx = self.counts.pop(0) if len(self.counts) > 1 else self.counts[0]
-        return {"stats": {"frames": {"rx": rx}}}
+        return (
+            {"counters": {"rx": rx}}
+            if msg["op"] == "counters"
+            else {"stats": {"frames": {"rx": rx}}}
+        )
 
 
 def test_wait_drained_returns_once_the_director_stops_receiving():
