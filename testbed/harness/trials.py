@@ -18,6 +18,7 @@ arithmetic is unit-tested.
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
@@ -228,43 +229,54 @@ def windowed_trial(
     warmup_s: float = 0.6,
     director: str = "d1",
     payload_bytes: int = 64,
+    slices: int = 6,
 ) -> dict:
     """Offer ``rate_pps`` UDP echo requests and measure the director over a window of
     ``window_s`` in the middle of the load: after ``warmup_s`` (the senders start, queues
-    fill) and before the senders stop (nothing of the drain after them). Rates and per-CPU
-    figures come from two `director_snapshot`s; the clients' own counts give the sent rate
-    and loss for the fidelity check."""
+    fill) and before the senders stop (nothing of the drain after them). The window is cut
+    into ``slices`` by `director_snapshot`s; each slice's figures are returned (``slices``:
+    seconds, CPU seconds, packets in and out), so a caller can take a median that a burst
+    of other work on the machine during one slice does not move. The totals are over the
+    whole window; the clients' own counts give the sent rate and loss for the fidelity check."""
     duration_s = warmup_s + window_s + 0.4
     host0, t0 = read_proc_stat()["cpu"], time.monotonic()
     # The director's counters measure the window; the clients' replies only check fidelity,
     # so they are not waited for long after the last request.
     procs = _udp_senders(tb, rate_pps, duration_s, payload_bytes, drain_s=0.1)
+    snaps = []
     try:
-        time.sleep(max(0.0, t0 + warmup_s - time.monotonic()))
-        a = director_snapshot(tb, director)
-        time.sleep(max(0.0, t0 + warmup_s + window_s - time.monotonic()))
-        b = director_snapshot(tb, director)
+        for i in range(slices + 1):
+            time.sleep(max(0.0, t0 + warmup_s + i * window_s / slices - time.monotonic()))
+            snaps.append(director_snapshot(tb, director))
         host1 = read_proc_stat()["cpu"]
     finally:
         outs = [json.loads(p.communicate(timeout=duration_s + 30)[0] or b"{}") for p in procs]
     sent = sum(o.get("sent", 0) for o in outs)
     answered = sum(o.get("received", 0) for o in outs)
     send_s = max((o.get("elapsed_s", 0.0) for o in outs), default=0.0) or duration_s
-    window = b["t_s"] - a["t_s"]
+    a, b = snaps[0], snaps[-1]
+    busy = cpu_busy_fraction(host0, host1)
     return {
-        "window_s": window,
+        "window_s": b["t_s"] - a["t_s"],
         "cpu_s": b["cpu_s"] - a["cpu_s"],
         "inpkts": b["inpkts"] - a["inpkts"],
         "outpkts": b["outpkts"] - a["outpkts"],
         "socket_drops": b["socket_drops"] - a["socket_drops"],
+        "slices": [
+            {
+                "s": y["t_s"] - x["t_s"],
+                "cpu_s": y["cpu_s"] - x["cpu_s"],
+                "inpkts": y["inpkts"] - x["inpkts"],
+                "outpkts": y["outpkts"] - x["outpkts"],
+            }
+            for x, y in itertools.pairwise(snaps)
+        ],
         "sent_pps": sent / send_s,
         "client_loss_frac": 1 - answered / sent if sent else 1.0,
-        "host_busy_frac": cpu_busy_fraction(host0, host1),
+        "host_busy_frac": busy,
         "invalid_reasons": list(
             check_fidelity(
-                target_pps=rate_pps,
-                achieved_pps=sent / send_s,
-                host_cpu_busy_frac=cpu_busy_fraction(host0, host1),
+                target_pps=rate_pps, achieved_pps=sent / send_s, host_cpu_busy_frac=busy
             ).reasons
         ),
     }
