@@ -304,7 +304,10 @@ def run_layout(
                 err_console.print(
                     "[yellow]warning:[/] reachability differs from the plan: type `check`"
                 )
-            console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
+            console.print(
+                "Type `help` for commands, `check` to test reachability, `state` for what the "
+                "hosts hold now, `exit` to stop."
+            )
             open_cli(testbed, script=str(script) if script else None)
     except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
         ok = False
