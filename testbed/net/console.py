@@ -76,25 +76,25 @@ class LvsCLI(CLI):
         return CLI.precmd(self, first)
 
     def onecmd(self, line: str):
-        """`source` and ``--script`` files may hold lines copied with their prompt too."""
-        return CLI.onecmd(self, strip_prompt(line))
+        """Run one command (`source` and ``--script`` lines may carry a copied prompt too)."""
+        with self._quiet_typeahead():
+            return CLI.onecmd(self, strip_prompt(line))
 
     def waitForNode(self, node) -> None:  # noqa: N802 - Mininet API
         """Print the host command's output until it ends; Ctrl-C interrupts it. Unlike Mininet,
         read nothing from our input meanwhile: what arrives stays queued for the CLI."""
-        with self._quiet_typeahead():
-            while node.waiting:
-                try:
-                    data = node.monitor(timeoutms=NODE_POLL_MS)
-                    if data:
-                        output(data)
-                except KeyboardInterrupt:
-                    node.sendInt()
+        while node.waiting:
+            try:
+                data = node.monitor(timeoutms=NODE_POLL_MS)
+                if data:
+                    output(data)
+            except KeyboardInterrupt:
+                node.sendInt()
 
     @contextmanager
     def _quiet_typeahead(self):
-        """No terminal echo while a host command runs: lines typed or pasted meanwhile show
-        once, at their own prompt when they run, not mixed into the command's output."""
+        """No terminal echo while a command runs: lines typed or pasted meanwhile show once,
+        at their own prompt when they run, not mixed into the command's output."""
         fd = self.stdin.fileno() if self.isatty() else None
         saved = termios.tcgetattr(fd) if fd is not None else None
         if saved is not None:
