@@ -79,10 +79,11 @@ def report_text(
     if answers is None:
         lines.append(f"(no answers file: {answers_path} does not exist)")
     else:
-        lines.append(f"From {answers_path}:")
-        lines.append("")
-        text = answers[:MAX_ANSWERS_CHARS]
-        lines.append(text.rstrip())
+        # Verbatim in a fence of its own (~~~~ stays clear of the ``` blocks answers may hold),
+        # so the student's headings do not become the report's.
+        lines += [f"From {answers_path}:", "", "~~~~markdown"]
+        lines.append(answers[:MAX_ANSWERS_CHARS].rstrip())
+        lines.append("~~~~")
         if len(answers) > MAX_ANSWERS_CHARS:
             lines.append(f"(cut at {MAX_ANSWERS_CHARS} characters)")
     lines += ["", "## Figures of this run", ""]
