@@ -383,7 +383,7 @@ def failover(
 ) -> None:
     """Fail the master director of a running NAT layout (started with `up nat` elsewhere) and
     report the takeover time, the RFC bound and the probe's outage and loss."""
-    from testbed.net.failover import HOWS, measure
+    from testbed.net.failover import HOWS, measure, record
     from testbed.net.hosts import HostsError, RunHosts
 
     require_root("`failover`")
@@ -405,9 +405,17 @@ def failover(
         "d1",
     )
     backup = "d2" if master == "d1" else "d1"
-    console.print(
-        measure(hosts, plan, how, master, backup, probe_pps=probe_pps).text(), highlight=False
+    result = measure(
+        hosts,
+        plan,
+        how,
+        master,
+        backup,
+        probe_pps=probe_pps,
+        progress=lambda text: console.print(text, highlight=False),
     )
+    record(hosts.run_dir, result)  # a lab's hand-in and its CLI's `restore` find it there
+    console.print(result.text(), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -129,8 +129,9 @@ class LvsCLI(CLI):
         if how not in HOWS or not self.testbed.plan.has_pair:
             print(f"usage: failover [{'|'.join(HOWS)}] (NAT layouts with failover on)")
             return
-        if self.last_failure is not None:
-            print(f"{self.last_failure[1]} is still failed: type `restore` first")
+        pending = self._pending_failure()
+        if pending is not None:
+            print(f"{pending[1]} is still failed ({pending[0]}): type `restore` first")
             return
         master = self.testbed.vip_holder() or "d1"
         backup = "d2" if master == "d1" else "d1"
@@ -151,10 +152,11 @@ class LvsCLI(CLI):
         until the restored director has taken the VIPs back (preempt, about 4 s)."""
         from testbed.net.failover import master_since, vrrp_status
 
-        if self.last_failure is None:
-            print("nothing to restore: no failover in this session")
+        pending = self._pending_failure()
+        if pending is None:
+            print("nothing to restore: no director is failed")
             return
-        how, name = self.last_failure
+        how, name = pending
         started = time.time()
         self.testbed.restore(how, name)
         self.last_failure = None
@@ -179,9 +181,10 @@ class LvsCLI(CLI):
         """vrrp: each director's VRRP instances: state, priority, master, last transition."""
         from testbed.net.failover import vrrp_status
 
+        pending = self._pending_failure()
         for d in self.testbed.plan.directors:
-            if vrrp_status(self.testbed.run.dir, d.name) is None and self.last_failure:
-                how, failed = self.last_failure
+            if vrrp_status(self.testbed.run.dir, d.name) is None and pending:
+                how, failed = pending
                 if failed == d.name:
                     print(
                         f"VRRP daemon {d.name}: not running, as expected after `failover "
@@ -189,6 +192,28 @@ class LvsCLI(CLI):
                     )
                     continue
             print(self.testbed.net[d.name].cmd(f"lvs-testbed vrrp status --name {d.name}"), end="")
+
+    def _pending_failure(self) -> tuple[str, str] | None:
+        """(how, director) of the failover to undo: this session's, or the last one
+        `lvs-testbed failover` made from another terminal (recorded in the run directory)
+        while its director is still failed."""
+        from testbed.net.failover import recorded, vrrp_status
+
+        if self.last_failure is not None:
+            return self.last_failure
+        records = recorded(self.testbed.run.dir)
+        if not records:
+            return None
+        how, name = records[-1]["how"], records[-1]["master"]
+        if how == "link":
+            links = [
+                self.testbed.net[name].cmd(f"ip -o link show {i.name}")
+                for i in self.testbed.plan.node(name).intfs
+            ]
+            failed = any(",UP" not in x and "<UP" not in x for x in links)
+        else:
+            failed = vrrp_status(self.testbed.run.dir, name) is None
+        return (how, name) if failed else None
 
     def do_plan(self, _line: str) -> None:
         """plan: the layout as designed (names, addresses, gateways, VIPs); `state` shows what

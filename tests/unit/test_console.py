@@ -188,3 +188,25 @@ def test_tick_paths():
     assert tick_seconds("/tick?s=abc") == 10
     assert tick_seconds("/tick?s=0") == 1 and tick_seconds("/tick?s=99999") == MAX_TICK_S
     assert tick_seconds("/") is None and tick_seconds("/ticker") is None
+
+
+def test_restore_finds_a_failover_made_from_another_terminal(tmp_path):
+    """`lvs-testbed failover` in a second terminal records its result in the run directory;
+    the CLI's `restore`, `vrrp` and `failover` see that director as failed until it is back."""
+    lvs_cli = console().LvsCLI
+    cli = lvs_cli.__new__(lvs_cli)
+    cli.last_failure = None
+    links = {"state": "<BROADCAST,MULTICAST>"}
+    host = SimpleNamespace(cmd=lambda _c: f"2: d1-eth0@if3: {links['state']} mtu 1500")
+    cli.testbed = SimpleNamespace(
+        run=SimpleNamespace(dir=tmp_path), net={"d1": host}, plan=make_plan("nat")
+    )
+    assert cli._pending_failure() is None
+    record(tmp_path, result("kill"))
+    assert cli._pending_failure() == ("kill", "d1")  # no VRRP daemon answers for d1 here
+    record(tmp_path, result("link"))
+    assert cli._pending_failure() == ("link", "d1")
+    links["state"] = "<BROADCAST,MULTICAST,UP,LOWER_UP>"
+    assert cli._pending_failure() is None  # its links are up again
+    cli.last_failure = ("shutdown", "d2")
+    assert cli._pending_failure() == ("shutdown", "d2")  # this session's own comes first
