@@ -140,6 +140,8 @@ def start(
         kind=lab.run_kind,
         on_ready=on_ready,
         open_cli=open_cli,
+        cli_help="Type `help` for commands, `check` for the lab's check, `reach` to test "
+        "reachability, `state` for what the hosts hold now, `exit` to stop.",
     )
 
 
