@@ -1,9 +1,10 @@
 """``lvs-testbed lab list|start|check|reset``: the classroom labs.
 
-Thin: the labs are `testbed.labs` (registry, steps, checks). ``start`` builds a lab's layout
-with the same code as ``up`` (`testbed.cli.net.run_layout`), puts the starting state on it and
-opens the Mininet CLI, where ``labcheck`` runs the check in-process; ``check`` and ``reset``
-reach the running lab from another terminal through the run registry (`RunHosts`).
+Thin: the labs are `testbed.labs` (registry, steps, checks, hand-in). ``start`` builds a
+lab's layout with the same code as ``up`` (`testbed.cli.net.run_layout`), puts the starting
+state on it and opens the Mininet CLI, where ``check`` runs the lab's check in-process;
+``check`` and ``reset`` reach the running lab from another terminal through the run registry
+(`RunHosts`). ``check --save`` writes the hand-in report (`testbed.labs.handin`).
 """
 
 from __future__ import annotations
@@ -51,24 +52,34 @@ def list_labs(
         False, "--teacher", help="Also show where each lab's teacher notes are."
     ),
 ) -> None:
-    """Every lab: number, title, the layout it builds and its handout."""
+    """Every lab: number, title, time, prerequisites, what you will learn, the layout it
+    builds and its handout."""
     from testbed.labs import LABS
 
-    table = Table(title="labs", show_lines=teacher)
-    columns = ["no.", "title", "layout", "handout"] + (
-        ["practises", "teacher notes"] if teacher else []
-    )
+    table = Table(title="labs", show_lines=True)
+    columns = ["no.", "title", "time", "before it", "you will learn to", "layout", "handout"]
+    if teacher:
+        columns += ["practises", "teacher notes"]
     for col in columns:
         table.add_column(col, overflow="fold")
     for lab in LABS.values():
-        row = [str(lab.number), lab.title, lab.up_command(), _shown(lab.handout)]
+        row = [
+            str(lab.number),
+            lab.title,
+            f"{lab.minutes} min",
+            lab.prerequisites,
+            "\n".join(f"- {o}" for o in lab.outcomes),
+            lab.up_command(),
+            _shown(lab.handout),
+        ]
         if teacher:
             row += [lab.summary, _shown(lab.teacher_notes)]
         table.add_row(*row)
     console.print(table)
     console.print(
-        "Start one with `sudo lvs-testbed lab start N`; check it from another terminal "
-        "with `sudo lvs-testbed lab check N`.",
+        "Start one with `sudo lvs-testbed lab start N`; check it with `check` in its CLI or "
+        "`sudo lvs-testbed lab check N` in another terminal; hand it in with "
+        "`sudo lvs-testbed lab check N --save`.",
         highlight=False,
     )
 
@@ -86,7 +97,7 @@ def start(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
 ) -> None:
     """Build the lab's layout, put its starting state on it and open the Mininet CLI
-    (type `labcheck` there to run the lab's check). Everything is removed on exit."""
+    (type `check` there to run the lab's check). Everything is removed on exit."""
     from testbed.cli.net import run_layout
     from testbed.labs import LabContext
     from testbed.net.hosts import TestbedHosts
@@ -96,7 +107,8 @@ def start(
         console.print(
             f"Lab {lab.number}: {lab.title}\nHandout: {_shown(lab.handout)}\n"
             "This lab needs no layout of its own: each experiment point builds one. Follow "
-            f"the handout, then `lvs-testbed lab check {lab.number}`.",
+            f"the handout, then `lvs-testbed lab check {lab.number}` (add --save to hand it "
+            "in).",
             highlight=False,
         )
         return
@@ -105,9 +117,12 @@ def start(
     def on_ready(testbed: Testbed) -> None:
         lab.prepare(LabContext(hosts=TestbedHosts(testbed), plan=testbed.plan))
         console.print(
-            f"[bold]Lab {lab.number}: {lab.title}[/]\nHandout: {_shown(lab.handout)}\n"
-            f"Type `labcheck` to check your work (or `sudo lvs-testbed lab check {lab.number}` "
-            "in another terminal).",
+            f"[bold]Lab {lab.number}: {lab.title}[/] (about {lab.minutes} min)\n"
+            f"Handout: {_shown(lab.handout)}\n"
+            f"Answers: copy {_shown(lab.answers_template)} to answers.md beside it\n"
+            "Type `check` to check your work, `check --save` to hand it in (or "
+            f"`sudo lvs-testbed lab check {lab.number}` in another terminal). Handout lines "
+            "may be pasted as they are, prompt included.",
             highlight=False,
         )
 
@@ -125,6 +140,8 @@ def start(
         kind=lab.run_kind,
         on_ready=on_ready,
         open_cli=open_cli,
+        cli_help="Type `help` for commands, `check` for the lab's check, `reach` to test "
+        "reachability, `state` for what the hosts hold now, `exit` to stop.",
     )
 
 
@@ -175,13 +192,28 @@ def check(
         file_okay=False,
         help="Folder holding the labs' folders with your answers (default: labs/).",
     ),
+    save: bool = typer.Option(
+        False,
+        "--save",
+        help="Also write the hand-in: a timestamped report of the check, your answers.md "
+        "and this run's figures.",
+    ),
+    handin_dir: Path = typer.Option(
+        None,
+        "--handin-dir",
+        file_okay=False,
+        help="Where --save writes (default: $LVS_TESTBED_HANDIN or ./handin).",
+    ),
+    student: str = typer.Option(
+        None, "--student", help="Your name in the report's file name (default: your user name)."
+    ),
 ) -> None:
-    """Run the lab's automatic check: each item ok or FAIL, with what was seen and a hint.
-    Exits 0 only if every item passes."""
+    """Run the lab's automatic check: each item ok, FAIL (with what was seen and a hint) or
+    skip (not run until an earlier failure is fixed). Exits 0 only if every item passes."""
     import dataclasses
 
     from testbed.harness.runner import default_results_root
-    from testbed.labs import LabContext, all_ok, format_results
+    from testbed.labs import LabContext, all_ok, format_results, handin
 
     lab = _lab(number)
     if lab.needs_layout:
@@ -195,6 +227,12 @@ def check(
     outcome = lab.run_check(ctx)
     console.print(f"lab {lab.number}: {lab.title}", highlight=False)
     console.print(format_results(outcome), highlight=False, markup=False)
+    if save:
+        try:
+            path = handin.save(lab, ctx, outcome, handin_dir, student)
+        except OSError as exc:
+            fail(f"could not write the hand-in: {exc} (choose a folder with --handin-dir)")
+        console.print(f"hand-in written: {_shown(path)}", highlight=False)
     if not all_ok(outcome):
         raise typer.Exit(EXIT_NOT_YET)
 
@@ -206,7 +244,8 @@ def reset(
         None, "--run", help="Run id (default: the newest running layout of this lab)."
     ),
 ) -> None:
-    """Put the lab's starting state back on its running layout, to start over."""
+    """Put the lab's starting state back on its running layout, to start over: everything the
+    check reads (lab 5: the VRRP history it counts starts again)."""
     from testbed.labs import LabError
     from testbed.net.hosts import HostsError
     from testbed.runtime.control import ControlError

@@ -259,6 +259,12 @@ def _show_configs(layout: str, params, configs: dict) -> None:
         print(render_config(user.effective(d.name)))
 
 
+UP_CLI_HELP = (
+    "Type `help` for commands, `check` to test reachability, `state` for what the hosts hold "
+    "now, `exit` to stop."
+)
+
+
 def run_layout(
     layout: str,
     params,
@@ -270,9 +276,11 @@ def run_layout(
     kind: str | None = None,
     on_ready: Callable[[Testbed], None] | None = None,
     open_cli: Callable[..., object] | None = None,
+    cli_help: str = UP_CLI_HELP,
 ) -> None:
-    """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
-    down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
+    """Build the layout, then self-check and exit (``no_cli``) or open its CLI (saying
+    ``cli_help`` first); always tear it down. Shared with `lvs-testbed lab start`: ``kind``
+    names the run, ``on_ready`` runs once
     the layout answers (a lab's starting state), ``open_cli(testbed, script=...)`` opens the
     CLI (default: the layout's `LvsCLI`; a lab's adds its check)."""
     from testbed.net.network import Terminated, Testbed, handle_termination
@@ -304,7 +312,7 @@ def run_layout(
                 err_console.print(
                     "[yellow]warning:[/] reachability differs from the plan: type `check`"
                 )
-            console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
+            console.print(cli_help, highlight=False)
             open_cli(testbed, script=str(script) if script else None)
     except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
         ok = False
@@ -380,7 +388,7 @@ def failover(
 ) -> None:
     """Fail the master director of a running NAT layout (started with `up nat` elsewhere) and
     report the takeover time, the RFC bound and the probe's outage and loss."""
-    from testbed.net.failover import HOWS, measure
+    from testbed.net.failover import HOWS, measure, record
     from testbed.net.hosts import HostsError, RunHosts
 
     require_root("`failover`")
@@ -402,9 +410,17 @@ def failover(
         "d1",
     )
     backup = "d2" if master == "d1" else "d1"
-    console.print(
-        measure(hosts, plan, how, master, backup, probe_pps=probe_pps).text(), highlight=False
+    result = measure(
+        hosts,
+        plan,
+        how,
+        master,
+        backup,
+        probe_pps=probe_pps,
+        progress=lambda text: console.print(text, highlight=False),
     )
+    record(hosts.run_dir, result)  # a lab's hand-in and its CLI's `restore` find it there
+    console.print(result.text(), highlight=False)
 
 
 def register(app: typer.Typer) -> None:

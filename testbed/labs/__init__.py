@@ -1,11 +1,13 @@
-"""Classroom labs: each a handout and teacher notes under ``labs/NN-slug/``, a starting layout,
-a starting state put on it (`Lab.prepare`), a reference solution (`Lab.solve`) and an
-automatic check (`Lab.check`).
+"""Classroom labs: each a handout, an answers template and teacher notes under
+``labs/NN-slug/``, a starting layout, a starting state put on it (`Lab.prepare`), a reference
+solution (`Lab.solve`), an automatic check (`Lab.check`) and the run's figures a hand-in
+records (`Lab.figures`).
 
-`LABS` is the registry, numbered from 1; `lvs-testbed lab list|start|check|reset` and the
-Mininet CLI's ``labcheck`` read it. The model is in `testbed.labs.model`, the pure parsers in
-`testbed.labs.parse`, the commands run on a layout in `testbed.labs.actions`, and one module per
-lab (``labNN_slug.py``) holds that lab's steps.
+`LABS` is the registry, numbered from 1; `lvs-testbed lab list|start|check|reset` and the lab
+CLI's ``check`` read it. The model is in `testbed.labs.model`, the pure parsers in
+`testbed.labs.parse`, the commands run on a layout in `testbed.labs.actions`, the hand-in
+report in `testbed.labs.handin`, and one module per lab (``labNN_slug.py``) holds that lab's
+steps.
 
 Not for: building layouts (`testbed.net.network`) or running experiments
 (`testbed.experiments`); lab 4 runs its sweeps through the experiment command.

@@ -130,6 +130,16 @@ def mac_of(hosts: HostAccess, host: str, intf: str) -> str:
     return hosts.cmd(host, f"cat /sys/class/net/{intf}/address").strip().lower()
 
 
+def lan_macs(hosts: HostAccess, plan: Plan, names: list[str]) -> dict[str, tuple[str, str]]:
+    """MAC -> (host, interface) for the first interface of each named host, so a check can
+    say who answered rather than print bare MACs."""
+    out = {}
+    for name in names:
+        intf = plan.node(name).intfs[0].name
+        out[mac_of(hosts, name, intf)] = (name, intf)
+    return out
+
+
 def wait_until(predicate: Callable[[], bool], timeout_s: float, step_s: float = 0.2) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:

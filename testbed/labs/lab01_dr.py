@@ -1,22 +1,39 @@
 """Lab 1, LVS-DR by hand: the VIP on the real servers' lo, the ARP problem, -g services.
 
 Starting state: the DR layout with the director running but no services; the real servers
-without the VIP on lo and with arp_ignore/arp_announce at 0 (as a fresh Linux box). The
-student configures both sides and sees replies bypass the director.
+without the VIP on lo and with arp_ignore/arp_announce at 0 (as a fresh Linux box); fw's
+neighbour entry for the VIP deleted. The student configures both sides and sees replies
+bypass the director.
+
+The check reads fw's neighbour entry for the VIP first, before it sends anything: that entry
+is where the student's own requests go, and a real server's MAC there (learnt while that
+server still answered ARP for the VIP) sends them past the director. The check flushes
+nothing; it says what to flush.
 """
 
 from __future__ import annotations
 
 from testbed.labs import actions
-from testbed.labs.model import CheckResult, Lab, LabContext
+from testbed.labs.model import CheckResult, Checks, Lab, LabContext
 from testbed.labs.parse import arping_macs, inet_addresses, neigh_mac
 from testbed.topo.plan import LayoutParams, Plan
 
 HTTP_ROUNDS = 3  # requests per real server: rr reaches each at least once, others very likely
+SERVERS_CHECK = "every real server holds the VIP on lo, ARP-silenced"
+SERVICE_CHECK = "the service TCP VIP:80 forwards to every real server by DR"
+FW_ENTRY_CHECK = "fw sends the VIP's traffic to the director"
+ARP_CHECK = "only the director answers ARP for the VIP"
+HTTP_CHECK = "HTTP from c1 reaches every real server"
+BYPASS_CHECK = "replies bypass the director (OutPkts 0)"
+Macs = dict[str, tuple[str, str]]  # MAC -> (host, interface), from `actions.lan_macs`
 
 
 def _vip32(plan: Plan) -> str:
     return f"{plan.vip}/32"
+
+
+def _fw_lan(plan: Plan) -> str:
+    return plan.node("fw").intfs[1].name
 
 
 def prepare(ctx: LabContext) -> None:
@@ -26,8 +43,7 @@ def prepare(ctx: LabContext) -> None:
     for rs in plan.realservers:
         hosts.cmd(rs.name, f"ip addr del {_vip32(plan)} dev lo 2>/dev/null")
         actions.set_arp_settings(hosts, rs.name, rs.intfs[0].name, 0, 0)
-    fw = plan.node("fw")
-    hosts.cmd(fw.name, f"ip neigh del {plan.vip} dev {fw.intfs[1].name} 2>/dev/null")
+    hosts.cmd("fw", f"ip neigh del {plan.vip} dev {_fw_lan(plan)} 2>/dev/null")
 
 
 def solve(ctx: LabContext) -> None:
@@ -39,95 +55,133 @@ def solve(ctx: LabContext) -> None:
     actions.ipvsadm_ok(hosts, f"-A -t {plan.vip}:80 -s rr")
     for rs in plan.realservers:
         actions.ipvsadm_ok(hosts, f"-a -t {plan.vip}:80 -r {rs.ip}:80 -g")
+    hosts.cmd("fw", f"ip neigh flush dev {_fw_lan(plan)}")
 
 
 def check(ctx: LabContext) -> list[CheckResult]:
     hosts, plan = ctx.need_layout()
-    results = [_check_realservers(ctx), _check_arp(ctx), _check_service(ctx)]
-    before = actions.stats(hosts).get(("tcp", f"{plan.vip}:80"))
-    names = actions.http_names(hosts, "c1", plan.vip, HTTP_ROUNDS * len(plan.realservers))
-    served = {n for n in names if n}
-    missing = sorted(rs.name for rs in plan.realservers if rs.name not in served)
-    results.append(
-        CheckResult(
-            "HTTP from c1 reaches every real server",
-            not missing,
-            f"{len(names) - names.count('')} of {len(names)} requests answered, by "
-            f"{', '.join(sorted(served)) or 'none'}",
-            "a real server that never answers lacks the VIP on lo, or is not in the service with -g"
-            if served
-            else "no answer at all: is the service there, and the VIP on every real server's lo?",
-        )
+    # What the student's own requests use, read before the check sends anything.
+    entry = neigh_mac(hosts.cmd("fw", f"ip neigh show {plan.vip} dev {_fw_lan(plan)}"))
+    macs = actions.lan_macs(hosts, plan, ["d1", *(rs.name for rs in plan.realservers)])
+    checks = Checks()
+    servers = checks.add(_check_realservers(ctx))
+    service = checks.add(_check_service(ctx))
+    fw_entry = checks.after([servers], FW_ENTRY_CHECK, lambda: _check_fw_entry(ctx, entry, macs))
+    arp = checks.after([servers], ARP_CHECK, lambda: _check_arp(ctx, macs))
+    counted: dict[str, int] = {}
+    http = checks.after(
+        [servers, service, fw_entry, arp], HTTP_CHECK, lambda: _check_http(ctx, counted)
     )
-    after = actions.stats(hosts).get(("tcp", f"{plan.vip}:80"))
-    if before is None or after is None:
-        results.append(
-            CheckResult(
-                "replies bypass the director (OutPkts 0)",
-                False,
-                f"no service TCP {plan.vip}:80 to count on",
-                "add the service first",
-            )
-        )
-    else:
-        in_pkts = after.total.in_pkts - before.total.in_pkts
-        ok = in_pkts > 0 and after.total.out_pkts == 0
-        results.append(
-            CheckResult(
-                "replies bypass the director (OutPkts 0)",
-                ok,
-                f"InPkts +{in_pkts} during the check, OutPkts {after.total.out_pkts} in all",
-                "OutPkts counts replies through the director: in DR there are none. Is the "
-                "forwarding method -g (Route)?"
-                if in_pkts > 0
-                else "no packets reached the service",
-            )
-        )
-    return results
+    checks.after([http], BYPASS_CHECK, lambda: _check_bypass(counted))
+    return checks.results
+
+
+def figures(ctx: LabContext) -> dict[str, str]:
+    """The MACs of the LAN's hosts (question 1) and the director's counters (question 5)."""
+    hosts, plan = ctx.need_layout()
+    macs = actions.lan_macs(hosts, plan, ["d1", *(rs.name for rs in plan.realservers)])
+    return {
+        "MAC addresses on the LAN": "\n".join(
+            f"{host} {intf}: {mac}" for mac, (host, intf) in macs.items()
+        ),
+        "fw's neighbour entry for the VIP": hosts.cmd(
+            "fw", f"ip neigh show {plan.vip} dev {_fw_lan(plan)}"
+        ).strip()
+        or "none",
+        "d1 ipvsadm -L -n --stats --exact": actions.ipvsadm_ok(hosts, "-L -n --stats --exact"),
+    }
 
 
 def _check_realservers(ctx: LabContext) -> CheckResult:
     hosts, plan = ctx.need_layout()
-    wrong = []
+    wrong, fixes = [], []
     for rs in plan.realservers:
         intf = rs.intfs[0].name
         problems = []
-        if _vip32(plan) not in inet_addresses(hosts.cmd(rs.name, "ip -4 -o addr show dev lo")):
-            problems.append(f"no {_vip32(plan)} on lo")
         ignore = actions.arp_setting(hosts, rs.name, "arp_ignore", intf)
         announce = actions.arp_setting(hosts, rs.name, "arp_announce", intf)
-        if ignore not in (1, 2):
-            problems.append(f"arp_ignore {ignore}")
-        if announce != 2:
-            problems.append(f"arp_announce {announce}")
+        if ignore not in (1, 2) or announce != 2:
+            problems += [f"arp_ignore {ignore}"] if ignore not in (1, 2) else []
+            problems += [f"arp_announce {announce}"] if announce != 2 else []
+            fixes.append(
+                f"`{rs.name} sysctl -w net.ipv4.conf.all.arp_ignore=1 "
+                "net.ipv4.conf.all.arp_announce=2`"
+            )
+        if _vip32(plan) not in inet_addresses(hosts.cmd(rs.name, "ip -4 -o addr show dev lo")):
+            problems.append(f"no {_vip32(plan)} on lo")
+            fixes.append(f"`{rs.name} ip addr add {_vip32(plan)} dev lo`")
         if problems:
             wrong.append(f"{rs.name}: {', '.join(problems)}")
     return CheckResult(
-        "every real server holds the VIP on lo, ARP-silenced",
+        SERVERS_CHECK,
         not wrong,
         "; ".join(wrong)
         or f"all {len(plan.realservers)} have {_vip32(plan)} on lo, arp_ignore 1, arp_announce 2",
-        f"on each real server: sysctl -w net.ipv4.conf.all.arp_ignore=1 "
-        f"net.ipv4.conf.all.arp_announce=2, then ip addr add {_vip32(plan)} dev lo",
+        " then ".join(fixes)
+        + (
+            f"; then `fw ip neigh flush dev {_fw_lan(plan)}` (fw may have learnt a real "
+            "server's MAC for the VIP meanwhile)"
+            if any("sysctl" in f for f in fixes)
+            else ""
+        ),
     )
 
 
-def _check_arp(ctx: LabContext) -> CheckResult:
-    """Ask for the VIP from the firewall (the router whose ARP cache matters) two ways."""
+def _host(mac: str, macs: Macs) -> str:
+    """The host a MAC belongs to (the MAC itself if no host of the LAN has it)."""
+    return macs[mac][0] if mac in macs else mac
+
+
+def _named(mac: str | None, macs: Macs) -> str:
+    """``rs3 (96:1f:37:94:e4:f6 on rs3-eth0)``."""
+    if mac is None:
+        return "nothing"
+    if mac not in macs:
+        return f"an unknown host ({mac})"
+    host, intf = macs[mac]
+    return f"{host} ({mac} on {intf})"
+
+
+def _check_fw_entry(ctx: LabContext, entry: str | None, macs: Macs) -> CheckResult:
+    """fw's neighbour entry for the VIP as the student's requests found it; with none, fw
+    resolves the VIP now (one ping from fw), as the next request would."""
     hosts, plan = ctx.need_layout()
-    fw_intf = plan.node("fw").intfs[1].name
-    director_mac = actions.mac_of(hosts, "d1", plan.node("d1").intfs[0].name)
-    answered = arping_macs(hosts.cmd("fw", f"arping -c 2 -w 3 -I {fw_intf} {plan.vip}"))
-    hosts.cmd("fw", f"ip neigh del {plan.vip} dev {fw_intf} 2>/dev/null; ping -c 1 -W 1 {plan.vip}")
-    cached = neigh_mac(hosts.cmd("fw", f"ip neigh show {plan.vip} dev {fw_intf}"))
-    ok = answered == {director_mac} and cached == director_mac
+    seen = f"fw's entry for the VIP holds {_named(entry, macs)}"
+    if entry is None:
+        hosts.cmd("fw", f"ping -c 1 -W 1 {plan.vip} >/dev/null")
+        entry = neigh_mac(hosts.cmd("fw", f"ip neigh show {plan.vip} dev {_fw_lan(plan)}"))
+        seen = f"fw had no entry for the VIP; resolving it now gave {_named(entry, macs)}"
+    holder = _host(entry, macs) if entry else ""
+    if holder.startswith("rs"):
+        hint = (
+            f"fw sends every request for the VIP straight to {holder}, past the director: it "
+            f"learnt {holder}'s MAC for the VIP while {holder} still answered ARP for it, and "
+            f"keeps it. Flush it: `fw ip neigh flush dev {_fw_lan(plan)}`, then send a "
+            "request again"
+        )
+    else:
+        hint = (
+            "fw cannot resolve the VIP to d1: is the VIP on d1 "
+            f"(`d1 ip -4 addr show dev {plan.node('d1').intfs[0].name}`)? `lab reset 1` "
+            "puts it back"
+        )
+    return CheckResult(FW_ENTRY_CHECK, holder == "d1", seen, hint)
+
+
+def _check_arp(ctx: LabContext, macs: Macs) -> CheckResult:
+    """Ask fw (the router whose ARP cache matters) who has the VIP."""
+    hosts, plan = ctx.need_layout()
+    answered = arping_macs(hosts.cmd("fw", f"arping -c 2 -w 3 -I {_fw_lan(plan)} {plan.vip}"))
+    others = sorted(_host(m, macs) for m in answered if _host(m, macs) != "d1")
     return CheckResult(
-        "only the director answers ARP for the VIP",
-        ok,
-        f"arping from fw: answers from {', '.join(sorted(answered)) or 'nobody'}; fw's cache: "
-        f"{cached or 'empty'}; d1 is {director_mac}",
-        "a real server answering for the VIP steals the director's traffic (the ARP problem): "
-        "set arp_ignore=1 and arp_announce=2 on every real server",
+        ARP_CHECK,
+        bool(answered) and not others,
+        "arping from fw: answers from "
+        + ("; ".join(_named(m, macs) for m in sorted(answered)) or "nobody"),
+        f"{', '.join(others)} answer(s) ARP for the VIP and steal the director's traffic (the "
+        "ARP problem): set arp_ignore=1 and arp_announce=2 there"
+        if others
+        else "nobody answered: is the VIP on d1? `lab reset 1` puts it back",
     )
 
 
@@ -136,26 +190,64 @@ def _check_service(ctx: LabContext) -> CheckResult:
     svc = actions.rules(hosts).get(("tcp", f"{plan.vip}:80"))
     if svc is None:
         return CheckResult(
-            "the service TCP VIP:80 forwards to every real server by DR",
+            SERVICE_CHECK,
             False,
             f"no service TCP {plan.vip}:80",
-            f"ipvsadm -A -t {plan.vip}:80 -s rr, then -a ... -r RIP:80 -g per real server",
+            f"`d1 ipvsadm -A -t {plan.vip}:80 -s rr`, then "
+            f"`d1 ipvsadm -a -t {plan.vip}:80 -r RIP:80 -g` for each real server",
         )
-    wrong = []
+    wrong, fixes = [], []
     for rs in plan.realservers:
         dest = svc.dests.get(f"{rs.ip}:80")
         if dest is None:
-            wrong.append(f"{rs.ip}:80 missing")
-        elif dest.forward != "Route":
-            wrong.append(f"{rs.ip}:80 is {dest.forward}")
-        elif dest.weight <= 0:
-            wrong.append(f"{rs.ip}:80 has weight {dest.weight}")
+            wrong.append(f"{rs.name} ({rs.ip}:80) missing")
+            fixes.append(f"`d1 ipvsadm -a -t {plan.vip}:80 -r {rs.ip}:80 -g`")
+        elif dest.forward != "Route" or dest.weight <= 0:
+            wrong.append(f"{rs.name} ({rs.ip}:80) is {dest.forward} weight {dest.weight}")
+            fixes.append(f"`d1 ipvsadm -e -t {plan.vip}:80 -r {rs.ip}:80 -g -w 1`")
     return CheckResult(
-        "the service TCP VIP:80 forwards to every real server by DR",
+        SERVICE_CHECK,
         not wrong,
         "; ".join(wrong)
         or f"{len(svc.dests)} real servers in Route mode, scheduler {svc.scheduler}",
-        "add each real server with -g (gatewaying = direct routing) and a positive weight",
+        "; ".join(fixes) + " (-g: gatewaying = direct routing, and a positive weight)",
+    )
+
+
+def _check_http(ctx: LabContext, counted: dict[str, int]) -> CheckResult:
+    """Requests from c1; the director's counters around them go to ``counted``."""
+    hosts, plan = ctx.need_layout()
+    key = ("tcp", f"{plan.vip}:80")
+    before = actions.stats(hosts).get(key)
+    names = actions.http_names(hosts, "c1", plan.vip, HTTP_ROUNDS * len(plan.realservers))
+    after = actions.stats(hosts).get(key)
+    if before is not None and after is not None:
+        counted["in_pkts"] = after.total.in_pkts - before.total.in_pkts
+        counted["out_pkts"] = after.total.out_pkts
+    served = {n for n in names if n}
+    missing = sorted(rs.name for rs in plan.realservers if rs.name not in served)
+    return CheckResult(
+        HTTP_CHECK,
+        not missing,
+        f"{len(names) - names.count('')} of {len(names)} requests answered, by "
+        f"{', '.join(sorted(served)) or 'none'}",
+        f"{', '.join(missing)} never answered although configured: is its HTTP server up "
+        f"(`{missing[0]} ss -ltn`)? `lab reset 1` starts over"
+        if missing
+        else "",
+    )
+
+
+def _check_bypass(counted: dict[str, int]) -> CheckResult:
+    in_pkts, out_pkts = counted.get("in_pkts", 0), counted.get("out_pkts", 0)
+    return CheckResult(
+        BYPASS_CHECK,
+        in_pkts > 0 and out_pkts == 0,
+        f"InPkts +{in_pkts} during the check, OutPkts {out_pkts} in all",
+        "OutPkts counts replies through the director: in DR there are none. Is each real "
+        "server added with -g (Route)?"
+        if in_pkts > 0
+        else "the check's requests were not counted by the service: is it TCP VIP:80?",
     )
 
 
@@ -171,4 +263,12 @@ LAB = Lab(
     prepare=prepare,
     solve=solve,
     check=check,
+    minutes="30-45",
+    prerequisites="IP addresses and subnets, ARP, a Linux shell (ip, sysctl)",
+    outcomes=(
+        "configure an LVS-DR service with ipvsadm (-A, -a ... -g)",
+        "explain the ARP problem and silence it with arp_ignore and arp_announce",
+        "show with counters and tcpdump that DR replies bypass the director",
+    ),
+    figures=figures,
 )

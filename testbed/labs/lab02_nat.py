@@ -9,14 +9,20 @@ with DR's.
 from __future__ import annotations
 
 from testbed.labs import actions
-from testbed.labs.model import CheckResult, Lab, LabContext
+from testbed.labs.model import CheckResult, Checks, Lab, LabContext
 from testbed.labs.parse import default_gateway, ratio_within
 from testbed.topo.plan import LayoutParams
 
 REQUESTS_PER_CLIENT = 3
+RS_NET = "192.168.0.0/24"  # the real servers' network, which question 6 routes c1 to
 OUT_IN_RATIO_RANGE = (0.5, 2.0)
 """An HTTP/1.0 exchange is about as many packets back as forth (SYN/SYN-ACK, request/response
 and ACKs, FIN both ways): NAT replies pass the director, so OutPkts tracks InPkts."""
+GATEWAY_CHECK = "real servers route through the inner VIP"
+SERVICE_CHECK = "the service TCP VIP:80 masquerades to every real server"
+FORWARD_CHECK = "d1 does not route (ip_forward 0)"
+HTTP_CHECK = "HTTP from c1 and c2 through the VIP"
+COUNTERS_CHECK = "replies pass the director (OutPkts close to InPkts)"
 
 
 def prepare(ctx: LabContext) -> None:
@@ -26,6 +32,9 @@ def prepare(ctx: LabContext) -> None:
         actions.ipvsadm_ok(hosts, "-Z", d.name)
     for rs in plan.realservers:
         hosts.cmd(rs.name, "ip route del default 2>/dev/null")
+    for d in plan.directors:  # question 6's demonstration turns forwarding on for a moment
+        hosts.cmd(d.name, "sysctl -qw net.ipv4.ip_forward=0")
+    hosts.cmd("c1", f"ip route del {RS_NET} 2>/dev/null")
 
 
 def solve(ctx: LabContext) -> None:
@@ -39,93 +48,116 @@ def solve(ctx: LabContext) -> None:
 
 
 def check(ctx: LabContext) -> list[CheckResult]:
+    checks = Checks()
+    gateways = checks.add(_check_gateways(ctx))
+    service = checks.add(_check_service(ctx))
+    forward = checks.add(_check_forwarding(ctx))
+    counted: dict[str, int] = {}
+    http = checks.after([gateways, service, forward], HTTP_CHECK, lambda: _check_http(ctx, counted))
+    checks.after([http], COUNTERS_CHECK, lambda: _check_counters(counted))
+    return checks.results
+
+
+def figures(ctx: LabContext) -> dict[str, str]:
+    """The director's counters (question 3) and its NICs' packet counts (question 4)."""
     hosts, plan = ctx.need_layout()
-    results = []
-    wrong = []
+    out = {"d1 ipvsadm -L -n --stats --exact": actions.ipvsadm_ok(hosts, "-L -n --stats --exact")}
+    for intf in plan.node("d1").intfs:
+        out[f"d1 ip -s link show {intf.name}"] = hosts.cmd("d1", f"ip -s link show {intf.name}")
+    return out
+
+
+def _check_gateways(ctx: LabContext) -> CheckResult:
+    hosts, plan = ctx.need_layout()
+    wrong, fixes = [], []
     for rs in plan.realservers:
         gw = default_gateway(hosts.cmd(rs.name, "ip -4 route show default"))
         if gw != plan.inner_vip:
             wrong.append(f"{rs.name}: {'no default route' if gw is None else f'via {gw}'}")
-    results.append(
-        CheckResult(
-            "real servers route through the inner VIP",
-            not wrong,
-            "; ".join(wrong) or f"every real server's default route is via {plan.inner_vip}",
-            f"on each real server: ip route add default via {plan.inner_vip} (replies must pass "
-            "the "
-            "director, which un-NATs them)",
-        )
+            fixes.append(f"`{rs.name} ip route replace default via {plan.inner_vip}`")
+    return CheckResult(
+        GATEWAY_CHECK,
+        not wrong,
+        "; ".join(wrong) or f"every real server's default route is via {plan.inner_vip}",
+        "; ".join(fixes)
+        + " (replies must pass the director, which un-NATs them; `replace` sets the route "
+        "whether or not one is there)",
     )
 
+
+def _check_service(ctx: LabContext) -> CheckResult:
+    hosts, plan = ctx.need_layout()
     svc = actions.rules(hosts).get(("tcp", f"{plan.vip}:80"))
     if svc is None:
-        results.append(
-            CheckResult(
-                "the service TCP VIP:80 masquerades to every real server",
-                False,
-                f"no service TCP {plan.vip}:80 on d1",
-                f"d1 ipvsadm -A -t {plan.vip}:80 -s rr, then -a ... -r RIP:80 -m",
-            )
+        return CheckResult(
+            SERVICE_CHECK,
+            False,
+            f"no service TCP {plan.vip}:80 on d1",
+            f"`d1 ipvsadm -A -t {plan.vip}:80 -s rr`, then "
+            f"`d1 ipvsadm -a -t {plan.vip}:80 -r RIP:80 -m` for each real server",
         )
-    else:
-        bad = []
-        for rs in plan.realservers:
-            dest = svc.dests.get(f"{rs.ip}:80")
-            if dest is None or dest.forward != "Masq" or dest.weight <= 0:
-                bad.append(
-                    f"{rs.ip}:80 "
-                    + ("missing" if dest is None else f"{dest.forward} weight {dest.weight}")
-                )
-        results.append(
-            CheckResult(
-                "the service TCP VIP:80 masquerades to every real server",
-                not bad,
-                "; ".join(bad)
-                or f"{len(svc.dests)} real servers in Masq mode, scheduler {svc.scheduler}",
-                "add each real server with -m (masquerading) and a positive weight",
-            )
-        )
+    bad, fixes = [], []
+    for rs in plan.realservers:
+        dest = svc.dests.get(f"{rs.ip}:80")
+        if dest is None:
+            bad.append(f"{rs.name} ({rs.ip}:80) missing")
+            fixes.append(f"`d1 ipvsadm -a -t {plan.vip}:80 -r {rs.ip}:80 -m`")
+        elif dest.forward != "Masq" or dest.weight <= 0:
+            bad.append(f"{rs.name} ({rs.ip}:80) {dest.forward} weight {dest.weight}")
+            fixes.append(f"`d1 ipvsadm -e -t {plan.vip}:80 -r {rs.ip}:80 -m -w 1`")
+    return CheckResult(
+        SERVICE_CHECK,
+        not bad,
+        "; ".join(bad) or f"{len(svc.dests)} real servers in Masq mode, scheduler {svc.scheduler}",
+        "; ".join(fixes) + " (-m: masquerading, and a positive weight)",
+    )
 
-    before = actions.stats(hosts).get(("tcp", f"{plan.vip}:80"))
+
+def _check_forwarding(ctx: LabContext) -> CheckResult:
+    hosts, _plan = ctx.need_layout()
+    value = actions.read_int(hosts, "d1", "/proc/sys/net/ipv4/ip_forward")
+    return CheckResult(
+        FORWARD_CHECK,
+        value == 0,
+        f"d1's net.ipv4.ip_forward is {value}",
+        "`d1 sysctl -w net.ipv4.ip_forward=0`: with forwarding on, d1's kernel routes "
+        "between the networks beside the director and forwards NAT replies a second time",
+    )
+
+
+def _check_http(ctx: LabContext, counted: dict[str, int]) -> CheckResult:
+    """Requests from each client; the service's counter growth goes to ``counted``."""
+    hosts, plan = ctx.need_layout()
+    key = ("tcp", f"{plan.vip}:80")
+    before = actions.stats(hosts).get(key)
     failed = []
     for client in ("c1", "c2"):
         names = actions.http_names(hosts, client, plan.vip, REQUESTS_PER_CLIENT)
         if "" in names:
             failed.append(f"{client}: {names.count('')} of {len(names)} failed")
-    results.append(
-        CheckResult(
-            "HTTP from c1 and c2 through the VIP",
-            not failed,
-            "; ".join(failed) or f"{REQUESTS_PER_CLIENT} requests from each client answered",
-            "a request that fails went to a real server whose replies do not come back through "
-            "the director (its gateway), or the service is missing",
-        )
+    after = actions.stats(hosts).get(key)
+    if before is not None and after is not None:
+        counted["in_pkts"] = after.total.in_pkts - before.total.in_pkts
+        counted["out_pkts"] = after.total.out_pkts - before.total.out_pkts
+    return CheckResult(
+        HTTP_CHECK,
+        not failed,
+        "; ".join(failed) or f"{REQUESTS_PER_CLIENT} requests from each client answered",
+        "with gateways and service as asked, a failing request points at a real server that "
+        "does not answer: `rsN ss -ltn`; `lab reset 2` starts over",
     )
 
-    after = actions.stats(hosts).get(("tcp", f"{plan.vip}:80"))
-    if before is None or after is None:
-        results.append(
-            CheckResult(
-                "replies pass the director (OutPkts close to InPkts)",
-                False,
-                "no service to count on",
-                "add the service first",
-            )
-        )
-    else:
-        d_in = after.total.in_pkts - before.total.in_pkts
-        d_out = after.total.out_pkts - before.total.out_pkts
-        low, high = OUT_IN_RATIO_RANGE
-        results.append(
-            CheckResult(
-                "replies pass the director (OutPkts close to InPkts)",
-                d_out > 0 and ratio_within(d_out, d_in, low, high),
-                f"during the check InPkts +{d_in}, OutPkts +{d_out}",
-                "OutPkts counts replies un-NATed by the director: none means the replies took "
-                "another way (check the gateways)",
-            )
-        )
-    return results
+
+def _check_counters(counted: dict[str, int]) -> CheckResult:
+    d_in, d_out = counted.get("in_pkts", 0), counted.get("out_pkts", 0)
+    low, high = OUT_IN_RATIO_RANGE
+    return CheckResult(
+        COUNTERS_CHECK,
+        d_out > 0 and ratio_within(d_out, d_in, low, high),
+        f"during the check InPkts +{d_in}, OutPkts +{d_out}",
+        "OutPkts counts replies un-NATed by the director: none means the replies took "
+        "another way (check the gateways)",
+    )
 
 
 LAB = Lab(
@@ -138,4 +170,12 @@ LAB = Lab(
     prepare=prepare,
     solve=solve,
     check=check,
+    minutes="30-45",
+    prerequisites="lab 1 (LVS-DR by hand), IP routing and default gateways",
+    outcomes=(
+        "configure an LVS-NAT service with ipvsadm (-a ... -m)",
+        "explain why NAT real servers must route their replies through the director",
+        "compare a NAT director's packet counts with DR's and read its NICs' counters",
+    ),
+    figures=figures,
 )

@@ -14,10 +14,10 @@ import math
 import re
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from testbed.labs.model import CheckResult, Lab, LabContext, LabError
+from testbed.labs.model import TEMPLATE_FILE, CheckResult, Checks, Lab, LabContext, LabError
 from testbed.measure.analysis import linear_fit
 
 SWEEPS: dict[str, tuple[str, ...]] = {
@@ -32,8 +32,6 @@ MIN_R2 = 0.9
 """Capacity proportional to the quota gives R² near 1; below this the runs were too noisy
 (another load on the machine, invalid points) to support a conclusion."""
 SWEEP_TIMEOUT_S = 1200
-ANSWERS_FILE = "answers.md"
-TEMPLATE_FILE = "answers.template.md"
 LIMITING_HEADING = "limiting factor"
 CPU_WORDS = re.compile(r"\bcpu\b|\bquota|per[- ]packet|\bcycles?\b|\bprocessing\b", re.IGNORECASE)
 OTHER_FACTORS = {
@@ -66,10 +64,39 @@ by these two sweeps.
 class Evaluation:
     ok: bool
     detail: str
+    missing: list[float] = field(default_factory=list)  # wanted values the run did not measure
+    invalid: list[float] = field(default_factory=list)  # measured, but every point invalid
 
 
 def _valid_points(summary: dict) -> list[dict]:
     return [p for p in summary.get("points", []) if p.get("status") == "ok" and p.get("valid")]
+
+
+def _missing_and_invalid(
+    summary: dict, param: str, wanted: tuple[float, ...], kind: str | None = None
+) -> tuple[list[float], list[float]]:
+    """Of the ``wanted`` values of ``param``: those the run has no point at (the sweep was run
+    with other values) and those whose points are all invalid (the emulator was the limit)."""
+    points = [
+        p
+        for p in summary.get("points", [])
+        if param in p.get("params", {}) and (kind is None or p["params"].get("kind") == kind)
+    ]
+    measured = [float(p["params"][param]) for p in points]
+    valid = [float(p["params"][param]) for p in points if p in _valid_points(summary)]
+    missing = [w for w in wanted if not _has(measured, w)]
+    invalid = [w for w in wanted if _has(measured, w) and not _has(valid, w)]
+    return missing, invalid
+
+
+def _points_detail(what: str, missing: list[float], invalid: list[float]) -> str:
+    """``no point at nat quota 0.05, 0.1; only invalid points at nat quota 0.2``."""
+    parts = []
+    if missing:
+        parts.append(f"no point at {what} {', '.join(f'{v:g}' for v in missing)}")
+    if invalid:
+        parts.append(f"only invalid points at {what} {', '.join(f'{v:g}' for v in invalid)}")
+    return "; ".join(parts)
 
 
 def _has(values: list[float], wanted: float) -> bool:
@@ -86,12 +113,12 @@ def quota_capacities(summary: dict, kind: str = QUOTA_KIND) -> list[tuple[float,
 
 
 def evaluate_quota_points(summary: dict) -> Evaluation:
-    quotas = [q for q, _ in quota_capacities(summary)]
-    missing = [q for q in REQUIRED_QUOTAS if not _has(quotas, q)]
-    if missing:
+    missing, invalid = _missing_and_invalid(summary, "quota_cores", REQUIRED_QUOTAS, QUOTA_KIND)
+    if missing or invalid:
         return Evaluation(
-            False, f"no valid {QUOTA_KIND} point at quota {', '.join(f'{q:g}' for q in missing)}"
+            False, _points_detail(f"{QUOTA_KIND} quota", missing, invalid), missing, invalid
         )
+    quotas = [q for q, _ in quota_capacities(summary)]
     return Evaluation(
         True,
         f"valid {QUOTA_KIND} points at quotas {', '.join(f'{q:g}' for q in sorted(set(quotas)))}",
@@ -112,12 +139,9 @@ def evaluate_quota_fit(summary: dict) -> Evaluation:
 
 
 def evaluate_batches(summary: dict) -> Evaluation:
-    batches = [
-        float(p["params"]["batch"]) for p in _valid_points(summary) if "batch" in p["params"]
-    ]
-    missing = [b for b in REQUIRED_BATCHES if not _has(batches, b)]
-    if missing:
-        return Evaluation(False, f"no valid point at batch {', '.join(str(b) for b in missing)}")
+    missing, invalid = _missing_and_invalid(summary, "batch", REQUIRED_BATCHES)
+    if missing or invalid:
+        return Evaluation(False, _points_detail("batch", missing, invalid), missing, invalid)
     caps = {}
     for p in _valid_points(summary):
         caps.setdefault(int(p["params"]["batch"]), []).append(
@@ -201,7 +225,21 @@ def sweep_command(experiment: str) -> str:
 
 
 def answers_path(ctx: LabContext) -> Path:
-    return ctx.answers_dir / LAB.name / ANSWERS_FILE
+    return ctx.answers_file(LAB.name)
+
+
+def _sweep_hint(experiment: str, ev: Evaluation) -> str:
+    """What to run when a sweep's run lacks points: the values it left out are a different
+    command, invalid points a quieter machine."""
+    if ev.missing:
+        return (
+            f"your newest {experiment} run was made with other values: run the handout's "
+            f"sweep, `{sweep_command(experiment)}`"
+        )
+    return (
+        "points marked invalid were limited by the emulator, not the director: run the sweep "
+        f"again with nothing else busy on the machine (`{sweep_command(experiment)}`)"
+    )
 
 
 def prepare(ctx: LabContext) -> None:
@@ -236,90 +274,98 @@ def solve(ctx: LabContext) -> None:
     path.write_text(REFERENCE_ANSWERS)
 
 
+QUOTA_CHECK = "cpu-quota sweep measured"
+FIT_CHECK = f"capacity linear in the quota (R² >= {MIN_R2})"
+BATCH_CHECK = "coalescing sweep measured"
+ANSWERS_CHECK = "the answers name the limiting factor"
+
+
 def check(ctx: LabContext) -> list[CheckResult]:
-    results = []
-    quota_runs = run_summaries(ctx.results_root, "cpu-quota")
-    chosen = _newest_passing(quota_runs, evaluate_quota_points)
-    if chosen is None:
-        results.append(
+    checks = Checks()
+    quota_run = _newest_passing(run_summaries(ctx.results_root, "cpu-quota"), evaluate_quota_points)
+    if quota_run is None:
+        quota = checks.add(
             CheckResult(
-                "cpu-quota sweep measured",
+                QUOTA_CHECK,
                 False,
                 f"no cpu-quota run under {ctx.results_root}",
-                sweep_command("cpu-quota"),
-            )
-        )
-        results.append(
-            CheckResult(
-                f"capacity linear in the quota (R² >= {MIN_R2})",
-                False,
-                "no run to fit",
-                "run the cpu-quota sweep first",
+                f"`{sweep_command('cpu-quota')}`",
             )
         )
     else:
-        run_dir, summary, ev = chosen
-        results.append(
+        run_dir, _summary, ev = quota_run
+        quota = checks.add(
             CheckResult(
-                "cpu-quota sweep measured",
-                ev.ok,
-                f"{run_dir.name}: {ev.detail}",
-                "points marked invalid were limited by the emulator: re-run "
-                f"with nothing else busy on the machine ({sweep_command('cpu-quota')})",
+                QUOTA_CHECK, ev.ok, f"{run_dir.name}: {ev.detail}", _sweep_hint("cpu-quota", ev)
             )
         )
-        fit = evaluate_quota_fit(summary)
-        results.append(
+    checks.after([quota], FIT_CHECK, lambda: _check_fit(quota_run[1]))
+    batch_run = _newest_passing(run_summaries(ctx.results_root, "coalescing"), evaluate_batches)
+    if batch_run is None:
+        checks.add(
             CheckResult(
-                f"capacity linear in the quota (R² >= {MIN_R2})",
-                fit.ok,
-                fit.detail,
-                "a poor fit means noisy runs: close other programs, then add --repeat 2",
-            )
-        )
-    batch_runs = run_summaries(ctx.results_root, "coalescing")
-    chosen = _newest_passing(batch_runs, evaluate_batches)
-    if chosen is None:
-        results.append(
-            CheckResult(
-                "coalescing sweep measured",
+                BATCH_CHECK,
                 False,
                 f"no coalescing run under {ctx.results_root}",
-                sweep_command("coalescing"),
+                f"`{sweep_command('coalescing')}`",
             )
         )
     else:
-        run_dir, _summary, ev = chosen
-        results.append(
+        run_dir, _summary, ev = batch_run
+        checks.add(
             CheckResult(
-                "coalescing sweep measured",
-                ev.ok,
-                f"{run_dir.name}: {ev.detail}",
-                sweep_command("coalescing"),
+                BATCH_CHECK, ev.ok, f"{run_dir.name}: {ev.detail}", _sweep_hint("coalescing", ev)
             )
         )
+    checks.add(_check_answers(ctx))
+    return checks.results
+
+
+def _check_fit(summary: dict) -> CheckResult:
+    fit = evaluate_quota_fit(summary)
+    return CheckResult(
+        FIT_CHECK,
+        fit.ok,
+        fit.detail,
+        "a poor fit means noisy runs: close other programs, then add --repeat 2",
+    )
+
+
+def _check_answers(ctx: LabContext) -> CheckResult:
     path = answers_path(ctx)
     if not path.exists():
-        results.append(
-            CheckResult(
-                "the answers name the limiting factor",
-                False,
-                f"no {path}",
-                f"cp {path.with_name(TEMPLATE_FILE)} {path}, then fill it in",
-            )
+        return CheckResult(
+            ANSWERS_CHECK,
+            False,
+            f"no {path}",
+            f"`cp {path.with_name(TEMPLATE_FILE)} {path}`, then fill it in",
         )
-    else:
-        ev = evaluate_answers(path.read_text())
-        results.append(
-            CheckResult(
-                "the answers name the limiting factor",
-                ev.ok,
-                ev.detail,
-                "what did capacity do when only the CPU quota changed? And when "
-                "batching cut the work per packet?",
-            )
+    ev = evaluate_answers(path.read_text())
+    return CheckResult(
+        ANSWERS_CHECK,
+        ev.ok,
+        ev.detail,
+        "what did capacity do when only the CPU quota changed? And when batching cut the "
+        "work per packet?",
+    )
+
+
+def figures(ctx: LabContext) -> dict[str, str]:
+    """The capacities and the fit of the newest runs the check used (questions 2 to 4)."""
+    out = {}
+    chosen = _newest_passing(run_summaries(ctx.results_root, "cpu-quota"), evaluate_quota_points)
+    if chosen is not None:
+        run_dir, summary, _ev = chosen
+        points = sorted(quota_capacities(summary))
+        out[f"cpu-quota run {run_dir.name}"] = "\n".join(
+            [f"quota {q:g}: {c:,.0f} requests/s" for q, c in points]
+            + [evaluate_quota_fit(summary).detail]
         )
-    return results
+    chosen = _newest_passing(run_summaries(ctx.results_root, "coalescing"), evaluate_batches)
+    if chosen is not None:
+        run_dir, _summary, ev = chosen
+        out[f"coalescing run {run_dir.name}"] = ev.detail
+    return out
 
 
 LAB = Lab(
@@ -332,5 +378,12 @@ LAB = Lab(
     prepare=prepare,
     solve=solve,
     check=check,
-    extra_files=(TEMPLATE_FILE,),
+    minutes="60",
+    prerequisites="labs 1 and 2; reading a plot; sudo for the experiments",
+    outcomes=(
+        "design a one-knob experiment and read its report (capacity, fit, validity)",
+        "tell a CPU-bound director from other limits with a quota sweep",
+        "weigh the seed post's hypotheses (NIC, IRQs, LVS type, bus, table) against data",
+    ),
+    figures=figures,
 )

@@ -8,13 +8,18 @@ their control sockets and the directors' addresses and rulesets; judging the sta
 
 from __future__ import annotations
 
+import json
+import time
+from pathlib import Path
+
 from testbed.labs import actions
-from testbed.labs.model import CheckResult, Lab, LabContext, LabError
+from testbed.labs.model import CheckResult, Checks, Lab, LabContext, LabError
 from testbed.labs.parse import inet_addresses, vrrp_blocking_rules
-from testbed.net.failover import vrrp_status
+from testbed.net.failover import recorded, vrrp_status
 from testbed.net.hosts import HostAccess
 from testbed.topo.plan import LayoutParams, Plan
 
+RESET_FILE = "lab05.reset.json"  # in the run directory: when the lab was started or reset
 SPLIT_TABLE = "splitbrain"
 """The table the handout (and the reference solution) adds on d2 to drop VRRP."""
 TAKEOVER_WAIT_S = 10.0  # Master_Down_Interval is 3.61 s with 1 s adverts; room for a busy host
@@ -27,17 +32,22 @@ def is_master(status: dict | None) -> bool:
     return bool(instances) and all(i.get("state") == "MASTER" for i in instances)
 
 
-def transitions_seen(status: dict | None) -> set[tuple[str, str]]:
-    """(previous, state) pairs of every instance's recorded transitions."""
+def transitions_seen(
+    status: dict | None, since_wall_s: float | None = None
+) -> set[tuple[str, str]]:
+    """(previous, state) pairs of every instance's transitions (those recorded after
+    ``since_wall_s`` when given: wall clock, as the daemons and the checker are different
+    processes)."""
     return {
         (t["previous"], t["state"])
         for i in (status or {}).get("instances", [])
         for t in i.get("transitions", [])
+        if since_wall_s is None or t.get("wall_s", 0.0) > since_wall_s
     }
 
 
-def failed_over_and_back(status: dict | None) -> bool:
-    seen = transitions_seen(status)
+def failed_over_and_back(status: dict | None, since_wall_s: float | None = None) -> bool:
+    seen = transitions_seen(status, since_wall_s)
     return ("BACKUP", "MASTER") in seen and ("MASTER", "BACKUP") in seen
 
 
@@ -63,10 +73,22 @@ def _vips_held(hosts: HostAccess, plan: Plan, name: str) -> set[str]:
     return held & {plan.vip, plan.inner_vip}
 
 
+def reset_mark(run_dir: Path) -> float | None:
+    """When the lab was last started or reset (wall clock; None: never): the check counts
+    transitions after it, so a reset also resets what the check reads of the daemons'
+    history."""
+    try:
+        return float(json.loads((run_dir / RESET_FILE).read_text())["wall_s"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def prepare(ctx: LabContext) -> None:
-    """Heal what the lab breaks: VRRP-blocking rules removed, links up. Daemons a `failover
-    kill` or `shutdown` stopped are restarted by `restore` in the lab's CLI, not here."""
+    """Heal what the lab breaks: VRRP-blocking rules removed, links up, the daemons' history
+    before now no longer counted. Daemons a `failover kill` or `shutdown` stopped are
+    restarted by `restore` in the lab's CLI, not here."""
     hosts, plan = ctx.need_layout()
+    (hosts.run_dir / RESET_FILE).write_text(json.dumps({"wall_s": time.time()}))
     for name, found in _blocking_rules(hosts, plan).items():
         for rule in found:
             if rule.handle is not None:
@@ -108,67 +130,125 @@ def solve(ctx: LabContext) -> None:
         raise LabError("d2 did not step back after the split brain healed")
 
 
+DAEMONS_CHECK = "both directors' VRRP daemons run"
+RULES_CHECK = "no nftables rule blocks VRRP on the directors"
+MASTER_CHECK = "exactly one master, holding both VIPs"
+HISTORY_CHECK = "the backup failed over and back since the lab started (or was reset)"
+
+
 def check(ctx: LabContext) -> list[CheckResult]:
     hosts, plan = ctx.need_layout()
     status = {d.name: vrrp_status(hosts.run_dir, d.name) for d in plan.directors}
-    down = [n for n, s in status.items() if s is None]
-    results = [
-        CheckResult(
-            "both directors' VRRP daemons run",
-            not down,
-            "; ".join(f"{n}: {states(s)}" for n, s in status.items()),
-            "type `restore` in the lab's CLI after a failover kill or shutdown",
-        )
-    ]
+    blocking = {n: r for n, r in _blocking_rules(hosts, plan).items() if r}
+    checks = Checks()
+    daemons = checks.add(_check_daemons(status))
+    rules = checks.add(_check_rules(blocking))
+    master = checks.after(
+        [daemons, rules], MASTER_CHECK, lambda: _check_master(hosts, plan, status)
+    )
+    checks.after([master], HISTORY_CHECK, lambda: _check_history(status, reset_mark(hosts.run_dir)))
+    return checks.results
 
+
+def figures(ctx: LabContext) -> dict[str, str]:
+    """The takeovers measured in this run (questions 1 and 2) and each daemon's transitions."""
+    hosts, plan = ctx.need_layout()
+    runs = recorded(hosts.run_dir)
+    out = {
+        "failovers measured in this run": "\n".join(
+            f"{r['how']}: {r['backup']} took over in "
+            + ("-" if r["takeover_s"] is None else f"{r['takeover_s']:.3f} s")
+            + f" (RFC bound {r['rfc_bound_s']:.3f} s), probe outage {r['outage_ms']:.0f} ms, "
+            f"{r['probe_lost']} of {r['probe_sent']} requests lost"
+            for r in runs
+        )
+        or "none"
+    }
+    for d in plan.directors:
+        st = vrrp_status(hosts.run_dir, d.name)
+        out[f"{d.name} VRRP transitions"] = (
+            "daemon not running"
+            if st is None
+            else "\n".join(
+                f"{i['name']}: {t['previous']}->{t['state']} at "
+                + time.strftime("%H:%M:%S", time.localtime(t["wall_s"]))
+                for i in st.get("instances", [])
+                for t in i.get("transitions", [])
+            )
+        )
+    return out
+
+
+def _check_daemons(status: dict[str, dict | None]) -> CheckResult:
+    down = [n for n, s in status.items() if s is None]
+    return CheckResult(
+        DAEMONS_CHECK,
+        not down,
+        "; ".join(f"{n}: {states(s)}" for n, s in status.items()),
+        f"{' and '.join(down)}'s VRRP daemon is stopped, as a failover by kill or shutdown "
+        "leaves it: type `restore` in the lab's CLI (it waits for the takeover)",
+    )
+
+
+def _check_rules(blocking: dict[str, list]) -> CheckResult:
+    return CheckResult(
+        RULES_CHECK,
+        not blocking,
+        "; ".join(
+            f"{n}: {', '.join(f'{x.table}/{x.chain}: {x.text}' for x in r)}"
+            for n, r in blocking.items()
+        )
+        or "none",
+        "; ".join(
+            f"`{n} nft delete rule {x.family} {x.table} {x.chain} handle {x.handle}`"
+            for n, r in blocking.items()
+            for x in r
+        )
+        + " (a rule that drops VRRP makes a split brain: the backup stops hearing the master)",
+    )
+
+
+def _check_master(hosts: HostAccess, plan: Plan, status: dict[str, dict | None]) -> CheckResult:
     masters = [n for n, s in status.items() if is_master(s)]
     holders = {n: _vips_held(hosts, plan, n) for n in status}
     both = {plan.vip, plan.inner_vip}
-    one_master = (
-        len(masters) == 1
-        and holders[masters[0]] == both
-        and not any(holders[n] for n in status if n != masters[0])
-    )
-    results.append(
-        CheckResult(
-            "exactly one master, holding both VIPs",
-            one_master,
-            f"masters: {', '.join(masters) or 'none'}; VIPs held: "
-            + "; ".join(f"{n} {', '.join(sorted(v)) or 'none'}" for n, v in holders.items()),
-            "two masters is a split brain: remove the rule that blocks VRRP (IP protocol 112)",
+    strays = [n for n in status if n not in masters and holders[n]]
+    one_master = len(masters) == 1 and holders[masters[0]] == both and not strays
+    if len(masters) > 1:
+        hint = (
+            "both directors are master: they do not hear each other's adverts. Are their "
+            "links up (`d1 ip link`, `d2 ip link`)? A split brain heals once adverts pass"
         )
+    elif not masters:
+        hint = "no director is master yet: after a `restore`, wait about 4 s and check again"
+    elif strays:
+        hint = (
+            f"{', '.join(strays)} holds VIPs without being master: `lab reset 5` removes "
+            "them, or `restore` after a failover"
+        )
+    else:
+        hint = f"{masters[0]} is master but lacks a VIP: `lab reset 5`, then `restore`"
+    return CheckResult(
+        MASTER_CHECK,
+        one_master,
+        f"masters: {', '.join(masters) or 'none'}; VIPs held: "
+        + "; ".join(f"{n} {', '.join(sorted(v)) or 'none'}" for n, v in holders.items()),
+        hint,
     )
 
-    backups = [n for n in status if n not in masters]
-    backup = backups[0] if len(backups) == 1 else None
-    seen = transitions_seen(status.get(backup)) if backup else set()
-    results.append(
-        CheckResult(
-            "the backup failed over and back",
-            backup is not None and failed_over_and_back(status.get(backup)),
-            f"{backup}'s transitions: "
-            + (", ".join(f"{a}->{b}" for a, b in sorted(seen)) or "none")
-            if backup
-            else "no single backup",
-            "fail the master (failover kill), then `restore` it: the backup must go BACKUP->MASTER "
-            "and MASTER->BACKUP",
-        )
-    )
 
-    blocking = {n: r for n, r in _blocking_rules(hosts, plan).items() if r}
-    results.append(
-        CheckResult(
-            "no nftables rule blocks VRRP on the directors",
-            not blocking,
-            "; ".join(
-                f"{n}: {', '.join(f'{x.table}/{x.chain}: {x.text}' for x in r)}"
-                for n, r in blocking.items()
-            )
-            or "none",
-            f"heal the split brain: d2 nft delete table inet {SPLIT_TABLE}",
-        )
+def _check_history(status: dict[str, dict | None], since_wall_s: float | None) -> CheckResult:
+    masters = [n for n, s in status.items() if is_master(s)]
+    backup = next(n for n in status if n not in masters)
+    seen = transitions_seen(status.get(backup), since_wall_s)
+    return CheckResult(
+        HISTORY_CHECK,
+        ("BACKUP", "MASTER") in seen and ("MASTER", "BACKUP") in seen,
+        f"{backup}'s transitions since then: "
+        + (", ".join(f"{a}->{b}" for a, b in sorted(seen)) or "none"),
+        "fail the master (`failover kill`), then `restore` it: the backup must go "
+        "BACKUP->MASTER and back MASTER->BACKUP",
     )
-    return results
 
 
 LAB = Lab(
@@ -181,4 +261,12 @@ LAB = Lab(
     prepare=prepare,
     solve=solve,
     check=check,
+    minutes="45",
+    prerequisites="lab 2 (LVS-NAT and the two-NIC director), what multicast is",
+    outcomes=(
+        "read VRRP state and explain master election, priorities and preemption",
+        "predict takeover times from RFC 3768's timers and measure them",
+        "make a split brain with a firewall rule, recognise it and heal it",
+    ),
+    figures=figures,
 )

@@ -13,9 +13,9 @@ from __future__ import annotations
 import subprocess
 
 from testbed.labs import actions
-from testbed.labs.model import CheckResult, Lab, LabContext
-from testbed.labs.parse import lb_connection_flows
-from testbed.topo.plan import LayoutParams
+from testbed.labs.model import CheckResult, Checks, Lab, LabContext
+from testbed.labs.parse import ServiceStats, lb_connection_flows
+from testbed.topo.plan import LayoutParams, Plan
 
 DIRECTOR = "of"  # the OpenFlow director's name on the control channel
 REQUESTS_PER_RS = 2
@@ -44,44 +44,71 @@ def dump_flows(switch: str) -> str:
     return res.stdout + res.stderr
 
 
+SERVICE_CHECK = "the OpenFlow director has the service TCP VIP:80"
+CONNS_CHECK = "the OpenFlow director's table has connections on every real server"
+FLOWS_CHECK = "the switches hold per-connection flows"
+
+
 def check(ctx: LabContext) -> list[CheckResult]:
     hosts, plan = ctx.need_layout()
     svc = actions.stats(hosts, DIRECTOR).get(("tcp", f"{plan.vip}:80"))
-    names = {rs.ip: rs.name for rs in plan.realservers}
-    if svc is None:
-        results = [
-            CheckResult(
-                "the OpenFlow director's table has connections on every real server",
-                False,
-                f"no service TCP {plan.vip}:80 on the OpenFlow director",
-                "`sudo lvs-testbed lab reset 6` puts the default services back",
-            )
-        ]
-    else:
-        conns = {names.get(rip.split(":")[0], rip): c.conns for rip, c in svc.dests.items()}
-        idle = sorted(n for n in names.values() if conns.get(n, 0) == 0)
-        results = [
-            CheckResult(
-                "the OpenFlow director's table has connections on every real server",
-                not idle,
-                ", ".join(f"{n} {c}" for n, c in sorted(conns.items())),
-                "send HTTP requests through the VIP from the clients (c1 curl -s "
-                f"http://{plan.vip}/), "
-                "then read `lvs-testbed ipvsadm --director of -L -n --stats`",
-            )
-        ]
-    flows = {sw: lb_connection_flows(dump_flows(sw)) for sw in plan.switches}
-    results.append(
+    checks = Checks()
+    service = checks.add(
         CheckResult(
-            "the switches hold per-connection flows",
-            sum(flows.values()) > 0,
-            ", ".join(f"{sw}: {n}" for sw, n in flows.items()),
-            "each new connection gets its own flow (cookie 0x4c564c42...); they idle out after "
-            "IPVS's "
-            "timeouts, so send fresh requests",
+            SERVICE_CHECK,
+            svc is not None,
+            "present" if svc is not None else f"no service TCP {plan.vip}:80",
+            "`sudo lvs-testbed lab reset 6` puts the default services back",
         )
     )
-    return results
+    conns = checks.after([service], CONNS_CHECK, lambda: _check_conns(plan, svc))
+    checks.after([conns], FLOWS_CHECK, lambda: _check_flows(plan))
+    return checks.results
+
+
+def figures(ctx: LabContext) -> dict[str, str]:
+    """The OpenFlow director's counters and the switches' per-connection flows (questions 1-3)."""
+    hosts, plan = ctx.need_layout()
+    out = {
+        "ipvsadm --director of -L -n --stats --exact": actions.ipvsadm_ok(
+            hosts, "-L -n --stats --exact", DIRECTOR
+        )
+    }
+    for sw in plan.switches:
+        out[f"per-connection flows on {sw}"] = str(lb_connection_flows(dump_flows(sw)))
+    return out
+
+
+def _check_conns(plan: Plan, svc: ServiceStats) -> CheckResult:
+    names = {rs.ip: rs.name for rs in plan.realservers}
+    conns = {names.get(rip.split(":")[0], rip): c.conns for rip, c in svc.dests.items()}
+    idle = sorted(n for n in names.values() if conns.get(n, 0) == 0)
+    if sum(conns.values()) == 0:
+        hint = (
+            "no connection reached the OpenFlow director: send requests to the VIP "
+            f"(`c1 for i in 1 2 3; do curl -s -m 2 http://{plan.vip}/; done`), where the "
+            "switch hands each new connection to the controller; d1 idles in this lab"
+        )
+    else:
+        hint = (
+            f"{', '.join(idle)} got no connection yet: send a few more requests to the VIP "
+            f"(`c1 for i in 1 2 3; do curl -s -m 2 http://{plan.vip}/; done`: round robin "
+            "gives each real server one in three)"
+        )
+    return CheckResult(
+        CONNS_CHECK, not idle, ", ".join(f"{n} {c}" for n, c in sorted(conns.items())), hint
+    )
+
+
+def _check_flows(plan: Plan) -> CheckResult:
+    flows = {sw: lb_connection_flows(dump_flows(sw)) for sw in plan.switches}
+    return CheckResult(
+        FLOWS_CHECK,
+        sum(flows.values()) > 0,
+        ", ".join(f"{sw}: {n}" for sw, n in flows.items()),
+        "each new connection gets its own flow (cookie 0x4c564c42...); they idle out after "
+        "IPVS's timeouts, so send fresh requests to the VIP",
+    )
 
 
 LAB = Lab(
@@ -97,4 +124,12 @@ LAB = Lab(
     prepare=prepare,
     solve=solve,
     check=check,
+    minutes="45",
+    prerequisites="lab 1 (LVS-DR by hand), what a switch and its forwarding table are",
+    outcomes=(
+        "explain how an OpenFlow controller and a switch share a director's work",
+        "read per-connection flows with ovs-ofctl and match them to ipvsadm's counters",
+        "say which LVS features need the packet in the director and which do not",
+    ),
+    figures=figures,
 )

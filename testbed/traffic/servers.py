@@ -2,7 +2,9 @@
 other health checks, HTTPS on 443, an SMTP greeter on 25 and a DNS responder on udp 53.
 
 HTTP and HTTPS answer with the real server's name, so clients (and the demo, labs and tests)
-see which real server served them. Run inside a Mininet host::
+see which real server served them. ``GET /tick?s=N`` keeps its connection open for N seconds
+(at most `MAX_TICK_S`) and sends one timestamped line per second: a long TCP connection to
+watch through a failover (lab 5). Run inside a Mininet host::
 
     python -m testbed.traffic.servers --name rs1 --bind 10.0.0.11 --bind 10.0.0.100
 
@@ -41,9 +43,11 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 ECHO_BUF_BYTES = 65535
 DNS_BUF_BYTES = 512
@@ -52,6 +56,20 @@ SMTP_IDLE_TIMEOUT_S = 30.0
 OPENSSL_TIMEOUT_S = 20.0
 CERT_DAYS = 30
 DNS_TYPE_A = 1
+MAX_TICK_S = 300
+TICK_INTERVAL_S = 1.0
+
+
+def tick_seconds(path: str) -> int | None:
+    """N of a ``/tick?s=N`` path, clamped to 1..MAX_TICK_S (None: not a tick request)."""
+    url = urlsplit(path)
+    if url.path != "/tick":
+        return None
+    try:
+        seconds = int(parse_qs(url.query).get("s", ["10"])[0])
+    except ValueError:
+        seconds = 10
+    return min(max(seconds, 1), MAX_TICK_S)
 
 
 def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
@@ -61,6 +79,10 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802 - http.server API
             local = self.connection.getsockname()[0]
+            seconds = tick_seconds(self.path)
+            if seconds is not None:
+                self._tick(local, seconds)
+                return
             body = f"{name} {local}\n".encode()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain")
@@ -68,6 +90,23 @@ def make_handler(name: str) -> type[BaseHTTPRequestHandler]:
             self.send_header("X-Real-Server", name)
             self.end_headers()
             self.wfile.write(body)
+
+        def _tick(self, local: str, seconds: int) -> None:
+            """One line per second on one connection; HTTP/1.0 without a length: the end
+            of the connection ends the body."""
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("X-Real-Server", name)
+            self.end_headers()
+            for i in range(1, seconds + 1):
+                stamp = time.strftime("%H:%M:%S") + f".{int(time.time() * 10) % 10}"
+                try:
+                    self.wfile.write(f"{name} {local} tick {i} of {seconds} at {stamp}\n".encode())
+                    self.wfile.flush()
+                except OSError:
+                    return  # the client left
+                if i < seconds:
+                    time.sleep(TICK_INTERVAL_S)
 
         def log_message(self, *args) -> None:
             pass  # one line per request would cost more than the request

@@ -39,3 +39,29 @@ def test_ovs_userspace_switch_carries_the_layout(no_leftovers):
         tb.wait_ready()
         results = tb.check_reachability()
     assert all(r.ok for r in results), [(r.reach.src, r.reach.dst) for r in results if not r.ok]
+
+
+def test_piped_input_runs_each_line_as_a_cli_command(no_leftovers):
+    """Piped into `up`, a line after a host command that takes a while still runs as a CLI
+    command (Mininet's CLI would have handed it to that command's shell), and lines copied
+    with their prompt run too: the same as --script."""
+    import subprocess
+    import sys
+
+    lines = [
+        "c1 sleep 1",  # input arrives while it runs: it must not get any
+        "lvs-testbed> d1 echo PIPED-$((40+2))",
+        "d1 echo AFTER-$((40+3))",
+        "exit",
+    ]
+    out = subprocess.run(
+        [sys.executable, "-m", "testbed", "up", "dr", "--rs", "1", "--clients", "2"],
+        input="\n".join(lines) + "\n",
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    shown = out.stdout + out.stderr
+    assert out.returncode == 0, shown[-3000:]
+    assert "PIPED-42" in shown and "AFTER-43" in shown, shown[-3000:]
+    assert "command not found" not in shown and "Unknown command" not in shown, shown[-3000:]

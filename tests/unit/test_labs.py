@@ -1,6 +1,7 @@
-"""The classroom labs without a layout: the registry and its files, the pure parsers and
-judgements the checks use, lab 4's check on synthetic results, and the `lab` command's list
-and argument errors."""
+"""The classroom labs without a layout: the registry and its files (handouts a student can
+paste, templates to hand in), the pure parsers and judgements the checks use, dependent checks
+reported as not run, lab 4's check on synthetic results (its typical mistake named by the first
+hint), the hand-in report, and the `lab` command's list, check --save and argument errors."""
 
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ from testbed.labs import (
     all_ok,
     format_results,
     get_lab,
+    handin,
 )
 from testbed.labs import lab04_bottleneck as lab4
 from testbed.labs import lab05_failover as lab5
+from testbed.labs.model import Checks, first_failure
 from testbed.labs.parse import (
     DestRule,
     arping_macs,
@@ -50,6 +53,7 @@ from testbed.labs.parse import (
 )
 from testbed.labs.udpprobe import probe
 from testbed.topo.plan import ipvsadm_rules, make_plan
+from tests.unit.handouts import PROMPT, blocks, pasted_blocks
 
 runner = CliRunner()
 
@@ -66,16 +70,16 @@ def test_six_labs_numbered_one_to_six():
 def test_each_lab_has_a_non_empty_handout_and_teacher_notes(number):
     lab = LABS[number]
     assert lab.dir == LABS_DIR / f"{number:02d}-{lab.slug}"
-    for path in (lab.handout, lab.teacher_notes, *(lab.dir / f for f in lab.extra_files)):
+    for path in (lab.handout, lab.teacher_notes, lab.answers_template):
         assert path.is_file(), path
         assert path.read_text().strip(), f"{path} is empty"
 
 
 @pytest.mark.parametrize("number", sorted(LABS))
-def test_handouts_have_goal_background_steps_and_questions(number):
+def test_handouts_have_goal_background_steps_hand_in_and_questions(number):
     text = LABS[number].handout.read_text()
     headings = re.findall(r"^## (.+)$", text, re.MULTILINE)
-    assert headings == ["Goal", "Background", "Steps", "Questions"]
+    assert headings == ["Goal", "Background", "Steps", "Hand-in", "Questions"]
     assert text.startswith(f"# Lab {number}: {LABS[number].title}")
     questions = text.split("## Questions", 1)[1]
     assert re.search(r"^1\. ", questions, re.MULTILINE), "numbered questions"
@@ -87,6 +91,69 @@ def test_handouts_use_the_howto_vocabulary_and_name_the_check(number):
     for word in ("CIP", "VIP", "DIP", "RIP"):
         assert word in text, word
     assert f"lab check {number}" in text
+    assert "labcheck" not in text  # the lab's check is `check` in its CLI
+
+
+@pytest.mark.parametrize("number", sorted(LABS))
+def test_handouts_and_lab_list_tell_time_prerequisites_and_outcomes(number):
+    lab = LABS[number]
+    text = " ".join(lab.handout.read_text().split())
+    assert lab.minutes and lab.prerequisites and len(lab.outcomes) >= 2
+    assert f"Time: {lab.minutes} minutes. Before it: {lab.prerequisites}." in text
+    for outcome in lab.outcomes:
+        assert f"- {outcome}" in text, outcome
+    assert f"Time: {lab.minutes} minutes" in lab.teacher_notes.read_text()
+
+
+@pytest.mark.parametrize("number", sorted(LABS))
+def test_every_lab_has_an_answers_template_with_slots_for_what_it_measures(number):
+    lab = LABS[number]
+    template = lab.answers_template.read_text()
+    assert template.startswith(f"# Lab {number}: answers")
+    assert "## Measured" in template
+    questions = lab.handout.read_text().split("## Questions", 1)[1]
+    asked = len(re.findall(r"^\d+\. ", questions, re.MULTILINE))
+    answered = len(re.findall(r"^\d+\. ", template.split("## Measured", 1)[1], re.MULTILINE))
+    assert lab.number == 4 or answered == asked, (answered, asked)
+
+
+@pytest.mark.parametrize("number", sorted(LABS))
+def test_every_curl_in_the_handouts_has_a_timeout(number):
+    """A curl without -m hangs when no real server answers; the handouts' never do."""
+    text = LABS[number].handout.read_text()
+    calls = [
+        c for b in blocks(text) for line in b.lines for c in re.findall(r"\bcurl [^;|&]*", line)
+    ]
+    calls += re.findall(r"`[^`]*\b(curl [^`;|&]*)", text)
+    for call in calls:
+        assert re.search(r"\s(-m|--max-time) \d", call), call
+
+
+@pytest.mark.parametrize("number", [n for n in LABS if LABS[n].needs_layout])
+def test_handout_blocks_paste_as_cli_commands_the_lab_cli_knows(number):
+    """Each pasted line starts with a host of the layout or a command of the lab's CLI, and
+    holds no placeholder to fill in (a pasted block runs as it is)."""
+    pytest.importorskip("mininet")
+    from testbed.labs.console import LabCLI
+
+    lab = LABS[number]
+    hosts = {n.name for n in make_plan(lab.layout, lab.params).nodes}
+    pasted = pasted_blocks(lab.handout.read_text())
+    assert [b for b in pasted if b.kind == "cli"], "no CLI block to paste"
+    for block in pasted:
+        for line in block.lines:
+            if block.kind == "cli":
+                first = line[len(PROMPT) :].split()[0]
+                assert first in hosts or hasattr(LabCLI, f"do_{first}"), line
+            assert not re.search(r"\b[A-Z]{2,}_[A-Z_]+\b|<[a-z-]+>", line), f"placeholder: {line}"
+
+
+@pytest.mark.parametrize("number", sorted(LABS))
+def test_handouts_say_which_ipvsadm_is_in_use(number):
+    """Item 7 for the userspace director: no kernel IPVS here, and what that means."""
+    if number == 4:
+        return  # lab 4 runs experiments, it types no ipvsadm
+    assert "/proc/net/ip_vs" in " ".join(LABS[number].handout.read_text().split())
 
 
 @pytest.mark.parametrize("number", sorted(LABS))
@@ -149,6 +216,26 @@ def test_a_check_that_cannot_run_becomes_one_failed_result():
     lab = Lab(9, "x", "X", "", "dr", None, lambda ctx: None, lambda ctx: None, boom)
     [result] = lab.run_check(LabContext())
     assert not result.ok and "not answering" in result.detail and "lab start 9" in result.hint
+
+
+def test_a_check_that_needs_a_failed_one_is_not_run_and_names_the_first_failure():
+    checks = Checks()
+    ran = []
+    gateway = checks.add(CheckResult("gateway", False, "rs2 via 192.168.0.1", "replace it"))
+    service = checks.add(CheckResult("service", True, "fine"))
+    http = checks.after([gateway, service], "http", lambda: ran.append("http"))
+    counters = checks.after([http], "counters", lambda: ran.append("counters"))
+    assert not ran  # neither ran: they could only fail for the gateway's reason
+    assert not http.ok and http.not_run_because == "gateway"
+    assert counters.not_run_because == "gateway"  # the root cause, not the skipped one
+    assert checks.after([service], "ok", lambda: CheckResult("ok", True, "")).ok
+    assert first_failure(checks.results) is gateway
+    text = format_results(checks.results)
+    assert 'skip  http: not run: "gateway" failed' in text
+    assert text.splitlines()[-1] == (
+        "2 of 5 checks pass (2 not run until the first failure is fixed): not there yet"
+    )
+    assert first_failure([CheckResult("a", True, "")]) is None
 
 
 def test_layout_labs_refuse_to_run_without_a_layout():
@@ -369,13 +456,15 @@ def test_lb_connection_flows_counts_the_directors_per_connection_flows():
 
 # -- lab 5's judgements ----------------------------------------------------------------------------
 def status(*instances: tuple[str, list[tuple[str, str]]]) -> dict:
+    """A daemon's status; its instances' n-th transitions happened at wall time 100 + n."""
     return {
         "instances": [
             {
                 "name": f"VI_{i}",
                 "state": state,
                 "transitions": [
-                    {"previous": a, "state": b, "monotonic_s": 0.0, "wall_s": 0.0} for a, b in moves
+                    {"previous": a, "state": b, "monotonic_s": float(n), "wall_s": 100.0 + n}
+                    for n, (a, b) in enumerate(moves)
                 ],
             }
             for i, (state, moves) in enumerate(instances)
@@ -398,6 +487,16 @@ def test_lab5_failed_over_and_back_needs_both_transitions():
     assert lab5.failed_over_and_back(back)
     assert lab5.states(None) == "not running"
     assert lab5.states(back) == "VI_0 BACKUP"
+
+
+def test_lab5_counts_only_transitions_since_the_lab_was_started_or_reset(tmp_path):
+    back = status(("BACKUP", [("INIT", "BACKUP"), ("BACKUP", "MASTER"), ("MASTER", "BACKUP")]))
+    assert lab5.failed_over_and_back(back, since_wall_s=100.5)
+    assert not lab5.failed_over_and_back(back, since_wall_s=101.5)  # reset after the takeover
+    assert lab5.transitions_seen(back, since_wall_s=101.5) == {("MASTER", "BACKUP")}
+    assert lab5.reset_mark(tmp_path) is None
+    (tmp_path / lab5.RESET_FILE).write_text(json.dumps({"wall_s": 101.5}))
+    assert lab5.reset_mark(tmp_path) == 101.5
 
 
 # -- lab 4's check on synthetic results ------------------------------------------------------------
@@ -441,7 +540,7 @@ def lab4_dirs(tmp_path):
 
 
 def write_answers(answers_dir: Path, text: str) -> None:
-    (answers_dir / lab4.LAB.name / lab4.ANSWERS_FILE).write_text(text)
+    (answers_dir / lab4.LAB.name / "answers.md").write_text(text)
 
 
 def by_name(results: list[CheckResult]) -> dict[str, CheckResult]:
@@ -466,7 +565,8 @@ def test_lab4_fails_without_runs_or_answers_and_says_what_to_run(lab4_dirs):
     _results, answers, ctx = lab4_dirs
     outcome = by_name(get_lab(4).run_check(ctx))
     assert not any(r.ok for r in outcome.values())
-    assert outcome["cpu-quota sweep measured"].hint == lab4.sweep_command("cpu-quota")
+    assert outcome["cpu-quota sweep measured"].hint == f"`{lab4.sweep_command('cpu-quota')}`"
+    assert not outcome["capacity linear in the quota"].ran  # the sweep it needs failed
     assert "cp " in outcome["the answers name the limiting factor"].hint
 
 
@@ -479,7 +579,8 @@ def test_lab4_wants_every_quota_point_valid(lab4_dirs):
     write_answers(answers, lab4.REFERENCE_ANSWERS)
     outcome = by_name(get_lab(4).run_check(ctx))
     assert not outcome["cpu-quota sweep measured"].ok
-    assert "quota 0.2" in outcome["cpu-quota sweep measured"].detail
+    assert "only invalid points at nat quota 0.2" in outcome["cpu-quota sweep measured"].detail
+    assert "nothing else busy" in outcome["cpu-quota sweep measured"].hint
 
 
 def test_lab4_refuses_a_noisy_fit(lab4_dirs):
@@ -493,6 +594,7 @@ def test_lab4_refuses_a_noisy_fit(lab4_dirs):
     outcome = by_name(get_lab(4).run_check(ctx))
     assert outcome["cpu-quota sweep measured"].ok
     assert not outcome["capacity linear in the quota"].ok
+    assert outcome["capacity linear in the quota"].ran
 
 
 def test_lab4_takes_the_newest_run_that_has_the_points(lab4_dirs):
@@ -506,12 +608,38 @@ def test_lab4_takes_the_newest_run_that_has_the_points(lab4_dirs):
     assert outcome["cpu-quota sweep measured"].detail.startswith("20261127T100000Z-aaaaaaaa")
 
 
+def test_lab4_typical_mistake_a_sweep_with_other_values_is_named_by_the_first_hint(lab4_dirs):
+    """The student ran `experiment run cpu-quota` without the handout's -p options: one point
+    at the default quota. The first hint says to run the handout's sweep, not that points
+    were invalid."""
+    results, answers, ctx = lab4_dirs
+    write_run(results, "cpu-quota", "20261127T100000Z-aaaaaaaa", quota_points({0.25: 5000.0}))
+    write_run(results, "coalescing", "20261127T101000Z-bbbbbbbb", BATCHES)
+    write_answers(answers, lab4.REFERENCE_ANSWERS)
+    outcome = get_lab(4).run_check(ctx)
+    first = first_failure(outcome)
+    assert first.name == "cpu-quota sweep measured"
+    assert "no point at nat quota 0.05, 0.1, 0.2" in first.detail
+    assert "handout's sweep" in first.hint and lab4.sweep_command("cpu-quota") in first.hint
+    assert "invalid" not in first.hint
+    assert [r.name for r in outcome if not r.ran] == [lab4.FIT_CHECK]
+
+
+def test_lab4_figures_give_the_capacities_and_the_fit(lab4_dirs):
+    results, _answers, ctx = lab4_dirs
+    write_run(results, "cpu-quota", "20261127T100000Z-aaaaaaaa", quota_points(GOOD_QUOTAS))
+    figures = get_lab(4).run_figures(ctx)
+    [(title, text)] = figures.items()
+    assert title == "cpu-quota run 20261127T100000Z-aaaaaaaa"
+    assert "quota 0.05: 1,010 requests/s" in text and "R²" in text
+
+
 def test_lab4_coalescing_needs_batch_1_and_64(lab4_dirs):
     results, _answers, ctx = lab4_dirs
     write_run(results, "coalescing", "20261127T101000Z-bbbbbbbb", BATCHES[1:])
     outcome = by_name(get_lab(4).run_check(ctx))
     assert not outcome["coalescing sweep measured"].ok
-    assert "batch 1" in outcome["coalescing sweep measured"].detail
+    assert "no point at batch 1" in outcome["coalescing sweep measured"].detail
 
 
 @pytest.mark.parametrize(
@@ -536,7 +664,7 @@ def test_lab4_answers_parse_leniently(answers, ok):
 
 
 def test_lab4_the_untouched_template_is_not_an_answer():
-    template = (get_lab(4).dir / lab4.TEMPLATE_FILE).read_text()
+    template = get_lab(4).answers_template.read_text()
     ev = lab4.evaluate_answers(template)
     assert not ev.ok and "empty" in ev.detail
     assert "## Limiting factor" in template
@@ -562,6 +690,16 @@ def test_lab_list_shows_every_lab_and_its_handout():
         assert lab.title in result.output
         assert f"{lab.name}/handout.md" in result.output
     assert "teacher.md" not in result.output
+
+
+def test_lab_list_shows_time_prerequisites_and_outcomes():
+    result = runner.invoke(app, ["lab", "list"], env={"COLUMNS": "400"})
+    assert result.exit_code == 0, result.output
+    for lab in LABS.values():
+        assert f"{lab.minutes} min" in result.output
+        assert lab.prerequisites in result.output
+        assert lab.outcomes[0] in result.output
+    assert "--save" in result.output
 
 
 def test_lab_list_teacher_shows_the_teacher_notes():
@@ -610,11 +748,83 @@ def test_lab_check_4_exit_status_follows_the_checks(lab4_dirs):
     assert "4 of 4 checks pass: all checks pass" in passing.output
 
 
-# -- the Mininet CLI's labcheck --------------------------------------------------------------------
-def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
+def test_lab_check_4_save_writes_a_report_with_check_answers_and_figures(lab4_dirs, tmp_path):
+    results, answers, _ctx = lab4_dirs
+    write_run(results, "cpu-quota", "20261127T100000Z-aaaaaaaa", quota_points(GOOD_QUOTAS))
+    write_run(results, "coalescing", "20261127T101000Z-bbbbbbbb", BATCHES)
+    write_answers(answers, lab4.REFERENCE_ANSWERS)
+    collect = tmp_path / "collect"
+    args = ["lab", "check", "4", "--results", str(results), "--answers-dir", str(answers)]
+    result = runner.invoke(
+        app, [*args, "--save", "--handin-dir", str(collect), "--student", "ada lovelace"]
+    )
+    assert result.exit_code == 0, result.output
+    [report] = collect.glob("lab04-ada_lovelace-*Z.md")
+    assert "hand-in written:" in result.output
+    text = report.read_text()
+    assert text.startswith("# Hand-in: lab 4, Hunting the bottleneck")
+    assert "- student: ada_lovelace" in text and "- check: all checks pass" in text
+    assert "4 of 4 checks pass: all checks pass" in text
+    assert lab4.REFERENCE_ANSWERS.strip() in text  # the answers as written
+    assert "### cpu-quota run 20261127T100000Z-aaaaaaaa" in text  # the run's figures
+    assert "quota 0.1: 1,990 requests/s" in text
+
+
+def test_a_hand_in_without_answers_says_so_and_names_never_collide(tmp_path, monkeypatch):
+    from datetime import datetime, timezone
+
+    lab = get_lab(1)
+    when = datetime(2026, 12, 6, 10, 15, 0, tzinfo=timezone.utc)
+    text = handin.report_text(
+        lab, [CheckResult("a", True, "fine")], None, tmp_path / "answers.md", {}, "bo", when
+    )
+    assert "(no answers file:" in text and "(none recorded)" in text
+    assert "- time: 2026-12-06 10:15:00 UTC" in text
+    assert handin.report_name(lab, "bo", when) == "lab01-bo-20261206T101500Z.md"
+    assert handin.student_name("a/b; rm -rf") == "a_b_rm_-rf"
+    monkeypatch.delenv(handin.HANDIN_ENV, raising=False)
+    assert handin.handin_dir() == Path("handin")
+    monkeypatch.setenv(handin.HANDIN_ENV, "/srv/collect")
+    assert handin.handin_dir() == Path("/srv/collect")
+    assert handin.handin_dir(tmp_path) == tmp_path
+
+
+def test_lab_check_save_into_a_folder_that_cannot_be_written_fails_clearly(lab4_dirs, tmp_path):
+    results, answers, _ctx = lab4_dirs
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    result = runner.invoke(
+        app,
+        [
+            "lab",
+            "check",
+            "4",
+            "--results",
+            str(results),
+            "--answers-dir",
+            str(answers),
+            "--save",
+            "--handin-dir",
+            str(blocker / "sub"),
+        ],
+    )
+    assert result.exit_code == 1
+    assert "could not write the hand-in" in result.output and "--handin-dir" in result.output
+
+
+# -- the lab's CLI: check, check --save, and labcheck, its old name --------------------------------
+def lab_cli(lab: Lab, tmp_path: Path):
+    """A `LabCLI` without a terminal loop: its commands called on a stand-in testbed."""
     pytest.importorskip("mininet")  # the lab CLI is Mininet's CLI
     from testbed.labs.console import LabCLI
 
+    cli = LabCLI.__new__(LabCLI)
+    cli.lab = lab
+    cli.testbed = SimpleNamespace(run=SimpleNamespace(dir=tmp_path), plan=make_plan("dr"), net={})
+    return cli
+
+
+def test_check_in_the_lab_cli_runs_the_labs_check_in_process(capsys, tmp_path):
     seen = []
 
     def check(ctx):
@@ -622,12 +832,38 @@ def test_labcheck_runs_the_current_labs_check_in_process(capsys, tmp_path):
         return [CheckResult("thing", True, "fine")]
 
     lab = Lab(1, "x", "Title", "", "dr", None, lambda ctx: None, lambda ctx: None, check)
-    plan = make_plan("dr")
-    testbed = SimpleNamespace(run=SimpleNamespace(dir=tmp_path), plan=plan, net={})
-    LabCLI.do_labcheck(SimpleNamespace(lab=lab, testbed=testbed), "")
+    cli = lab_cli(lab, tmp_path)
+    cli.do_check("")
     out = capsys.readouterr().out
     assert "lab 1: Title" in out and "ok    thing: fine" in out
-    assert seen[0].plan is plan and seen[0].hosts.run_dir == tmp_path
+    assert seen[0].plan is cli.testbed.plan and seen[0].hosts.run_dir == tmp_path
+    cli.do_labcheck("")
+    out = capsys.readouterr().out
+    assert "`labcheck` is now `check`" in out and "ok    thing: fine" in out
+    cli.do_check("--sav")
+    assert "usage: check [--save]" in capsys.readouterr().out and len(seen) == 2
+
+
+def test_check_save_in_the_lab_cli_writes_the_hand_in(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv(handin.HANDIN_ENV, str(tmp_path / "collect"))
+    lab = Lab(
+        1,
+        "x",
+        "Title",
+        "",
+        "dr",
+        None,
+        lambda ctx: None,
+        lambda ctx: None,
+        lambda ctx: [CheckResult("thing", False, "broken", "fix it")],
+        figures=lambda ctx: {"counters": "InPkts 15"},
+    )
+    lab_cli(lab, tmp_path).do_check("--save")
+    out = capsys.readouterr().out
+    [report] = (tmp_path / "collect").glob("lab01-*.md")
+    assert f"hand-in written: {report}" in out
+    text = report.read_text()
+    assert "FAIL  thing: broken" in text and "hint: fix it" in text and "InPkts 15" in text
 
 
 # -- the UDP probe the checks run in client hosts --------------------------------------------------
