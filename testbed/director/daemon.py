@@ -61,6 +61,7 @@ CONTROL_SCHEMAS = {
     "unfill": {},
     "io": {"io_mode": ("str", True), "batch": ("int", True), "wait_us": ("int", True)},
     "table": {"bits": ("int", True)},
+    "states": {},
     "sysctl": {"set": ("dict[str,int]", False)},
 }
 """Every control operation and its fields (runtime.control.check_request)."""
@@ -127,6 +128,8 @@ def _ip_json(*args: str) -> list:
         raise RuntimeError(
             f"`ip -j {' '.join(args)}` did not answer in {IP_TIMEOUT_S:g} s"
         ) from exc
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"`ip -j {' '.join(args)}` failed: {exc.stderr.strip()}") from exc
     return json.loads(res.stdout or "[]")
 
 

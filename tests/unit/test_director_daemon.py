@@ -3,6 +3,8 @@ ports: switching the packet I/O (the coalescing knob), resizing the table, and t
 made-up entries of a prefill back out; malformed requests, an nft failure (rolled back), the
 table's limit and defences through `sysctl`, a SIGTERM before the loop, unreadable routes."""
 
+import re
+
 import pytest
 
 from testbed.director import daemon as daemon_module
@@ -191,3 +193,12 @@ def test_a_route_file_that_cannot_be_read_keeps_the_old_routes(daemon, monkeypat
     daemon._reload_routes()
     daemon._reload_routes()
     assert daemon.neigh.routes == before and daemon.route_errors == 2
+
+
+def test_every_operation_the_daemon_answers_has_a_schema(daemon):
+    """An operation missing from CONTROL_SCHEMAS would be refused as unknown."""
+    import inspect
+
+    source = inspect.getsource(daemon_module.DirectorDaemon._handle_request)
+    ops = set(re.findall(r'op == "([a-z_]+)"', source))
+    assert ops == set(daemon_module.CONTROL_SCHEMAS)
