@@ -768,3 +768,14 @@ def test_a_malformed_control_request_is_answered_and_changes_nothing(message):
     reply = daemon.handle_request(message)
     assert reply["rc"] == 2 and reply["err"].startswith("bad control request")
     assert daemon.running and daemon.status()["link_overrides"] == {}
+
+
+def test_every_operation_the_daemon_answers_has_a_schema():
+    """An operation missing from CONTROL_SCHEMAS would be refused as unknown."""
+    import inspect
+    import re
+
+    from testbed.vrrp import daemon as daemon_module
+
+    source = inspect.getsource(daemon_module.VrrpDaemon.handle_request)
+    assert set(re.findall(r'op == "([a-z-]+)"', source)) == set(daemon_module.CONTROL_SCHEMAS)
