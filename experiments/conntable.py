@@ -20,6 +20,7 @@ from testbed.harness.trials import (
     find_capacity,
     layout_up,
     prefill,
+    table_room,
     table_stats,
 )
 from testbed.report import Figure, Section
@@ -49,7 +50,13 @@ class Params:
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
-    with layout_up(p.kind, ctx.point_id, p.quota_cores, table_bits=p.table_bits) as tb:
+    with layout_up(
+        p.kind,
+        ctx.point_id,
+        p.quota_cores,
+        table_bits=p.table_bits,
+        **table_room(p.prefill_conns),
+    ) as tb:
         ctx.log.info("pre-filling %d connections", p.prefill_conns)
         prefill(tb, p.prefill_conns)
         chains = table_stats(tb)

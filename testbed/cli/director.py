@@ -9,6 +9,7 @@ from pathlib import Path
 import typer
 
 from testbed.cli.common import fail
+from testbed.director.defense import DEFAULT_CONN_MAX
 
 director_app = typer.Typer(
     help="The userspace IPVS director: run it, read its counters.", no_args_is_help=True
@@ -65,6 +66,34 @@ def run(
         "messages are applied, otherwise only those with the same ID "
         "(needs --sync-iface).",
     ),
+    sync_peer: str = typer.Option(
+        None,
+        "--sync-peer",
+        metavar="ADDR",
+        help="Apply sync messages only from this address (the peer director's on the sync "
+        "NIC). IPVS sync is unauthenticated: without it anyone on the segment is believed.",
+    ),
+    conn_max: int = typer.Option(
+        DEFAULT_CONN_MAX,
+        "--conn-max",
+        help="Connection table limit, entries: a new connection past it is refused (see "
+        "docs/safety.md). About 0.6 KiB of memory each.",
+    ),
+    amemthresh: int = typer.Option(
+        None,
+        "--amemthresh",
+        help="The defences' automatic modes switch on with fewer than this many entries "
+        "of room left (IPVS's amemthresh, in entries; default conn-max/16).",
+    ),
+    drop_entry: int = typer.Option(
+        1, "--drop-entry", help="IPVS drop_entry defence: 0 off, 1 automatic, 3 always."
+    ),
+    drop_packet: int = typer.Option(
+        0, "--drop-packet", help="IPVS drop_packet defence: 0 off, 1 automatic, 3 always."
+    ),
+    secure_tcp: int = typer.Option(
+        0, "--secure-tcp", help="IPVS secure_tcp defence: 0 off, 1 automatic, 3 always."
+    ),
 ) -> None:
     """Run the director in this network namespace (inside a director host) until SIGTERM."""
     from testbed.director.daemon import DaemonConfig, run_daemon
@@ -82,6 +111,14 @@ def run(
             kernel_bypass=not no_kernel_bypass,
             sync_iface=sync_iface,
             sync_id=sync_id,
+            sync_peer=sync_peer,
+            conn_max=conn_max,
+            defense={
+                "drop_entry": drop_entry,
+                "drop_packet": drop_packet,
+                "secure_tcp": secure_tcp,
+                **({"amemthresh": amemthresh} if amemthresh is not None else {}),
+            },
         )
         if not 8 <= table_bits <= 20:
             raise ValueError(f"--table-bits must be 8..20, got {table_bits}")
@@ -122,6 +159,11 @@ def stats(
             lines.append(
                 f"{label}: " + ", ".join(f"{k} {v}" for k, v in sorted(frames[label].items()))
             )
+    defense = data.get("defense")
+    if defense:
+        lines.append(defense_line(defense))
+    if data.get("rss_kb"):
+        lines.append(f"memory: {data['rss_kb'] / 1024:.1f} MiB resident")
     sync = data.get("sync")
     if sync:
         sent, got = sync["sent"], sync["received"]
@@ -133,6 +175,57 @@ def stats(
             f"{got['ignored_sync_id']} of other sync IDs, malformed {malformed}"
         )
     print("\n".join(lines))
+
+
+def defense_line(d: dict) -> str:
+    """The table's fill, the defences' state and their drops, on one line."""
+
+    def mode(name: str, active: bool) -> str:
+        return f"{name} {d[name]} ({'on' if active else 'off'})"
+
+    drops = ", ".join(f"{k} {v}" for k, v in sorted(d["drops"].items())) or "none"
+    return (
+        f"table: {d['entries']} of {d['conn_max']} entries (amemthresh {d['amemthresh']}); "
+        f"defences: {mode('drop_entry', d['dropentry_active'])}, "
+        f"{mode('drop_packet', d['drop_rate'] > 0)}"
+        + (f" rate 1/{d['drop_rate']}" if d["drop_rate"] else "")
+        + f", {mode('secure_tcp', d['secure_tcp_active'])}; drops: {drops}"
+    )
+
+
+@director_app.command("sysctl")
+def sysctl(
+    settings: list[str] = typer.Argument(
+        None,
+        metavar="[NAME=VALUE]...",
+        help="Settings to change: conn_max, amemthresh, am_droprate, drop_entry, "
+        "drop_packet, secure_tcp (with or without the net.ipv4.vs. prefix).",
+    ),
+    director: str = typer.Option(
+        None, "--director", "-d", help="Director name (default: the one in this namespace)."
+    ),
+) -> None:
+    """Show or set the connection table's limit and IPVS's defences, as `sysctl net.ipv4.vs`
+    does for the kernel (all settings change, or none)."""
+    from testbed.runtime.control import ControlError, find_director, request
+
+    values: dict[str, int] = {}
+    for item in settings or []:
+        name, sep, value = item.partition("=")
+        name = name.strip().removeprefix("net.ipv4.vs.")
+        try:
+            if not sep:
+                raise ValueError
+            values[name] = int(value)
+        except ValueError:
+            fail(f"settings are NAME=INTEGER (e.g. drop_entry=1), got {item!r}", 2)
+    try:
+        reply = request(find_director(director), {"op": "sysctl", "set": values})
+    except ControlError as exc:
+        fail(str(exc))
+    sys.stdout.write(reply.get("out", ""))
+    sys.stderr.write(reply.get("err", ""))
+    raise typer.Exit(reply.get("rc", 1))
 
 
 def ipvsadm(ctx: typer.Context) -> None:

@@ -111,7 +111,9 @@ def up(
     """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
 
     Names and addresses follow the plan in the README. Everything it made is removed on exit,
-    on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left.
+    on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left. One run at a
+    time per machine (a second is refused, naming the first). The daemons' logs are kept
+    under /var/log/lvs-testbed/<run-id>/, named on exit.
     """
     try:
         params = params_from_options(knobs)
@@ -287,7 +289,7 @@ def run_layout(
     from testbed.net.nodes import NodeConfigError
     from testbed.net.report import plan_table, reach_table
     from testbed.net.shaping import ShapingError
-    from testbed.runtime.cgroup import CpuQuotaError
+    from testbed.runtime.cgroup import CpuQuotaError, MemoryLimitError
 
     handle_termination()
     testbed = Testbed(
@@ -314,7 +316,14 @@ def run_layout(
                 )
             console.print(cli_help, highlight=False)
             open_cli(testbed, script=str(script) if script else None)
-    except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
+    except (
+        ShapingError,
+        CpuQuotaError,
+        MemoryLimitError,
+        NodeConfigError,
+        PermissionError,
+        RuntimeError,
+    ) as exc:
         ok = False
         err_console.print(f"[bold red]error:[/] {exc}")
     except Terminated:
@@ -324,6 +333,8 @@ def run_layout(
         report = testbed.stop()
         if report is not None and report.errors:
             err_console.print("[yellow]cleanup left:[/] " + "; ".join(report.errors))
+        if testbed.logs_dir is not None:
+            err_console.print(f"daemon logs kept in {testbed.logs_dir}", highlight=False)
     if not ok:
         raise typer.Exit(1)
 
@@ -331,45 +342,57 @@ def run_layout(
 def clean(
     force: bool = typer.Option(False, "--force", help="Also stop runs whose owner is still alive."),
 ) -> None:
-    """Remove what testbed runs created and recorded, and nothing else.
+    """Remove what testbed runs created and recorded, and nothing else; keep their logs.
 
-    Stops recorded processes (by pid and start time, never by name), removes recorded
-    namespaces' processes, bridges, interfaces and cgroups. Runs still alive are left alone
-    unless --force.
+    Stops recorded processes (by pid and start time, never by name), the processes in each
+    host's namespace (held by the run, so provably its own) and in its cgroups; removes
+    bridges and root-namespace interfaces tagged with the run's id, namespaces, cgroups and
+    the run's state under /run. Daemon logs stay where the run kept them. Runs whose owner
+    is alive (the holder of the run lock) are left alone unless --force. See docs/safety.md.
     """
     import os
     import signal
     import time
 
     from testbed.runtime.registry import clean_run, list_runs, owner_alive, run_root
+    from testbed.runtime.runlock import held_or_holder
 
     require_root("`clean`")
-    runs = list_runs()
-    if not runs:
-        console.print(f"nothing to clean (no runs recorded under {run_root()})")
-        return
     failed = False
-    for run_dir in runs:
-        owner = owner_alive(run_dir)
-        if owner is not None:
-            if not force:
-                console.print(
-                    f"{run_dir.name}: still running (pid {owner}); stop it or use --force"
-                )
-                continue
-            os.kill(owner, signal.SIGTERM)  # its finally blocks tear down what it can
-            deadline = time.monotonic() + 10
-            while owner_alive(run_dir) and time.monotonic() < deadline:
-                time.sleep(0.1)
-        report = clean_run(run_dir)
-        what = report.removed + [f"process {p}" for p in report.killed]
-        console.print(
-            f"{run_dir.name}: removed {len(what)} item(s)"
-            + (f": {', '.join(what)}" if what else "")
-        )
-        for err in report.errors:
-            failed = True
-            err_console.print(f"[bold red]{run_dir.name}: could not remove[/] {err}")
+    # Holding the run lock (when no run holds it) keeps a new run from starting meanwhile.
+    with held_or_holder() as holder:
+        runs = list_runs()
+        if not runs:
+            console.print(f"nothing to clean (no runs recorded under {run_root()})")
+            return
+        if holder is not None:
+            console.print(f"a run is in progress: {holder.describe()}", highlight=False)
+        for run_dir in runs:
+            owner = owner_alive(run_dir)
+            if owner is not None:
+                if not force:
+                    console.print(
+                        f"{run_dir.name}: still running (pid {owner}); stop it or use --force",
+                        highlight=False,
+                    )
+                    continue
+                os.kill(owner, signal.SIGTERM)  # its finally blocks tear down what it can
+                deadline = time.monotonic() + 10
+                while owner_alive(run_dir) and time.monotonic() < deadline:
+                    time.sleep(0.1)
+            report = clean_run(run_dir)
+            what = report.removed + [f"process {p}" for p in report.killed]
+            console.print(
+                f"{run_dir.name}: removed {len(what)} item(s)"
+                + (f": {', '.join(what)}" if what else "")
+                + (f"; its logs are kept in {report.logs}" if report.logs else ""),
+                highlight=False,
+            )
+            for item in report.skipped:
+                console.print(f"{run_dir.name}: left alone {item}", highlight=False)
+            for err in report.errors:
+                failed = True
+                err_console.print(f"[bold red]{run_dir.name}: could not remove[/] {err}")
     if failed:
         raise typer.Exit(1)
 

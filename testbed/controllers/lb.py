@@ -42,6 +42,7 @@ Configuration: `configure(LbConfig(...))` before os-ken's AppManager instantiate
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import resource
@@ -68,7 +69,13 @@ from os_ken.ofproto import ofproto_v1_3
 from testbed.director import ipvsadm
 from testbed.director.conntable import ESTABLISHED, INPUT, OUTPUT, PROTO_TCP, Connection
 from testbed.director.model import Director, Fwd, int_to_ip, ip_to_int
-from testbed.runtime.control import ControlServer, socket_path, write_index
+from testbed.runtime.control import (
+    ControlServer,
+    check_request,
+    error_reply,
+    socket_path,
+    write_index,
+)
 
 from .flows import (
     FLOW_ID_MASK,
@@ -95,6 +102,11 @@ MAX_PENDING_PER_ADDRESS = 16
 ETH_HEADER_BYTES = 14
 """OpenFlow counts whole frames; IPVS counts IP packets."""
 CONTROL_REPLY_TIMEOUT_S = 5.0
+CONTROL_SCHEMAS = {
+    "ipvsadm": {"argv": ("list[str]", True), "stdin": ("str?", False)},
+    "stats": {},
+}
+"""The control operations and their fields (runtime.control.check_request)."""
 IN, OUT = "in", "out"
 _TCP_SCHEDULE_MASK = tcp.TCP_SYN | tcp.TCP_ACK | tcp.TCP_RST | tcp.TCP_FIN
 _MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
@@ -652,16 +664,21 @@ class Balancer:
 
     # -- control -------------------------------------------------------------------------------
     def control(self, msg: dict) -> dict:
-        """One control-channel request, as the userspace director's daemon answers it."""
+        """One control-channel request, as the userspace director's daemon answers it:
+        checked against CONTROL_SCHEMAS first, and answered whatever goes wrong (it runs on
+        the app's event loop, which must not lose a request's reply)."""
+        problem = check_request(msg, CONTROL_SCHEMAS)
+        if problem is not None:
+            return error_reply(f"bad control request: {problem}")
         try:
-            op = msg.get("op")
-            if op == "ipvsadm":
-                return self._ipvsadm(list(msg.get("argv", [])), msg.get("stdin"))
-            if op == "stats":
-                return {"rc": 0, "stats": self.stats()}
-            return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
+            if msg["op"] == "ipvsadm":
+                return self._ipvsadm(msg["argv"], msg.get("stdin"))
+            return {"rc": 0, "stats": self.stats()}
         except (TypeError, ValueError, KeyError) as exc:
-            return {"rc": 2, "out": "", "err": f"bad control request: {exc}\n"}
+            return error_reply(f"bad control request: {exc}")
+        except Exception as exc:  # noqa: BLE001 - reply, and keep the controller running
+            logging.getLogger(__name__).exception("control request %r failed", msg.get("op"))
+            return error_reply(f"the request failed: {type(exc).__name__}: {exc}", rc=1)
 
     def _ipvsadm(self, argv: list[str], stdin: str | None) -> dict:
         before = self.director.snapshot()

@@ -119,6 +119,28 @@ _TCP_STATES = (
 )
 _NEXT = tuple(state for row in _TCP_STATES for state in row)
 
+# tcp_states_dos[] of ip_vs_proto_tcp.c: the table secure_tcp switches to (defense.py). A SYN
+# to a DR/TUN connection enters SYNACK, and NAT connections enter ESTABLISHED only once the
+# real server has answered (an ACK in SYN_RECV stays there).
+_TCP_STATES_DOS = (
+    # INPUT      sNO  sES  sSS  sSR  sFW  sTW  sCL  sCW  sLA  sLI  sSA
+    (sSR, sES, sES, sSR, sSR, sSR, sSR, sSR, sSR, sSR, sSA),  # syn
+    (sCL, sCW, sSS, sTW, sTW, sTW, sCL, sCW, sLA, sLI, sSA),  # fin
+    (sES, sES, sSS, sSR, sFW, sTW, sCL, sCW, sCL, sLI, sSA),  # ack
+    (sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL),  # rst
+    # OUTPUT
+    (sSS, sES, sSS, sSA, sSS, sSS, sSS, sSS, sSS, sLI, sSA),  # syn
+    (sTW, sFW, sSS, sTW, sFW, sTW, sCL, sTW, sLA, sLI, sTW),  # fin
+    (sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sLA, sES, sES),  # ack
+    (sCL, sCL, sSS, sCL, sCL, sTW, sCL, sCL, sCL, sCL, sCL),  # rst
+    # INPUT_ONLY
+    (sSA, sES, sES, sSR, sSA, sSA, sSA, sSA, sSA, sSA, sSA),  # syn
+    (sCL, sFW, sSS, sTW, sFW, sTW, sCL, sCW, sLA, sLI, sTW),  # fin
+    (sES, sES, sSS, sES, sFW, sTW, sCL, sCW, sCL, sLI, sES),  # ack
+    (sCL, sCL, sCL, sSR, sCL, sCL, sCL, sCL, sLA, sLI, sCL),  # rst
+)
+_NEXT_DOS = tuple(state for row in _TCP_STATES_DOS for state in row)
+
 
 def _event_row(tcp_flags: int) -> int:
     # tcp_state_idx(): rst beats syn beats fin beats ack; none of them is "no event".
@@ -139,6 +161,7 @@ _UNHASHED = float("-inf")
 _HASH_MULT = 0x61C88647  # GOLDEN_RATIO_32 of the kernel's hash_32()
 _U32 = 0xFFFFFFFF
 MIN_TAB_BITS, MAX_TAB_BITS, DEFAULT_TAB_BITS = 8, 20, 12
+HEAP_SLACK = 1024  # stale expiry-heap items tolerated beyond the live entries' count
 
 
 class Connection:
@@ -150,8 +173,8 @@ class Connection:
     (changing a real server's method later does not change existing connections, as in IPVS).
     A template has caddr = client address & netmask, cport 0, state NONE and `n_control`
     counting the connections it pins; a connection it pins has it as `control`.
-    `in_pkts` and `old_state` belong to connection sync (sync.py), as in IPVS: inbound
-    packets counted only while sync is on, and the state last sent to the backup.
+    `in_pkts` counts the client's packets (connection sync's trigger, drop_entry's measure
+    of a busy connection, as in IPVS) and `old_state` is the state last sent to the backup.
     """
 
     __slots__ = (
@@ -303,7 +326,8 @@ class ConnTable:
     comes and re-pushed at the new `expires` if the connection was refreshed meanwhile. Only a
     timer that moves EARLIER (a state change to a shorter timeout) pushes a new entry. So
     `expire(now)` pops only entries that are due, and its cost follows them, not the table
-    size; `expire_work` counts those pops.
+    size; `expire_work` counts those pops. The heap holds at most twice the live entries
+    (plus `HEAP_SLACK`): past that it is rebuilt from them (`_compact`).
     """
 
     def __init__(self, bits: int = DEFAULT_TAB_BITS, *, seed: int | None = None) -> None:
@@ -323,6 +347,8 @@ class ConnTable:
         self.tcp_timeouts_s = list(TCP_DEFAULT_TIMEOUTS_S)
         self.udp_timeout_s = UDP_DEFAULT_TIMEOUT_S
         self.expire_work = 0
+        self.heap_rebuilds = 0
+        self._next = _NEXT  # the TCP transition table in use (secure_tcp swaps it)
 
     def __len__(self) -> int:
         return self._count
@@ -391,7 +417,7 @@ class ConnTable:
                 direction = INPUT_ONLY
         row = _EVENT_ROW[tcp_flags & 0xFF]
         old = conn.state
-        new = _NEXT[direction + row + old] if row >= 0 else CLOSE
+        new = self._next[direction + row + old] if row >= 0 else CLOSE
         if new != old:
             dest = conn.dest
             if dest is not None:
@@ -482,7 +508,23 @@ class ConnTable:
 
     def _arm(self, conn: Connection, deadline: float) -> None:
         conn.armed = deadline
-        heapq.heappush(self._heap, (deadline, next(self._seq), conn))
+        heap = self._heap
+        heapq.heappush(heap, (deadline, next(self._seq), conn))
+        if len(heap) > 2 * (self._count + self._parked_count) + HEAP_SLACK:
+            self._compact()
+
+    def _compact(self) -> None:
+        """Rebuild the heap from the live entries' authoritative deadlines. Entries removed
+        before their deadline (evicted, dropped, reused) leave stale heap items that would
+        otherwise pin them in memory until that deadline: under a SYN flood, a minute of
+        removed connections. Amortised O(1) per push: it runs when stale items outnumber
+        the live ones. Parked entries (see `park`) keep their timers too."""
+        tables = [self._tab] if self._parked is None else [self._tab, self._parked]
+        self._heap = [
+            (c.armed, next(self._seq), c) for tab in tables for chain in tab if chain for c in chain
+        ]
+        heapq.heapify(self._heap)
+        self.heap_rebuilds += 1
 
     def expire(self, now: float) -> int:
         """Remove the connections whose timer ran out; return how many went.
@@ -499,10 +541,12 @@ class ConnTable:
                 continue  # superseded by an earlier re-arm, or the connection is gone
             if conn.expires > now:
                 self._arm(conn, conn.expires)  # refreshed since this entry was pushed
+                heap = self._heap  # _arm may have rebuilt it
                 continue
             if conn.n_control:
                 conn.expires = now + conn.timeout
                 self._arm(conn, conn.expires)
+                heap = self._heap
                 continue
             self.remove(conn)
             removed += 1
@@ -586,6 +630,24 @@ class ConnTable:
         self._parked = None
         self._parked_count = 0
         return back
+
+    @property
+    def secure_tcp(self) -> bool:
+        """Whether TCP moves by tcp_states_dos (ip_vs_protocol_timeout_change())."""
+        return self._next is _NEXT_DOS
+
+    @secure_tcp.setter
+    def secure_tcp(self, on: bool) -> None:
+        self._next = _NEXT_DOS if on else _NEXT
+
+    def bucket_index(self, proto: int, caddr: int, cport: int) -> int:
+        """The bucket a connection of (proto, caddr, cport) hashes to."""
+        return self._bucket(proto, caddr, cport)
+
+    def chain(self, index: int) -> list[Connection]:
+        """A copy of bucket ``index``'s chain (callers may remove entries while walking it)."""
+        chain = self._tab[index]
+        return list(chain) if chain else []
 
     # -- looking at the table -------------------------------------------------------------------
     def __iter__(self) -> Iterator[Connection]:

@@ -2,10 +2,16 @@
 
 One thread, one loop: wait on the ports and the control socket, drain each port (a batch at
 most), flush transmit rings, serve control requests, and run the timers (connection expiry,
-the 2-second rate estimator, ARP refresh, route reload); with ``sync_iface``, also connection
-sync with the peer directors (sync.py: our updates out, theirs in). Started inside a
-director host by ``lvs-testbed director run``; SIGTERM or SIGINT stops it cleanly (the kernel
-bypass rules are removed, the socket too).
+the 2-second rate estimator, the table's defences, ARP refresh, route reload); with
+``sync_iface``, also connection sync with the peer directors (sync.py: our updates out,
+theirs in). Started inside a director host by ``lvs-testbed director run``; SIGTERM or SIGINT
+stops it cleanly (the kernel bypass rules are removed, the socket too), also when it arrives
+while the daemon is still opening its ports.
+
+Nothing in the loop waits on another process: routes are re-read from /proc/net/route (a
+file of this namespace, no subprocess), and a failure to read them keeps the old ones. The
+subprocesses the daemon runs (``ip`` once at start, ``nft`` when the services change) have
+timeouts, and a control request whose nft side fails changes nothing.
 """
 
 from __future__ import annotations
@@ -26,17 +32,39 @@ from pathlib import Path
 
 from testbed.director import ipvsadm, kernel
 from testbed.director.conntable import INPUT, OUTPUT, TH_ACK, TH_SYN
+from testbed.director.defense import DEFAULT_CONN_MAX, Defense
 from testbed.director.forwarder import Forwarder
-from testbed.director.model import Director
-from testbed.director.neighbours import Neighbours, routes_from_ip_json
+from testbed.director.model import Director, ip_to_int
+from testbed.director.neighbours import Neighbours, routes_from_proc
 from testbed.director.ports import Port, RingPort, open_port
 from testbed.director.sync import ConnectionSync, MulticastTransport, check_sync_id
-from testbed.runtime.control import ControlServer, socket_path, write_index
+from testbed.runtime.control import (
+    ControlServer,
+    check_request,
+    error_reply,
+    socket_path,
+    write_index,
+)
 
 EXPIRE_EVERY_S = 1.0
 ROUTES_EVERY_S = 5.0
 MAX_SLEEP_S = 0.5
 PREFILL_NET, PREFILL_MASK = 0x64400000, 0xFFC00000  # 100.64.0.0/10: no layout uses it
+IP_TIMEOUT_S = 5.0
+ROUTE_FILE = Path("/proc/net/route")  # this namespace's main table
+
+CONTROL_SCHEMAS = {
+    "ipvsadm": {"argv": ("list[str]", True), "stdin": ("str?", False)},
+    "stats": {},
+    "counters": {},
+    "prefill": {"count": ("int", True)},
+    "unfill": {},
+    "io": {"io_mode": ("str", True), "batch": ("int", True), "wait_us": ("int", True)},
+    "table": {"bits": ("int", True)},
+    "states": {},
+    "sysctl": {"set": ("dict[str,int]", False)},
+}
+"""Every control operation and its fields (runtime.control.check_request)."""
 
 
 @dataclass
@@ -60,6 +88,9 @@ class DaemonConfig:
     kernel_bypass: bool = True
     sync_iface: str | None = None
     sync_id: int = 0
+    sync_peer: str | None = None
+    conn_max: int = DEFAULT_CONN_MAX
+    defense: dict = field(default_factory=dict)  # Defense settings: amemthresh, drop_entry...
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -79,14 +110,26 @@ class DaemonConfig:
                     f"sync interface must be an interface name (1..15 characters, "
                     f"no '/' or spaces), got {name!r}"
                 )
-        elif self.sync_id:
-            raise ValueError("a sync ID needs a sync interface (--sync-iface)")
+        elif self.sync_id or self.sync_peer:
+            raise ValueError("a sync ID or peer needs a sync interface (--sync-iface)")
+        if self.sync_peer is not None:
+            ip_to_int(self.sync_peer)  # ValueError names a bad address
+        Defense(self.conn_max, **self.defense)  # ValueError names a bad setting
         if not self.name:
             self.name = self.interfaces[0].split("-")[0]
 
 
 def _ip_json(*args: str) -> list:
-    res = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, check=True)
+    try:
+        res = subprocess.run(
+            ["ip", "-j", *args], capture_output=True, text=True, check=True, timeout=IP_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(
+            f"`ip -j {' '.join(args)}` did not answer in {IP_TIMEOUT_S:g} s"
+        ) from exc
+    except subprocess.CalledProcessError as exc:
+        raise RuntimeError(f"`ip -j {' '.join(args)}` failed: {exc.stderr.strip()}") from exc
     return json.loads(res.stdout or "[]")
 
 
@@ -106,9 +149,11 @@ def primary_ipv4(ifname: str) -> int:
 class DirectorDaemon:
     def __init__(self, cfg: DaemonConfig) -> None:
         self.cfg = cfg
-        self.director = Director(cfg.table_bits)
+        self.director = Director(cfg.table_bits, defense=Defense(cfg.conn_max, **cfg.defense))
         self.ports: list[Port] = []
         self.running = False
+        self.stop_requested = False  # set by SIGTERM at any time, even before `run`
+        self.route_errors = 0
         self.started_at = time.monotonic()
         self.wakeups = 0
         self.batches_full = 0
@@ -132,7 +177,9 @@ class DirectorDaemon:
             self.neigh = Neighbours(by_name, self._routes())
             self.forwarder = Forwarder(self.director, self.neigh)
             if cfg.sync_iface is not None:
-                transport = MulticastTransport(cfg.sync_iface, primary_ipv4(cfg.sync_iface))
+                transport = MulticastTransport(
+                    cfg.sync_iface, primary_ipv4(cfg.sync_iface), peer=cfg.sync_peer
+                )
                 self.sync = ConnectionSync(self.director, transport, cfg.sync_id)
                 self.forwarder.sync = self.sync.sender.conn_in
             if cfg.rules:
@@ -168,13 +215,24 @@ class DirectorDaemon:
         self.ports = []
 
     def _routes(self):
-        return routes_from_ip_json(
-            _ip_json("route", "show", "table", "main"), {p.name for p in self.ports}
-        )
+        return routes_from_proc(ROUTE_FILE.read_text(), {p.name for p in self.ports})
 
-    def _services_changed(self, now: float) -> None:
+    def _reload_routes(self) -> None:
+        """Re-read the routes; on failure keep forwarding by the ones we have."""
+        try:
+            self.neigh.set_routes(self._routes())
+        except (OSError, ValueError) as exc:
+            self.route_errors += 1
+            if self.route_errors == 1:
+                print(
+                    f"warning: cannot re-read the routes ({exc}); keeping the old ones",
+                    file=sys.stderr,
+                    flush=True,
+                )
+
+    def _services_changed(self, now: float, kernel_done: bool = False) -> None:
         self.forwarder.refresh_services()
-        if self.cfg.kernel_bypass:
+        if self.cfg.kernel_bypass and not kernel_done:
             kernel.apply(self.director)
         # Ask for the real servers' MACs now, so the first packets need not wait.
         for svc in self.director.services():
@@ -190,10 +248,13 @@ class DirectorDaemon:
 
     # -- control --------------------------------------------------------------------------
     def handle_request(self, msg: dict) -> dict:
+        problem = check_request(msg, CONTROL_SCHEMAS)
+        if problem is not None:
+            return error_reply(f"bad control request: {problem}")
         try:
             return self._handle_request(msg)
-        except (TypeError, ValueError, KeyError) as exc:
-            return {"rc": 2, "out": "", "err": f"bad control request: {exc}\n"}
+        except (TypeError, ValueError, KeyError, OverflowError) as exc:
+            return error_reply(f"bad control request: {exc}")
 
     def _handle_request(self, msg: dict) -> dict:
         op = msg.get("op")
@@ -202,11 +263,9 @@ class DirectorDaemon:
             added = self.prefill(int(msg["count"]), now)
             return {"rc": 0, "out": f"{added} connections added\n", "err": ""}
         if op == "ipvsadm":
-            before = self.director.snapshot()
-            res = ipvsadm.run(list(msg.get("argv", [])), self.director, msg.get("stdin"), now=now)
-            if self.director.snapshot() != before:
-                self._services_changed(now)
-            return {"rc": res.rc, "out": res.out, "err": res.err}
+            return self._ipvsadm(msg["argv"], msg.get("stdin"), now)
+        if op == "sysctl":
+            return self.sysctl(msg.get("set") or {})
         if op == "stats":
             return {"rc": 0, "stats": self.stats(now)}
         if op == "counters":
@@ -237,6 +296,35 @@ class DirectorDaemon:
         if op == "unfill":
             return {"rc": 0, "out": f"{self.unfill()} connections removed\n", "err": ""}
         return {"rc": 2, "out": "", "err": f"unknown control operation {op!r}\n"}
+
+    def _ipvsadm(self, argv: list[str], stdin: str | None, now: float) -> dict:
+        """Run ipvsadm. The kernel side (the nft bypass set) changes first, from a copy of
+        the configuration the command is tried on: if nft fails, nothing has changed."""
+        if self.cfg.kernel_bypass:
+            twin = self.director.config_copy()
+            ipvsadm.run(argv, twin, stdin, now=now)
+            if kernel.ruleset(twin) != kernel.ruleset(self.director):
+                try:
+                    kernel.apply(twin)
+                except RuntimeError as exc:
+                    return error_reply(f"{exc}; nothing was changed", rc=1)
+        before = self.director.snapshot()
+        res = ipvsadm.run(argv, self.director, stdin, now=now)
+        if self.director.snapshot() != before:
+            self._services_changed(now, kernel_done=True)
+        return {"rc": res.rc, "out": res.out, "err": res.err}
+
+    def sysctl(self, values: dict[str, int]) -> dict:
+        """Set the table's limit and defences (all or nothing), then show them all as
+        ``sysctl net.ipv4.vs`` would."""
+        defense = self.director.defense
+        trial = Defense(**{k: v for k, v in defense.values().items()})
+        for name, value in values.items():
+            trial.set(name, value)  # ValueError names the bad one; nothing set yet
+        for name, value in values.items():
+            defense.set(name, value)
+        out = "".join(f"net.ipv4.vs.{k} = {v}\n" for k, v in defense.values().items())
+        return {"rc": 0, "out": out, "err": ""}
 
     def set_io(self, io_mode: str, batch: int, wait_us: int) -> None:
         """Switch the packet I/O in place (the coalescing knob): reopen every port in
@@ -277,6 +365,13 @@ class DirectorDaemon:
         ones would be: the connection-table experiment's load, as the seed's ~62,000 entries."""
         if not 0 <= count <= 5_000_000:
             raise ValueError(f"prefill count must be 0..5000000, got {count}")
+        room = self.director.defense.conn_max - len(self.director.conns)
+        if count > room:
+            raise ValueError(
+                f"prefill of {count} entries does not fit under the table limit (conn_max "
+                f"{self.director.defense.conn_max}, {len(self.director.conns)} in use): start "
+                "the director with a larger --conn-max"
+            )
         svc = next((s for s in self.director.services() if s.proto == 6 and not s.fwmark), None)
         if svc is None:
             raise ValueError("prefill needs a TCP service")
@@ -315,6 +410,9 @@ class DirectorDaemon:
             "ipvs": self._ipvs_totals(),
             "connections": len(self.director.conns),
             "table": self.director.conns.chain_stats(),
+            "defense": self.director.defense.status(len(self.director.conns)),
+            "rss_kb": _rss_kb(),
+            "route_errors": self.route_errors,
             "sync": self.sync.counters() if self.sync is not None else None,
             "ports": {
                 p.name: {
@@ -359,7 +457,7 @@ class DirectorDaemon:
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> None:
-        self.running = True
+        self.running = not self.stop_requested
         self.next_expire = self.next_routes = time.monotonic()
         while self.running:
             self.ports_changed = False
@@ -432,14 +530,26 @@ class DirectorDaemon:
                 self.neigh.refresh(now)
                 next_expire = now + EXPIRE_EVERY_S
                 if now >= next_routes:
-                    self.neigh.set_routes(self._routes())
+                    self._reload_routes()
                     next_routes = now + ROUTES_EVERY_S
                 for port in self.ports:
                     port.flush()
         self.next_expire, self.next_routes = next_expire, next_routes
 
     def stop(self, *_args) -> None:
+        self.stop_requested = True
         self.running = False
+
+
+def _rss_kb() -> int:
+    """This process's resident memory now (VmRSS), KiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
 
 
 def run_daemon(cfg: DaemonConfig) -> None:

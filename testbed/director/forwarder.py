@@ -10,7 +10,9 @@ never an open relay. Nothing a frame contains can raise out of `handle`: malform
 dropped and counted by reason.
 
 Accounting: every frame ends in exactly one of ``forwarded``, ``queued`` (waiting for ARP,
-sent later), ``ignored[reason]`` or ``dropped[reason]``, so ``rx`` equals their sum.
+sent later), ``ignored[reason]`` or ``dropped[reason]``, so ``rx`` equals their sum. A new
+connection may be refused by the table's limit and defences (defense.py): ``table-full``,
+``drop-packet``.
 
 Pure: no sockets. Ports are objects with ``name``, ``mac``, ``ip`` and ``send(frame)``; the
 daemon (daemon.py) owns the sockets, the clock and the timers.
@@ -182,9 +184,13 @@ class Forwarder:
                 if proto == IPPROTO_TCP and flags & _SYN_ONLY_MASK != TH_SYN:
                     self.dropped["tcp-no-connection"] += 1
                     return
+                defense = d.defense
+                if defense.drop_rate and defense.todrop():
+                    self.dropped["drop-packet"] += 1  # the drop_packet defence (ip_vs_todrop)
+                    return
                 conn = d.schedule_new(svc, proto, src, sport, dst, dport, now)
                 if conn is None:
-                    self.dropped["no-real-server"] += 1
+                    self.dropped[d.refused] += 1  # no-real-server, or table-full
                     return
             dest = conn.dest
             if dest is not None and not dest.available:
@@ -207,7 +213,9 @@ class Forwarder:
             self.ignored["unsupported-l4"] += 1
             return
         if self.sync is not None:
-            self.sync(conn, now)
+            self.sync(conn, now)  # counts in_pkts itself
+        else:
+            conn.in_pkts += 1  # as ip_vs_in always does: drop_entry spares busy connections
         if dest is not None:
             stats = dest.stats
             stats.inpkts += 1

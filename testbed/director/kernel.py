@@ -16,6 +16,7 @@ from testbed.director.model import Director, int_to_ip
 
 TABLE = "lvs_testbed_director"
 PROTO_NAMES = {6: "tcp", 17: "udp"}
+NFT_TIMEOUT_S = 5.0
 
 
 def ruleset(director: Director) -> str:
@@ -44,17 +45,37 @@ def ruleset(director: Director) -> str:
 
 
 def apply(director: Director) -> None:
-    """Replace the table with one for the current services."""
+    """Replace the table with one for the current services, in one nft transaction: if it
+    fails (or does not finish in NFT_TIMEOUT_S), the old table stays as it was. Raises
+    RuntimeError then."""
     script = f"table inet {TABLE}\ndelete table inet {TABLE}\n{ruleset(director)}\n"
-    res = subprocess.run(
-        ["nft", "-f", "-"], input=script, text=True, capture_output=True, check=False
-    )
+    try:
+        res = subprocess.run(
+            ["nft", "-f", "-"],
+            input=script,
+            text=True,
+            capture_output=True,
+            check=False,
+            timeout=NFT_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeError(f"nft did not finish in {NFT_TIMEOUT_S:g} s") from exc
+    except OSError as exc:
+        raise RuntimeError(f"nft could not be run: {exc}") from exc
     if res.returncode != 0:
         raise RuntimeError(f"nft could not load the director's bypass rules: {res.stderr.strip()}")
 
 
 def remove() -> None:
-    subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+    try:
+        subprocess.run(
+            ["nft", "delete", "table", "inet", TABLE],
+            capture_output=True,
+            check=False,
+            timeout=NFT_TIMEOUT_S,
+        )
+    except (subprocess.TimeoutExpired, OSError):
+        pass  # the namespace goes with its host; nothing else depends on the table
 
 
 def ip_forward_enabled() -> bool:

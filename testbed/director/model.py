@@ -40,6 +40,7 @@ from .conntable import (
     Connection,
     ConnTable,
 )
+from .defense import DEFENSE_PERIOD_S, Defense, TableFull
 from .schedulers import SCHED_FLAGS_MASK, SCHEDULERS
 from .stats import Counters, RateEstimator, Stats
 
@@ -308,9 +309,19 @@ class Director:
     """
 
     def __init__(
-        self, conn_tab_bits: int = DEFAULT_TAB_BITS, *, seed: int | None = None, now: float = 0.0
+        self,
+        conn_tab_bits: int = DEFAULT_TAB_BITS,
+        *,
+        seed: int | None = None,
+        now: float = 0.0,
+        defense: Defense | None = None,
     ) -> None:
         self.conns = ConnTable(conn_tab_bits, seed=seed)
+        self.defense = defense if defense is not None else Defense(seed=seed)
+        """The table's limit and IPVS's defences (defense.py), run by `tick`."""
+        self._next_defense_s = now + DEFENSE_PERIOD_S
+        self.refused = ""
+        """Why the last `schedule_new` returned None: "no-real-server" or "table-full"."""
         self.lookup_in = self.conns.lookup_in
         self.lookup_out = self.conns.lookup_out
         self.on_tcp_packet = self.conns.on_tcp_packet
@@ -617,8 +628,12 @@ class Director:
         yield self.stats
 
     def tick(self, now: float) -> bool:
-        """Run the 2-second rate estimator if due; call at least every 2 s."""
+        """Run the 2-second rate estimator if due, and the defences once a second (see
+        defense.py); call at least every second. Returns whether the estimator ran."""
         self.clock_s = now
+        if now >= self._next_defense_s:
+            self._next_defense_s = now + DEFENSE_PERIOD_S
+            self.defense.tick(self.conns, now)
         return self.estimator.tick(now, self._all_stats)
 
     # -- connections ---------------------------------------------------------------------------
@@ -642,10 +657,15 @@ class Director:
         Persistence first (the client's template, or a new one), else the scheduler; then a
         new connection in state NONE, counted on the real server (inactive) and in `conns`.
         For TCP call it only for a SYN without ACK/RST/FIN, as tcp_conn_schedule() does, and
-        then pass that packet to `on_tcp_packet` like every other. Returns None, counting
-        drops["no_dest"], when no real server is usable.
+        then pass that packet to `on_tcp_packet` like every other. Returns None, saying why in
+        `refused`, when the table is at its limit (counted by the defence) or no real server
+        is usable (counted in drops["no_dest"]).
         """
         self.clock_s = now
+        need = 2 if svc.flags & SVC_F_PERSISTENT else 1  # a template may come too
+        if not self.defense.make_room(self.conns, proto, caddr, cport, need):
+            self.refused = "table-full"
+            return None
         if svc.flags & SVC_F_PERSISTENT:
             dest, template = self._persist(svc, proto, caddr, cport, vaddr, vport, now)
         else:
@@ -653,6 +673,7 @@ class Director:
             template = None
         if dest is None:
             self.drops["no_dest"] += 1
+            self.refused = "no-real-server"
             return None
         conn = self._new_conn(svc, proto, caddr, cport, vaddr, vport, dest, dest.port or vport, now)
         if template is not None:
@@ -753,7 +774,10 @@ class Director:
         """Insert or update a connection received from a sync peer (Connection.to_record()),
         as ip_vs_proc_conn() does on a backup director: bound to the matching real server of
         the matching service, forwarding method from that server, timer from the record's
-        timeout. Not counted in `conns`. None if no service matches."""
+        timeout, capped at what this director would give such an entry (the state's timeout,
+        a template the service's persistence timeout): a peer cannot pin entries for days.
+        Not counted in `conns`. None if no service matches; `TableFull` if a new entry does
+        not fit under the table's limit."""
         self.clock_s = now
         proto, flags = record["proto"], record["flags"]
         caddr, cport = record["caddr"], record["cport"]
@@ -767,6 +791,7 @@ class Director:
             self.drops["sync_no_service"] += 1
             return None
         dest = svc.find_dest(daddr, dport) or next((d for d in svc.dests if d.addr == daddr), None)
+        timeout = min(timeout, self._max_timeout_s(svc, proto, state, template))
         inactive = (
             0 if (not template and proto == PROTO_TCP and state == ESTABLISHED) else F_INACTIVE
         )
@@ -777,6 +802,8 @@ class Director:
         if conn is not None:
             self.conns.set_state(conn, state, inactive, timeout, now)
             return conn
+        if not self.defense.make_room(self.conns, proto, caddr, cport, 1):
+            raise TableFull(f"the connection table is at its limit ({self.defense.conn_max})")
         fwd = dest.fwd if dest is not None else Fwd.from_code(flags)
         conn_flags = (flags & F_TEMPLATE) | fwd.code | inactive | F_SYNC
         if fwd is not Fwd.NAT:
@@ -798,3 +825,12 @@ class Director:
         )
         self.conns.insert(conn, now)
         return conn
+
+    def _max_timeout_s(self, svc: VirtualService, proto: int, state: int, template: bool) -> int:
+        """The longest timer this director gives such an entry itself."""
+        if template:
+            return svc.timeout_s
+        if proto == PROTO_TCP:
+            tcp = self.conns.tcp_timeouts_s
+            return tcp[state] if 0 <= state < len(tcp) else max(tcp)
+        return self.conns.udp_timeout_s

@@ -2,7 +2,8 @@
 
 The director forwards in user space, so it needs what the kernel's FIB and neighbour layer
 would give it: the output port and next hop for a destination, and that hop's MAC. Routes come
-from the director namespace's main table (read by the daemon with ``ip -j route``); MACs are
+from the director namespace's main table (read by the daemon from /proc/net/route, which
+needs no subprocess, so a hung ``ip`` cannot stall forwarding); MACs are
 learnt from ARP replies and requests seen on the ports, asked for with our own ARP requests,
 and frames wait (a few per hop, briefly) while an answer is pending, as the kernel's
 unresolved queue does.
@@ -12,7 +13,7 @@ Pure: ports are objects with ``name``, ``mac``, ``ip`` and ``send(frame)``; time
 
 from __future__ import annotations
 
-import ipaddress
+import sys
 from dataclasses import dataclass
 
 from testbed.director.packet import arp_request
@@ -36,24 +37,33 @@ class Route:
         return (0xFFFFFFFF << (32 - self.prefix)) & 0xFFFFFFFF if self.prefix else 0
 
 
-def routes_from_ip_json(entries: list[dict], port_names: set[str]) -> list[Route]:
-    """Routes from ``ip -j route show table main`` output, for our ports only."""
+RTF_UP, RTF_GATEWAY, RTF_REJECT = 0x0001, 0x0002, 0x0200
+
+
+def _proc_addr(field: str) -> int:
+    """An address of /proc/net/route: the __be32 printed as a host-order hex number."""
+    return int.from_bytes(int(field, 16).to_bytes(4, sys.byteorder), "big")
+
+
+def routes_from_proc(text: str, port_names: set[str]) -> list[Route]:
+    """Routes from /proc/net/route (the main table), for our ports only. Raises ValueError
+    on a line it cannot read."""
     routes = []
-    for e in entries:
-        dev = e.get("dev")
-        if dev not in port_names or e.get("type", "unicast") != "unicast":
+    for line in text.splitlines()[1:]:
+        fields = line.split()
+        if not fields:
             continue
-        dst = e.get("dst", "")
-        net = ipaddress.IPv4Network("0.0.0.0/0" if dst == "default" else dst, strict=False)
-        gw = e.get("gateway")
-        routes.append(
-            Route(
-                int(net.network_address),
-                net.prefixlen,
-                dev,
-                int(ipaddress.IPv4Address(gw)) if gw else None,
-            )
-        )
+        if len(fields) < 8:
+            raise ValueError(f"unreadable route line {line!r}")
+        dev, dst, gw, flags, mask = fields[0], fields[1], fields[2], int(fields[3], 16), fields[7]
+        if dev not in port_names or not flags & RTF_UP or flags & RTF_REJECT:
+            continue
+        netmask = _proc_addr(mask)
+        prefix = bin(netmask).count("1")
+        if netmask != (0xFFFFFFFF << (32 - prefix)) & 0xFFFFFFFF:
+            raise ValueError(f"not a prefix mask in route line {line!r}")
+        gateway = _proc_addr(gw) if flags & RTF_GATEWAY else None
+        routes.append(Route(_proc_addr(dst) & netmask, prefix, dev, gateway))
     return routes
 
 

@@ -13,6 +13,19 @@ rescheduling. The pieces, each testable without root:
   run master and backup at once);
 - `MulticastTransport`: the thin socket adapter, UDP multicast to 224.0.0.81:8848.
 
+Trust: IPVS's sync protocol has no authentication of any kind, in the kernel as here: any
+host that can put a UDP datagram on the sync segment can add connections to a backup's table
+or change them. What the testbed does about it, beyond the kernel: it receives only on the
+configured sync interface and, when the peer's address is given (``--sync-peer``), only from
+that address (a spoofed source on the same segment still passes: keep the sync link to the
+directors, as the LVS-HOWTO advises); it caps every received timeout at what this director
+would give the entry itself (a connection its state's timeout, a template its service's
+persistence timeout); new entries count against the table's limit (defense.py); and it
+answers a resync request at most once a second, spread over time (``RESYNC_RATE_PER_S``
+entries a second, a slice per loop turn) so a request, honest or not, cannot stall
+forwarding. A datagram's work is bounded too: at most ``MAX_MESSAGES_PER_WAKEUP`` messages
+are read per loop turn.
+
 Not for: packets of the data path, the connection table itself (conntable.py, model.py), VRRP
 (testbed/vrrp decides who is master), the daemon loop (daemon.py), IPv6, IPVS's TCP sequence
 options (no application helpers here) or persistence engines (sip): entries carrying those
@@ -219,6 +232,13 @@ state, flags, timeout_s, fwmark (what `Connection.to_record` gives, less expires
 
 SPARE_RESYNC_REQUEST = 0x0001
 RESYNC_MIN_INTERVAL_S = 1.0  # at most one resync request, and one full answer, a second
+RESYNC_RATE_PER_S = 20_000
+"""Entries a resync answer sends per second at most (a 1,000,000-entry table: 50 s)."""
+RESYNC_SLICE_ENTRIES = 400
+"""Entries queued per loop turn at most (about ten messages), then the loop forwards again."""
+RESYNC_SLICE_BUCKETS = 4096
+"""Buckets walked per loop turn at most (an empty 2^20-bucket table takes 256 turns)."""
+MAX_MESSAGES_PER_WAKEUP = 8
 
 
 @dataclass(frozen=True)
@@ -585,7 +605,7 @@ class SyncTransport(Protocol):
     max_message_bytes: int
 
     def send(self, data: bytes) -> None: ...
-    def receive(self) -> list[bytes]: ...
+    def receive(self, max_messages: int) -> list[bytes]: ...
     def fileno(self) -> int: ...
     def counters(self) -> dict[str, int]: ...
     def close(self) -> None: ...
@@ -596,7 +616,9 @@ class ConnectionSync:
     `sender.conn_in` to the forwarder, poll `fileno()` and call `on_readable` when it is
     readable, and `tick` by `deadline_s()`. `request_resync` (after a change of services)
     asks the peers for their whole table; a peer's request is answered with ours, each at
-    most once per RESYNC_MIN_INTERVAL_S."""
+    most once per RESYNC_MIN_INTERVAL_S. An answer walks the table bucket by bucket, a slice
+    per `tick` at most RESYNC_RATE_PER_S entries a second; a request that arrives during an
+    answer is answered once more after it (not once per request)."""
 
     def __init__(
         self,
@@ -619,14 +641,18 @@ class ConnectionSync:
         self._request_due: float | None = None
         self._answer_due: float | None = None
         self._last_request = self._last_answer = -1e18
+        self._cursor: int | None = None  # next bucket of the answer in progress
+        self._next_slice = 0.0
+        self._answer_again = False
         self.resyncs_requested = 0
         self.resyncs_answered = 0
+        self.resync_requests_coalesced = 0
 
     def fileno(self) -> int:
         return self.transport.fileno()
 
     def on_readable(self, now: float) -> None:
-        for data in self.transport.receive():
+        for data in self.transport.receive(MAX_MESSAGES_PER_WAKEUP):
             self.receiver.receive(data, now)
 
     def request_resync(self, now: float) -> None:
@@ -634,13 +660,19 @@ class ConnectionSync:
             self._request_due = max(now, self._last_request + RESYNC_MIN_INTERVAL_S)
 
     def _answer_later(self, now: float) -> None:
-        if self._answer_due is None:
+        if self._cursor is not None:
+            self._answer_again = True  # after the one in progress
+            self.resync_requests_coalesced += 1
+        elif self._answer_due is None:
             self._answer_due = max(now, self._last_answer + RESYNC_MIN_INTERVAL_S)
+        else:
+            self.resync_requests_coalesced += 1
 
     def deadline_s(self) -> float | None:
+        slice_due = self._next_slice if self._cursor is not None else None
         due = [
             t
-            for t in (self.sender.deadline_s(), self._request_due, self._answer_due)
+            for t in (self.sender.deadline_s(), self._request_due, self._answer_due, slice_due)
             if t is not None
         ]
         return min(due) if due else None
@@ -654,12 +686,36 @@ class ConnectionSync:
             except OSError:
                 self.sender.send_errors += 1
         if self._answer_due is not None and now >= self._answer_due:
-            self._answer_due, self._last_answer = None, now
-            for conn in self.director.conns:
-                self.sender.queue(conn, now)
-            self.sender.flush()
-            self.resyncs_answered += 1
+            self._answer_due, self._cursor, self._next_slice = None, 0, now
+        if self._cursor is not None and now >= self._next_slice:
+            self._answer_slice(now)
         self.sender.tick(now)
+
+    def _answer_slice(self, now: float) -> None:
+        """Queue the next slice of our table for the peer; finish the answer at its end."""
+        table = self.director.conns
+        queued = walked = 0
+        cursor = self._cursor
+        # The table may be resized while an answer runs: the cursor then ends early or
+        # late, which only means some entries are sent twice or at their next sync.
+        while (
+            cursor < table.size and queued < RESYNC_SLICE_ENTRIES and walked < RESYNC_SLICE_BUCKETS
+        ):
+            for conn in table.chain(cursor):
+                self.sender.queue(conn, now)
+                queued += 1
+            cursor += 1
+            walked += 1
+        self._next_slice = now + max(queued, 1) / RESYNC_RATE_PER_S
+        if cursor < table.size:
+            self._cursor = cursor
+            return
+        self.sender.flush()
+        self._cursor, self._last_answer = None, now
+        self.resyncs_answered += 1
+        if self._answer_again:
+            self._answer_again = False
+            self._answer_due = now + RESYNC_MIN_INTERVAL_S
 
     def counters(self) -> dict:
         return {
@@ -668,6 +724,8 @@ class ConnectionSync:
             "received": self.receiver.counters(),
             "resyncs_requested": self.resyncs_requested,
             "resyncs_answered": self.resyncs_answered,
+            "resync_requests_coalesced": self.resync_requests_coalesced,
+            "resync_in_progress": self._cursor is not None,
             "transport": self.transport.counters(),
         }
 
@@ -708,8 +766,9 @@ class MulticastTransport:
     sending from the interface's address (IP_MULTICAST_IF, TTL 1, no loopback) to
     224.0.0.81:8848; receiving on a socket bound to the group and port, tied to the
     interface (SO_BINDTODEVICE) and joined there (IP_ADD_MEMBERSHIP). Datagrams from our own
-    address are ignored. Both sockets are non-blocking: a send that would block fails and
-    the sender counts it, so the forwarding loop never waits for sync. Needs root.
+    address are ignored, and with ``peer`` every datagram not from that address. Both
+    sockets are non-blocking: a send that would block fails and the sender counts it, so the
+    forwarding loop never waits for sync. Needs root.
     """
 
     def __init__(
@@ -720,12 +779,15 @@ class MulticastTransport:
         group: str = SYNC_GROUP,
         port: int = SYNC_PORT,
         ttl: int = SYNC_TTL,
+        peer: str | None = None,
     ) -> None:
         self.iface = iface
         self._local = int_to_ip(local_ip)
+        self._peer = peer
         self._tx: socket.socket | None = None
         self._rx: socket.socket | None = None
         self.ignored_own = 0
+        self.ignored_not_peer = 0
         self.receive_errors = 0
         try:
             ifindex = socket.if_nametoindex(iface)
@@ -763,8 +825,9 @@ class MulticastTransport:
     def send(self, data: bytes) -> None:
         self._tx.send(data)
 
-    def receive(self, max_messages: int = 64) -> list[bytes]:
-        """The datagrams waiting (at most `max_messages`), without our own."""
+    def receive(self, max_messages: int = MAX_MESSAGES_PER_WAKEUP) -> list[bytes]:
+        """The datagrams waiting (at most `max_messages`), without our own and, with a peer
+        set, only the peer's."""
         out = []
         for _ in range(max_messages):
             try:
@@ -777,11 +840,18 @@ class MulticastTransport:
             if source == self._local:
                 self.ignored_own += 1
                 continue
+            if self._peer is not None and source != self._peer:
+                self.ignored_not_peer += 1
+                continue
             out.append(data)
         return out
 
     def counters(self) -> dict[str, int]:
-        return {"ignored_own": self.ignored_own, "receive_errors": self.receive_errors}
+        return {
+            "ignored_own": self.ignored_own,
+            "ignored_not_peer": self.ignored_not_peer,
+            "receive_errors": self.receive_errors,
+        }
 
     def close(self) -> None:
         for sock in (self._tx, self._rx):

@@ -4,7 +4,8 @@ For: the child side of `testbed.harness.runner`. It reads the point from params.
 imports the experiment's module, builds the typed parameters, calls ``run_point``, writes
 ``samples.csv`` and ``result.json`` into the point's directory, and exits 0 (ok), 1 (the
 measurement raised) or 130 (stopped by SIGTERM). Its stdout and stderr are the point's
-``point.log``; so are the records of ``ctx.log``.
+``point.log``; so are the records of ``ctx.log``. The daemons of the layouts it builds log
+into ``logs/<run-id>/`` of the point's directory (runtime/logs.py), kept with its results.
 
 SIGTERM raises KeyboardInterrupt here, so ``finally`` blocks and context managers in
 ``run_point`` (a `Testbed` being torn down) run before the process exits, and the process asks
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
+import os
 import signal
 import sys
 import time
@@ -45,6 +47,7 @@ from testbed.harness.results import (
 )
 
 PR_SET_PDEATHSIG = 1
+POINT_LOGS_DIR = "logs"
 EXIT_OK, EXIT_FAILED, EXIT_INTERRUPTED = 0, 1, 130
 
 
@@ -85,6 +88,8 @@ def run(run_dir: Path, point_id: str) -> int:
         raise SystemExit(f"{run_dir} has no point {point_id!r}")
     pdir = point_dir(run_dir, point_id)
     pdir.mkdir(parents=True, exist_ok=True)
+    # Every layout this point builds keeps its daemons' logs with the point's results.
+    os.environ["LVS_TESTBED_LOGS_IN"] = str(pdir / POINT_LOGS_DIR)
     log = logging.getLogger(f"testbed.experiments.{spec['experiment']}")
     started = time.monotonic()
     try:

@@ -492,6 +492,23 @@ def tcp_load(
     return rows, tcp_load_results(procs)
 
 
+PREFILL_HEADROOM = 1 << 16
+"""Entries left free beside a prefill, for the traffic a point then measures."""
+
+
+def table_room(count: int) -> dict:
+    """Layout knobs giving the director's table room for ``count`` prefilled entries plus
+    the measured traffic: a larger limit (and memory) than the default when needed."""
+    from testbed.director.defense import DEFAULT_CONN_MAX, memory_needed_bytes
+    from testbed.topo.plan import DEFAULT_DIRECTOR_MEM_MIB
+
+    conn_max = count + PREFILL_HEADROOM
+    if conn_max <= DEFAULT_CONN_MAX:
+        return {}
+    need_mib = -(-memory_needed_bytes(conn_max) // (1 << 20))
+    return {"conn_max": conn_max, "director_mem_mib": max(need_mib, DEFAULT_DIRECTOR_MEM_MIB)}
+
+
 def prefill(tb, count: int, director: str = "d1") -> None:
     """Put ``count`` made-up ESTABLISHED connections in the director's table (the table
     experiments' 62,000 or 1,000,000), with its CPU quota lifted: filling is set-up."""

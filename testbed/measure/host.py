@@ -115,7 +115,7 @@ class UsageReading:
 
 
 def read_usage(usage_s: Callable[[], float]) -> UsageReading:
-    """Take a reading from any cumulative CPU counter, e.g. ``CgroupCpu(...).usage_s`` or a
+    """Take a reading from any cumulative CPU counter, e.g. ``HostCgroup(...).usage_s`` or a
     director's reported ``cpu_s``, stamped with the middle of the time the read took (a read
     over a control socket is not instantaneous)."""
     start_s = time.monotonic()

@@ -15,6 +15,8 @@ from typing import Protocol
 
 from testbed.runtime.registry import list_runs, owner_alive, proc_starttime, read_records
 
+CMD_TIMEOUT_S = 120.0
+
 
 class HostAccess(Protocol):
     run_dir: Path
@@ -87,13 +89,20 @@ class RunHosts:
             )
         return self.shells[host]
 
-    def cmd(self, host: str, command: str) -> str:
-        res = subprocess.run(
-            ["mnexec", "-a", str(self._pid(host)), "sh", "-c", command],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
+    def cmd(self, host: str, command: str, timeout_s: float = CMD_TIMEOUT_S) -> str:
+        """Run ``command`` in ``host``; its output, with a note if it ran out of time."""
+        try:
+            res = subprocess.run(
+                ["mnexec", "-a", str(self._pid(host)), "sh", "-c", command],
+                capture_output=True,
+                text=True,
+                check=False,
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired as exc:
+            partial = (exc.stdout or b"") + (exc.stderr or b"")
+            text = partial.decode(errors="replace") if isinstance(partial, bytes) else partial
+            return f"{text}\n(`{command}` on {host} did not finish within {timeout_s:g} s)\n"
         return res.stdout + res.stderr
 
     def popen(self, host: str, argv: list[str]) -> subprocess.Popen:

@@ -1,9 +1,13 @@
 """Bring a layout up and down: a tracked Mininet network plus everything that runs on it.
 
-`Testbed` is the one way the CLI, experiments, labs and tests build a layout. It records every
-host, switch, interface and process in a `Run` as it is created, so ``lvs-testbed clean`` can
-remove what a killed run left, and it always tears down in ``finally`` (also on Ctrl-C and on
-SIGTERM/SIGHUP, which `handle_termination` turns into an exception).
+`Testbed` is the one way the CLI, experiments, labs and tests build a layout. It takes the
+machine's run lock first (runtime/runlock.py: one process builds layouts at a time; several
+Testbeds of that process share it), records every host, switch, interface and process in a
+`Run` as it is created (holding each host's network namespace and tagging what it makes in
+the root namespace with the run's id), so ``lvs-testbed clean`` can remove what a killed run
+left and nothing else, and it always tears down in ``finally`` (also on Ctrl-C and on
+SIGTERM/SIGHUP, which `handle_termination` turns into an exception). The daemons' logs go
+to a directory that outlives the run (runtime/logs.py), named by `Testbed.logs_dir`.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
 from testbed.net.daemon_configs import UserConfig
+from testbed.net.nodes import Bridge, OvsSwitch
 from testbed.net.shaping import Shaping, require_netem
-from testbed.runtime.registry import CleanReport, Run
+from testbed.runtime import runlock
+from testbed.runtime.logs import LogCap, new_log_dir
+from testbed.runtime.registry import CleanReport, Run, ovs_bridge_tag
 from testbed.topo.layouts import TOPOS, LvsTopo
 from testbed.topo.plan import LayoutParams, Plan, Reach, ipvsadm_rules
 
@@ -46,8 +53,13 @@ def handle_termination() -> None:
         signal.signal(sig, raise_terminated)
 
 
+class RootNameTaken(RuntimeError):
+    """A root-namespace name the layout needs is in use; the message says by whom."""
+
+
 class TrackedMininet(Mininet):
-    """Mininet that records each node, bridge and root-namespace interface in a `Run`."""
+    """Mininet that records each node, bridge and root-namespace interface in a `Run`, holds
+    each node's network namespace for the run's life, and tags root-namespace links."""
 
     def __init__(self, run: Run, **kwargs):
         self.run = run
@@ -55,17 +67,27 @@ class TrackedMininet(Mininet):
 
     def addHost(self, name, cls=None, **params):  # noqa: N802 - Mininet API
         host = Mininet.addHost(self, name, cls=cls, run=self.run, **params)
-        self.run.record_netns(host.pid, name)
+        self.run.hold_netns(host.pid, name)
         return host
 
     def addSwitch(self, name, cls=None, **params):  # noqa: N802
+        if cls is not None and issubclass(cls, OVSSwitch):
+            _check_ovs_name_free(name)
+        if cls is not None and issubclass(cls, (OvsSwitch, Bridge)):
+            params["run"] = self.run
         switch = Mininet.addSwitch(self, name, cls=cls, **params)
         if switch.inNamespace:
-            self.run.record_netns(switch.pid, name)
+            self.run.hold_netns(switch.pid, name)
         else:
             self.run.record_process(switch.pid, f"switch {name} shell")
             self.run.record_bridge(name, "ovs" if isinstance(switch, OVSSwitch) else "linux")
         return switch
+
+    def start(self) -> None:
+        Mininet.start(self)
+        for switch in self.switches:
+            if not switch.inNamespace and not isinstance(switch, OVSSwitch):
+                _tag_link(switch.name, self.run.tag)  # a Linux bridge in the root namespace
 
     def addController(self, name="c0", controller=None, **params):  # noqa: N802
         ctl = Mininet.addController(self, name, controller, **params)
@@ -77,7 +99,34 @@ class TrackedMininet(Mininet):
         for intf in (link.intf1, link.intf2):
             if not intf.node.inNamespace:
                 self.run.record_link(intf.name)
+                _tag_link(intf.name, self.run.tag)
         return link
+
+
+def _tag_link(name: str, tag: str) -> None:
+    """Give a root-namespace interface the run's tag as its alias (what `clean` checks)."""
+    res = subprocess.run(
+        ["ip", "link", "set", "dev", name, "alias", tag],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=10,
+    )
+    if res.returncode != 0:
+        raise RuntimeError(f"cannot tag interface {name}: {res.stderr.strip()}")
+
+
+def _check_ovs_name_free(name: str) -> None:
+    """Mininet deletes an existing bridge of the same name when it starts a switch: refuse
+    instead, naming who made it."""
+    tag = ovs_bridge_tag(name)
+    if tag is None:
+        return
+    owner = f"left by run {tag}: `lvs-testbed clean` removes it" if tag else "not made by us"
+    raise RootNameTaken(
+        f"an Open vSwitch bridge named {name} already exists ({owner}); this layout needs the "
+        "name. Remove it (if it is yours) or run the layout with --switch bridge"
+    )
 
 
 @dataclass
@@ -125,6 +174,9 @@ class Testbed:
                 "use --ha vrrp for --map-iface"
             )
         self.run: Run | None = None
+        self.logs_dir: Path | None = None
+        self._log_cap: LogCap | None = None
+        self._locked = False
         self.net: TrackedMininet | None = None
         self.controller_proc: subprocess.Popen | None = None
         self.procs: dict[
@@ -137,8 +189,13 @@ class Testbed:
         if os.geteuid() != 0:
             raise PermissionError("building a layout needs root (Mininet): run with sudo")
         setLogLevel("output" if self.quiet else "info")
-        self.run = Run(self.kind)
+        runlock.acquire()  # RunLockBusy names the holder
+        self._locked = True
         try:
+            self.run = Run(self.kind)
+            self.logs_dir = new_log_dir(self.run.id)
+            self.run.record_logs(self.logs_dir)
+            self._log_cap = LogCap(self.logs_dir).start()
             # Other processes (failover, lab checks) rebuild the plan from this.
             (self.run.dir / LAYOUT_FILE).write_text(
                 json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
@@ -157,16 +214,25 @@ class Testbed:
         return self
 
     def stop(self) -> CleanReport | None:
-        """Stop the network, then remove anything recorded that is still there."""
+        """Stop the network, then remove anything recorded that is still there, then give
+        the run lock back. The logs stay in `logs_dir`."""
         report = None
         try:
             if self.net is not None:
                 self.net.stop()
         finally:
             self.net = None
-            if self.run is not None:
-                report = self.run.cleanup()
-                self.run = None
+            try:
+                if self.run is not None:
+                    report = self.run.cleanup()
+                    self.run = None
+                if self._log_cap is not None:
+                    self._log_cap.stop()
+                    self._log_cap = None
+            finally:
+                if self._locked:
+                    self._locked = False
+                    runlock.release()
         return report
 
     def __enter__(self) -> Testbed:
@@ -202,7 +268,7 @@ class Testbed:
             _wait_for(
                 lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
                 f"{rs.name}'s HTTP server",
-                self.run.dir / f"{rs.name}.servers.log",
+                self.logs_dir / f"{rs.name}.servers.log",
             )
         if pair:
             for d in self.plan.directors:
@@ -222,7 +288,7 @@ class Testbed:
             argv += ["--rules", str(rules), "--mode", "dr" if self.plan.layout == "dr" else "nat"]
             if self.plan.inner_vip:
                 argv += ["--gateway-ip", self.plan.inner_vip]
-        log = open(self.run.dir / "controller.log", "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.logs_dir / "controller.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             proc = subprocess.Popen(
                 argv, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
@@ -234,11 +300,11 @@ class Testbed:
         _wait_for(
             lambda: _listening(port) or proc.poll() is not None,
             f"controller {app}",
-            self.run.dir / "controller.log",
+            self.logs_dir / "controller.log",
         )
         if proc.poll() is not None:
             raise RuntimeError(
-                f"the controller exited: {(self.run.dir / 'controller.log').read_text()[-500:]}"
+                f"the controller exited: {(self.logs_dir / 'controller.log').read_text()[-500:]}"
             )
         return port
 
@@ -251,13 +317,15 @@ class Testbed:
         _wait_for(lambda: not _listening(port), "the old controller to close its port")
         self.controller_proc = subprocess.Popen(
             proc.args,
-            stdout=open(self.run.dir / "controller.log", "ab"),  # noqa: SIM115
+            stdout=open(self.logs_dir / "controller.log", "ab"),  # noqa: SIM115
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         self.run.record_process(self.controller_proc.pid, "controller (restarted)")
         _wait_for(
-            lambda: _listening(port), "the controller to come back", self.run.dir / "controller.log"
+            lambda: _listening(port),
+            "the controller to come back",
+            self.logs_dir / "controller.log",
         )
 
     # -- failover (NAT pair) ----------------------------------------------------------------
@@ -290,10 +358,27 @@ class Testbed:
             config = user.effective(name)
             syncd = config.global_defs.lvs_sync_daemon
             if syncd is not None:
-                return ["--sync-iface", syncd.interface, "--sync-id", str(config.sync_id())]
+                args = ["--sync-iface", syncd.interface, "--sync-id", str(config.sync_id())]
+                return args + self._sync_peer_args(name, syncd.interface)
         if self.plan.has_pair and self.params.conn_sync:
             # Sync connections over the inner segment, where both directors have a NIC.
-            return ["--sync-iface", self.plan.node(name).intfs[-1].name, "--sync-id", "1"]
+            iface = self.plan.node(name).intfs[-1].name
+            return ["--sync-iface", iface, "--sync-id", "1", *self._sync_peer_args(name, iface)]
+        return []
+
+    def _sync_peer_args(self, name: str, iface: str) -> list[str]:
+        """``--sync-peer`` with the other director's address on ``iface``'s segment (the
+        first of its NIC there: its sync messages come from it, daemon.primary_ipv4), so sync
+        from anyone else on the segment is ignored (in nat1 the clients share it)."""
+        mine = next((i for i in self.plan.node(name).intfs if i.name == iface), None)
+        if mine is None:
+            return []
+        for director in self.plan.directors:
+            if director.name == name:
+                continue
+            for intf in director.intfs:
+                if intf.switch == mine.switch:
+                    return ["--sync-peer", intf.addrs[0].split("/")[0]]
         return []
 
     def start_failover_daemon(self, name: str) -> None:
@@ -335,10 +420,10 @@ class Testbed:
             _wait_for(
                 lambda: _index_of(self.run.dir, name, "vrrp", proc.pid) or proc.poll() is not None,
                 f"VRRP daemon on {name}",
-                self.run.dir / f"{name}.vrrp.log",
+                self.logs_dir / f"{name}.vrrp.log",
             )
         if proc.poll() is not None:
-            log = (self.run.dir / f"{name}.vrrp.log").read_text()
+            log = (self.logs_dir / f"{name}.vrrp.log").read_text()
             raise RuntimeError(f"the VRRP daemon on {name} exited: {log.strip()[-500:]}")
 
     def restore(self, how: str, name: str = "d1") -> None:
@@ -379,7 +464,7 @@ class Testbed:
         _wait_for(
             lambda: self.vip_holder() == name,
             f"{name} becoming master",
-            self.run.dir / f"{name}.vrrp.log",
+            self.logs_dir / f"{name}.vrrp.log",
             timeout_s,
         )
 
@@ -411,6 +496,8 @@ class Testbed:
             str(p.wait_us),
             "--table-bits",
             str(p.table_bits),
+            "--conn-max",
+            str(p.conn_max),
         ]
         for intf in self.plan.node(name).intfs:
             argv += ["--iface", intf.name]
@@ -424,10 +511,10 @@ class Testbed:
                     _index_of(self.run.dir, name, "director", proc.pid) or proc.poll() is not None
                 ),
                 f"director on {name}",
-                self.run.dir / f"{name}.director.log",
+                self.logs_dir / f"{name}.director.log",
             )
         if proc.poll() is not None:
-            log = (self.run.dir / f"{name}.director.log").read_text()
+            log = (self.logs_dir / f"{name}.director.log").read_text()
             raise RuntimeError(f"the director on {name} exited: {log.strip()[-500:]}")
 
     def director_request(self, message: dict, name: str = "d1", timeout_s: float = 10.0) -> dict:
@@ -446,7 +533,7 @@ class Testbed:
 
     def spawn(self, host: str, argv: list[str], what: str):
         """Start ``argv`` in ``host``, logging to ``<run dir>/<host>.<what>.log``."""
-        log = open(self.run.dir / f"{host}.{what}.log", "ab")  # noqa: SIM115 - the child owns it
+        log = open(self.logs_dir / f"{host}.{what}.log", "ab")  # noqa: SIM115 - the child owns it
         try:
             proc = self.net[host].popen(argv, stdout=log, stderr=subprocess.STDOUT)
         finally:

@@ -3,9 +3,12 @@
 Each node configures itself from its `NodePlan` (addresses on every interface, default route,
 VIPs), sets its sysctls and remembers the old values, turns off transmit offloads (checksums
 left partial by veth offload break TCP through AF_PACKET forwarders and OVS's userspace
-datapath), optionally runs in a CPU-quota cgroup, and on `terminate` restores what it changed,
-stops every process in its namespace and removes its cgroup. Modelled on Mininet's
-examples/linuxrouter.py.
+datapath), runs in a cgroup of its own inside a tracked run (with a CPU quota, and for a
+director a memory limit, when asked), and on `terminate` restores what it changed, stops every
+process in its namespace and its cgroup, and removes the cgroup. A host holds its network
+namespace open from birth to `terminate`, so "every process in its namespace" means exactly
+that: a namespace inode alone could, once the namespace is gone, name someone else's.
+Modelled on Mininet's examples/linuxrouter.py.
 
 The director and VRRP daemons that run on a `DirectorHost` are started by
 `testbed.net.network.Testbed`, not here: a node only knows itself.
@@ -19,12 +22,12 @@ import tempfile
 from contextlib import contextmanager, suppress
 
 from mininet.moduledeps import pathCheck
-from mininet.node import Host
+from mininet.node import Host, OVSSwitch
 from mininet.nodelib import LinuxBridge
 
 from testbed.net.daemon_configs import firewall_ruleset
-from testbed.runtime.cgroup import CgroupCpu, CpuQuota
-from testbed.runtime.registry import kill_pids, netns_inode, pids_in_netns
+from testbed.runtime.cgroup import CpuQuota, HostCgroup
+from testbed.runtime.registry import TAG_KEY, kill_pids, pids_in_netns
 from testbed.topo.plan import NodePlan, Service
 
 OFFLOADS_OFF = "tx off tso off gso off gro off"
@@ -40,9 +43,13 @@ class LvsHost(Host):
     def __init__(self, name: str, run=None, **params):
         self.run = run
         self.saved_sysctls: dict[str, str] = {}
-        self.cgroup: CgroupCpu | None = None
+        self.cgroup: HostCgroup | None = None
         self.quota: CpuQuota | None = None
+        self.netns_fd: int | None = None
         Host.__init__(self, name, **params)
+        # Held until terminate: while it is open the namespace cannot be freed, so its
+        # (device, inode) names this host's namespace and no other.
+        self.netns_fd = os.open(f"/proc/{self.pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
 
     # -- helpers ---------------------------------------------------------------------------
     def check(self, cmd: str) -> str:
@@ -79,7 +86,7 @@ class LvsHost(Host):
         plan: NodePlan | None = None,
         cpu: float | None = None,
         cpu_period_us: int | None = None,
-        accounting: bool = False,
+        mem_mib: int | None = None,
         offloads_off: bool = True,
         **params,
     ):
@@ -97,18 +104,19 @@ class LvsHost(Host):
                 if intf.name != "lo":
                     # Not every driver has every offload; ethtool fails only if none applied.
                     self.cmd(f"ethtool -K {intf.name} {OFFLOADS_OFF} 2>/dev/null")
-        # Accounting only inside a tracked run: plain `mn --custom` needs no cgroup.
+        # Every host of a tracked run has a cgroup (its processes, its CPU time); plain
+        # `mn --custom` makes one only for a quota or a memory limit.
         self.quota = CpuQuota(cpu, cpu_period_us) if cpu is not None else None
-        if cpu is not None or (accounting and self.run is not None):
-            self._join_cgroup(self.quota)
+        if cpu is not None or mem_mib or self.run is not None:
+            self._join_cgroup(self.quota, mem_mib or None)
         return result
 
-    def _join_cgroup(self, quota: CpuQuota | None) -> None:
+    def _join_cgroup(self, quota: CpuQuota | None, mem_mib: int | None) -> None:
         run_id = self.run.id if self.run is not None else f"mn-{os.getpid()}"
-        self.cgroup = CgroupCpu(run_id, self.name)
+        self.cgroup = HostCgroup(run_id, self.name, memory=mem_mib is not None)
         if self.run is not None:
             self.run.record_cgroup(self.cgroup.dirs)
-        self.cgroup.create(quota)
+        self.cgroup.create(quota, mem_mib << 20 if mem_mib is not None else None)
         self.cgroup.add(self.pid)
 
     @contextmanager
@@ -152,17 +160,33 @@ class LvsHost(Host):
                 self.cgroup.set_quota(None)
         if self.shell:
             self.restore_sysctls()
-            ino = netns_inode(self.pid)
-        else:
-            ino = None
         Host.terminate(self)
         # Daemons started with popen live in their own sessions; the shell's SIGHUP misses them.
-        if ino is not None:
-            kill_pids(pids_in_netns(ino) - {os.getpid()})
+        if self.netns_fd is not None:
+            st = os.fstat(self.netns_fd)
+            kill_pids(pids_in_netns((st.st_dev, st.st_ino)) - {os.getpid()})
+            os.close(self.netns_fd)
+            self.netns_fd = None
         if self.cgroup is not None:
-            kill_pids(set(self.cgroup.pids()))
+            kill_pids(set(self.cgroup.pids()) - {os.getpid()})
             self.cgroup.remove()
             self.cgroup = None
+
+
+class OvsSwitch(OVSSwitch):
+    """Open vSwitch (userspace datapath here) whose bridge carries its run's id in
+    ``external_ids`` from the transaction that creates it, so `lvs-testbed clean` removes only
+    its own run's bridge of that name."""
+
+    def __init__(self, name: str, run=None, **params):
+        self.run = run
+        OVSSwitch.__init__(self, name, **params)
+
+    def bridgeOpts(self) -> str:  # noqa: N802 - Mininet API
+        opts = OVSSwitch.bridgeOpts(self)
+        if self.run is not None:
+            opts += f" external_ids:{TAG_KEY}={self.run.id}"
+        return opts
 
 
 class Bridge(LinuxBridge):
@@ -252,7 +276,6 @@ class DirectorHost(LvsHost):
     """
 
     def config(self, plan: NodePlan | None = None, master: bool = False, **params):
-        params.setdefault("accounting", True)  # experiments read the director's CPU time
         result = LvsHost.config(self, plan=plan, **params)
         self.set_sysctls({"net.ipv4.ip_forward": 0})
         self.plan = plan

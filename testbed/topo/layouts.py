@@ -7,11 +7,17 @@ builds each, with which parameters. `topos/*.py` register these classes for
 
 from __future__ import annotations
 
-from mininet.node import OVSSwitch
 from mininet.topo import Topo
 
 from testbed.net.links import ShapedLink
-from testbed.net.nodes import Bridge, ClientHost, DirectorHost, FirewallHost, RealServerHost
+from testbed.net.nodes import (
+    Bridge,
+    ClientHost,
+    DirectorHost,
+    FirewallHost,
+    OvsSwitch,
+    RealServerHost,
+)
 from testbed.net.shaping import Shaping
 from testbed.topo.plan import LayoutParams, Plan, make_plan
 
@@ -40,10 +46,10 @@ class LvsTopo(Topo):
             if p.switch == "ovs" and plan.controller_app:
                 # A controller programs the switches: without it they forward nothing.
                 self.addSwitch(
-                    name, cls=OVSSwitch, datapath="user", failMode="secure", protocols="OpenFlow13"
+                    name, cls=OvsSwitch, datapath="user", failMode="secure", protocols="OpenFlow13"
                 )
             elif p.switch == "ovs":
-                self.addSwitch(name, cls=OVSSwitch, datapath="user", failMode="standalone")
+                self.addSwitch(name, cls=OvsSwitch, datapath="user", failMode="standalone")
             else:
                 self.addSwitch(name, cls=Bridge)
         if plan.openflow and len(plan.switches) == 2 and plan.layout != "dr":
@@ -64,6 +70,7 @@ class LvsTopo(Topo):
                     master=node.name == "d1" and not plan.openflow,
                     cpu=p.director_cpu,
                     cpu_period_us=p.cpu_period_us,
+                    mem_mib=p.director_mem_mib or None,
                 )
             self.addHost(node.name, **opts)
             for port, intf in enumerate(node.intfs):

@@ -22,6 +22,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from typing import Any
 
+from testbed.director.defense import DEFAULT_CONN_MAX, MAX_CONN_MAX, memory_needed_bytes
 from testbed.director.schedulers import SCHEDULERS
 
 VIP_DR = "10.0.0.100"
@@ -33,6 +34,9 @@ CLIENT_BASE = "10.0.1.10"  # client i (1-based) is CLIENT_BASE + i
 RS_BASE_DR = "10.0.0.10"
 RS_BASE_NAT = "192.168.0.10"
 MAX_NODES_PER_ROLE = 200  # addresses .11 .. .210 stay inside the /24s
+
+DEFAULT_DIRECTOR_MEM_MIB = 1024
+MIN_DIRECTOR_MEM_MIB = 64
 
 LAYOUTS = ("dr", "nat", "nat1")
 SWITCH_KINDS = ("bridge", "ovs")
@@ -153,6 +157,14 @@ class LayoutParams:
     advert_int_s: float = knob(1.0, "VRRP advertisement interval, s (whole seconds for VRRPv2).")
     vrrp_version: int = knob(2, "VRRP version: 2 (RFC 3768) or 3 (RFC 5798).")
     conn_sync: bool = knob(True, "Sync connections from master to backup (as IPVS's sync daemon).")
+    conn_max: int = knob(
+        DEFAULT_CONN_MAX,
+        "Director: connection table limit, entries (IPVS's defences act near it; docs/safety.md).",
+    )
+    director_mem_mib: int = knob(
+        DEFAULT_DIRECTOR_MEM_MIB,
+        "Memory limit of each director host (cgroup), MiB; 0 for none. Must hold a full table.",
+    )
 
     def __post_init__(self) -> None:
         for name in ("n_rs", "n_clients"):
@@ -212,6 +224,22 @@ class LayoutParams:
             )
         if self.director == "openflow" and self.switch != "ovs":
             raise PlanError("director=openflow needs switch=ovs (an OpenFlow switch)")
+        if not 1 <= self.conn_max <= MAX_CONN_MAX:
+            raise PlanError(
+                f"conn_max must be from 1 to {MAX_CONN_MAX} entries, got {self.conn_max!r}"
+            )
+        if self.director_mem_mib and self.director_mem_mib < MIN_DIRECTOR_MEM_MIB:
+            raise PlanError(
+                f"director_mem_mib must be 0 (no limit) or at least {MIN_DIRECTOR_MEM_MIB}, "
+                f"got {self.director_mem_mib!r}"
+            )
+        need_mib = -(-memory_needed_bytes(self.conn_max) // (1 << 20))
+        if self.director_mem_mib and self.director_mem_mib < need_mib:
+            raise PlanError(
+                f"a director with a full table of {self.conn_max} entries needs about "
+                f"{need_mib} MiB, more than its limit of {self.director_mem_mib} MiB: raise "
+                f"--director-mem-mib to {need_mib} or lower --conn-max"
+            )
 
     @classmethod
     def from_kwargs(cls, layout: str, **kwargs: object) -> LayoutParams:

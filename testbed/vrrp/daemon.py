@@ -101,7 +101,14 @@ from testbed.keepalived_conf.model import (
     VrrpInstance,
     VrrpScript,
 )
-from testbed.runtime.control import ControlServer, DaemonKind, socket_path, write_index
+from testbed.runtime.control import (
+    ControlServer,
+    DaemonKind,
+    check_request,
+    error_reply,
+    socket_path,
+    write_index,
+)
 from testbed.runtime.scripts import (
     LinuxScriptSystem,
     Preparation,
@@ -141,6 +148,12 @@ MAX_SLEEP_S = 1.0
 MAX_DATAGRAMS_PER_WAKE = 64
 TRANSITIONS_KEPT = 50
 CONTROL_CLIENT_TIMEOUT_S = 0.2  # a stuck control client must not delay adverts
+CONTROL_SCHEMAS = {
+    "status": {},
+    "shutdown": {},
+    "fault-test": {"interface": ("str", True), "up": ("bool?", False)},
+}
+"""The control operations and their fields (runtime.control.check_request)."""
 _ANY_ADDRESS = IPv4Address("192.0.2.1")  # stands in for an interface address in checks
 
 
@@ -777,7 +790,11 @@ class VrrpDaemon:
     # ----- control
 
     def handle_request(self, message: dict) -> dict:
-        """The control ops: ``status``, ``shutdown``, ``fault-test``."""
+        """The control ops: ``status``, ``shutdown``, ``fault-test`` (checked against
+        CONTROL_SCHEMAS first: a malformed request is answered, never raised)."""
+        problem = check_request(message, CONTROL_SCHEMAS)
+        if problem is not None:
+            return error_reply(f"bad control request: {problem}")
         op = message.get("op")
         if op == "status":
             return {"rc": 0, "status": self.status()}

@@ -2,7 +2,8 @@
 
 Everything here is marked ``mininet``; only one such suite may run on a machine at a time.
 The `no_leftovers` fixture compares what exists on the machine before and after each test:
-namespaces, root-namespace interfaces, OVS bridges, our cgroups, run records, host shells.
+namespaces (of processes, and held by bind mounts), root-namespace interfaces, OVS bridges,
+our cgroups, run records, host shells.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from testbed.runtime.registry import all_pids, list_runs, netns_inode
+from testbed.runtime.registry import all_pids, list_runs, netns_inode, run_root
 
 
 def pytest_collection_modifyitems(config, items):
@@ -46,6 +47,11 @@ class Snapshot:
 
 def snapshot() -> Snapshot:
     netns = {netns_inode(pid) for pid in all_pids()} - {None}
+    root = str(run_root())
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        fields = line.split()
+        if len(fields) > 4 and fields[4].startswith(root):
+            netns.add(fields[4])  # a namespace a run still holds
     links = set(os.listdir("/sys/class/net"))
     res = subprocess.run(
         ["ovs-vsctl", "--timeout=5", "list-br"], capture_output=True, text=True, check=False
@@ -55,6 +61,7 @@ def snapshot() -> Snapshot:
     for base in (
         "/sys/fs/cgroup/cpu/lvs-testbed",
         "/sys/fs/cgroup/cpuacct/lvs-testbed",
+        "/sys/fs/cgroup/memory/lvs-testbed",
         "/sys/fs/cgroup/lvs-testbed",
     ):
         for dirpath, _dirs, _files in os.walk(base):

@@ -48,6 +48,8 @@ def test_experiment_runs_end_to_end(name, tmp_path, no_leftovers):
     assert summary["n_ok"] == summary["n_points"] >= 1
     for point in (run_dir / "points").iterdir():
         assert (point / "result.json").exists()
+        # The daemons' logs stay with the point's results (runtime/logs.py).
+        assert list((point / "logs").glob("*/*.log")), f"no daemon logs kept in {point}"
     report = (run_dir / "report" / "report.md").read_text()
     assert report.startswith(f"# {name}")
     assert list((run_dir / "report").glob("*.png")) and list((run_dir / "report").glob("*.svg"))

@@ -364,3 +364,19 @@ def test_state_constants_are_the_kernel_numbering():
         6,
         7,
     )
+
+
+def test_the_expiry_heap_stays_within_twice_the_entries_and_keeps_parked_timers():
+    """Entries removed before their timer leave stale heap items; past twice the entries the
+    heap is rebuilt from the live (and parked) ones, so removed connections are freed and
+    every remaining one still expires."""
+    table = ConnTable(8, seed=5)
+    parked = [new_conn(table, cport=2000 + i, timeout=30) for i in range(100)]
+    table.park(lambda c: c.cport >= 40000)
+    for i in range(5000):  # a flood: made, then removed before its timer
+        conn = new_conn(table, now=1.0, cport=40000 + i % 20000, timeout=60)
+        table.remove(conn)
+        assert len(table._heap) <= 2 * (len(table) + 1 + len(parked)) + 1024  # +1: just removed
+    assert table.heap_rebuilds > 0
+    table.unpark()
+    assert table.expire(100.0) == len(parked) and len(table) == 0

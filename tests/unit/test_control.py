@@ -1,6 +1,7 @@
 """The control channel (control.py) over real AF_UNIX sockets in a temporary directory: one
-JSON request and reply, the socket's mode, malformed requests, and how a client finds its
-director through the index files in the run directories."""
+JSON request and reply, the socket's mode, malformed and hostile requests (deep nesting, wrong
+types, a slow client, a handler that raises: each answered, none stops the server), and how a
+client finds its director through the index files in the run directories."""
 
 import json
 import os
@@ -8,6 +9,7 @@ import select
 import socket
 import stat
 import threading
+import time
 
 import pytest
 
@@ -15,6 +17,7 @@ from testbed.runtime.control import (
     INDEX_SUFFIX,
     ControlError,
     ControlServer,
+    check_request,
     find_director,
     own_netns_inode,
     request,
@@ -247,3 +250,92 @@ def test_unknown_name_lists_the_running_ones(runs):
     start(make_run(runs, "dr-1"), "d1")
     with pytest.raises(ControlError, match=r"no director named 'd7' is running \(running: d1\)"):
         find_director("d7")
+
+
+# --- malformed and hostile requests ---------------------------------------------------------
+
+
+def test_json_nested_too_deep_to_parse_is_answered_not_raised(server):
+    """json.loads raises RecursionError (not a ValueError) on deep nesting."""
+    deep = b"[" * 200_000 + b"]" * 200_000
+    reply = ask(server, lambda: raw_exchange(server.path, deep), daemon_like_handler)
+    assert reply["rc"] == 2 and "RecursionError" in reply["err"]
+    again = ask(server, lambda: request(server.path, {"op": "stats"}), daemon_like_handler)
+    assert again["rc"] == 0
+
+
+def test_a_handler_that_raises_gets_rc_1_and_the_server_goes_on(server):
+    def broken(message: dict) -> dict:
+        raise ZeroDivisionError("a bug")
+
+    reply = ask(server, lambda: request(server.path, {"op": "stats"}), broken)
+    assert reply["rc"] == 1 and "ZeroDivisionError: a bug" in reply["err"]
+    again = ask(server, lambda: request(server.path, {"op": "stats"}), daemon_like_handler)
+    assert again["rc"] == 0
+
+
+def test_a_reply_that_is_not_json_is_answered_as_an_error(server):
+    reply = ask(server, lambda: request(server.path, {"op": "x"}), lambda m: {"rc": 0, "x": {1j}})
+    assert reply["rc"] == 1 and "could not be encoded" in reply["err"]
+
+
+def test_a_slow_client_costs_the_daemon_at_most_its_deadline(tmp_path):
+    """One byte at a time, each within the old per-read timeout: the total deadline ends it."""
+    srv = ControlServer(socket_path(tmp_path, "d1"), client_timeout_s=0.3)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.connect(str(srv.path))
+            stop = threading.Event()
+
+            def dribble():
+                for byte in b'{"op": "stats"' + b" " * 100:
+                    if stop.wait(0.1):
+                        return
+                    try:
+                        sock.send(bytes([byte]))
+                    except OSError:
+                        return
+
+            thread = threading.Thread(target=dribble)
+            thread.start()
+            select.select([srv], [], [], 2)
+            t0 = time.monotonic()
+            srv.serve_one(daemon_like_handler)
+            spent = time.monotonic() - t0
+            stop.set()
+            thread.join(5)
+            assert spent < 1.0
+            sock.settimeout(2)
+            reply = json.loads(sock.recv(65536))
+            assert reply["rc"] == 2 and "TimeoutError" in reply["err"]
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "complaint"),
+    [
+        ({"op": "ipvsadm", "argv": [1]}, "must be a list of strings, got a list of int"),
+        ({"op": "ipvsadm", "argv": "-L"}, "must be a list of strings, got str"),
+        ({"op": "ipvsadm"}, "missing field 'argv'"),
+        ({"op": "prefill", "count": 1e400}, "must be an integer, got float"),
+        ({"op": "prefill", "count": True}, "must be an integer, got bool"),
+        ({"op": "prefill", "count": 5, "extra": 1}, "unknown field 'extra'"),
+        ({"op": ["stats"]}, "unknown control operation ['stats']"),
+        ({"op": "halt"}, "unknown control operation 'halt' (known: ipvsadm, prefill, stats)"),
+        ({"op": "ipvsadm", "argv": [], "stdin": {"a": 1}}, "'stdin' must be a string or null"),
+    ],
+)
+def test_check_request_names_what_is_wrong(message, complaint):
+    schemas = {
+        "ipvsadm": {"argv": ("list[str]", True), "stdin": ("str?", False)},
+        "prefill": {"count": ("int", True)},
+        "stats": {},
+    }
+    problem = check_request(message, schemas)
+    assert problem is not None and complaint in problem
+
+
+def test_check_request_accepts_a_good_request():
+    schemas = {"ipvsadm": {"argv": ("list[str]", True), "stdin": ("str?", False)}}
+    assert check_request({"op": "ipvsadm", "argv": ["-L"], "stdin": None}, schemas) is None

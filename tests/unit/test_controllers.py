@@ -1035,3 +1035,34 @@ def test_director_app_runs_under_os_ken_with_its_control_channel(controller_env,
     finally:
         stop_controller(proc)
     assert list(run_root.iterdir()) == []  # socket, index and run directory removed
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": "ipvsadm", "argv": [1]},
+        {"op": "ipvsadm", "argv": ["-L"], "stdin": 5},
+        {"op": "ipvsadm"},
+        {"op": "stats", "count": 1e400},
+        {"op": 7},
+    ],
+)
+def test_a_malformed_control_request_gets_an_error_reply(message):
+    lb, _, _ = make_lb()
+    before = lb.director.snapshot()
+    reply = lb.control(message)
+    assert reply["rc"] == 2 and reply["err"].startswith("bad control request")
+    assert lb.director.snapshot() == before
+
+
+def test_a_control_request_that_fails_inside_is_answered_not_raised(monkeypatch):
+    """The request runs on the app's event loop: an exception there would leave the
+    control thread waiting and the reply lost."""
+    lb, _, _ = make_lb()
+
+    def broken():
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(lb, "stats", broken)
+    reply = lb.control({"op": "stats"})
+    assert reply["rc"] == 1 and "ZeroDivisionError" in reply["err"]

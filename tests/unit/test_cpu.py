@@ -4,7 +4,13 @@ import pathlib
 
 import pytest
 
-from testbed.runtime.cgroup import CgroupCpu, CpuQuota, CpuQuotaError, detect_cgroup_version
+from testbed.runtime.cgroup import (
+    CpuQuota,
+    CpuQuotaError,
+    HostCgroup,
+    MemoryLimitError,
+    detect_cgroup_version,
+)
 
 
 def test_fraction_of_one_core_with_short_period():
@@ -57,7 +63,7 @@ def test_detect_versions(tmp_path):
 
 def test_v1_group_files(tmp_path):
     root = make_v1(tmp_path)
-    g = CgroupCpu("run1", "d1", root=root)
+    g = HostCgroup("run1", "d1", root=root)
     g.create(CpuQuota(0.2))
     base = root / "cpu" / "lvs-testbed" / "run1" / "d1"
     assert (base / "cpu.cfs_quota_us").read_text() == "2000"
@@ -82,7 +88,7 @@ def test_v2_group_enables_cpu_in_every_ancestor(tmp_path, monkeypatch):
             ctl.write_text("")
 
     monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
-    CgroupCpu("run1", "d1", root=root).create(CpuQuota(0.5))
+    HostCgroup("run1", "d1", root=root).create(CpuQuota(0.5))
     assert (root / "cgroup.subtree_control").read_text() == "+cpu"
     assert (root / "lvs-testbed" / "cgroup.subtree_control").read_text() == "+cpu"
     assert (root / "lvs-testbed" / "run1" / "cgroup.subtree_control").read_text() == "+cpu"
@@ -91,4 +97,70 @@ def test_v2_group_enables_cpu_in_every_ancestor(tmp_path, monkeypatch):
 
 def test_no_controller_is_a_clear_error(tmp_path):
     with pytest.raises(CpuQuotaError, match="no cgroup cpu controller"):
-        CgroupCpu("r", "h", root=tmp_path)
+        HostCgroup("r", "h", root=tmp_path)
+
+
+def make_v1_memory(root):
+    make_v1(root)
+    (root / "memory").mkdir()
+    (root / "memory" / "memory.limit_in_bytes").write_text("9223372036854771712")
+    return root
+
+
+def test_v1_memory_limit_and_readings(tmp_path):
+    root = make_v1_memory(tmp_path)
+    g = HostCgroup("run1", "d1", root=root, memory=True)
+    assert g.dirs[-1] == root / "memory" / "lvs-testbed" / "run1" / "d1"
+    g.create(None, memory_limit_bytes=256 << 20)
+    mem = g.dirs[-1]
+    assert (mem / "memory.limit_in_bytes").read_text() == str(256 << 20)
+    for name, value in (
+        ("memory.usage_in_bytes", "1000"),
+        ("memory.max_usage_in_bytes", "2000"),
+        ("memory.failcnt", "3"),
+        ("memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 1\n"),
+    ):
+        (mem / name).write_text(value)
+    assert g.memory_stats() == {
+        "current_bytes": 1000,
+        "peak_bytes": 2000,
+        "limit_bytes": 256 << 20,
+        "limit_hits": 3,
+        "oom_kills": 1,
+    }
+
+
+def test_v2_memory_limit_is_delegated_and_written(tmp_path, monkeypatch):
+    root = make_v2(tmp_path)
+    writes = []
+    orig_mkdir, orig_write = pathlib.Path.mkdir, pathlib.Path.write_text
+
+    def mkdir(self, *a, **kw):
+        orig_mkdir(self, *a, **kw)
+        if not (self / "cgroup.subtree_control").exists():
+            orig_write(self / "cgroup.subtree_control", "")
+
+    def write_text(self, text, *a, **kw):
+        if self.name == "cgroup.subtree_control":
+            writes.append((self.parent.name, text))
+        return orig_write(self, text, *a, **kw)
+
+    monkeypatch.setattr(pathlib.Path, "mkdir", mkdir)
+    monkeypatch.setattr(pathlib.Path, "write_text", write_text)
+    g = HostCgroup("run1", "d1", root=root, memory=True)
+    g.create(None, memory_limit_bytes=64 << 20)
+    for parent in (root.name, "lvs-testbed", "run1"):
+        assert (parent, "+cpu") in writes and (parent, "+memory") in writes
+    assert (g.dirs[0] / "memory.max").read_text() == str(64 << 20)
+
+
+def test_no_memory_controller_is_an_error_naming_the_fix(tmp_path):
+    with pytest.raises(MemoryLimitError, match="--director-mem-mib 0"):
+        HostCgroup("r", "d1", root=make_v1(tmp_path), memory=True)
+
+
+def test_a_memory_limit_too_small_to_run_a_daemon_is_refused(tmp_path):
+    g = HostCgroup("r", "d1", root=make_v1_memory(tmp_path), memory=True)
+    g.create(None)
+    with pytest.raises(MemoryLimitError, match="too small"):
+        g.set_memory_limit(1 << 20)

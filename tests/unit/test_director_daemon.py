@@ -1,6 +1,9 @@
 """The director daemon's in-place knobs, driven through its control requests with stand-in
 ports: switching the packet I/O (the coalescing knob), resizing the table, and taking the
-made-up entries of a prefill back out."""
+made-up entries of a prefill back out; malformed requests, an nft failure (rolled back), the
+table's limit and defences through `sysctl`, a SIGTERM before the loop, unreadable routes."""
+
+import re
 
 import pytest
 
@@ -15,6 +18,10 @@ class StandInPort:
         self.name, self.ip, self.mode = name, ip, mode
         self.mac = b"\x02\x00\x00\x00\x00\x01"
         self.closed = False
+        self.tx_frames = self.tx_dropped = 0
+
+    def kernel_drops(self) -> int:
+        return 0
 
     def flush(self) -> None:
         pass
@@ -93,3 +100,105 @@ def test_counters_read_the_clock_and_cpu_after_the_packet_totals(daemon):
     c = daemon.handle_request({"op": "counters"})["counters"]
     assert set(c) == {"inpkts", "outpkts", "socket_drops", "rx", "t_s", "cpu_s"}
     assert c["inpkts"] == c["outpkts"] == 0 and c["socket_drops"] == 6 and c["cpu_s"] > 0
+
+
+# --- malformed requests, the kernel side, the table's limit --------------------------------
+
+SERVICE = ["-A", "-t", "10.0.1.100:80", "-s", "rr"]
+SERVER = ["-a", "-t", "10.0.1.100:80", "-r", "192.168.0.11:80", "-m"]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": "ipvsadm", "argv": [1]},
+        {"op": "ipvsadm", "argv": "-L -n"},
+        {"op": "prefill", "count": 1e400},
+        {"op": "prefill", "count": "10"},
+        {"op": "io", "io_mode": "ring", "batch": 1e400, "wait_us": 0},
+        {"op": "table", "bits": [12]},
+        {"op": "sysctl", "set": {"drop_entry": "1"}},
+        {"op": "sysctl", "set": [1]},
+        {"op": {"nested": [[[]]]}},
+    ],
+)
+def test_a_malformed_request_is_refused_and_changes_nothing(daemon, message):
+    before = daemon.director.snapshot()
+    reply = daemon.handle_request(message)
+    assert reply["rc"] == 2 and reply["err"].startswith("bad control request")
+    assert daemon.director.snapshot() == before and len(daemon.director.conns) == 0
+
+
+def test_an_nft_failure_rolls_the_change_back(daemon, monkeypatch):
+    """The kernel side goes first, from a trial copy: if nft fails, the director is as it
+    was and the reply says so (before, the daemon changed its table, then died)."""
+    daemon.cfg.kernel_bypass = True
+    applied = []
+    monkeypatch.setattr(daemon_module.kernel, "apply", lambda d: applied.append(d.services()))
+    assert daemon.handle_request({"op": "ipvsadm", "argv": SERVICE})["rc"] == 0
+    assert len(applied) == 1 and len(daemon.director.services()) == 1
+
+    def nft_fails(director):
+        raise RuntimeError("nft could not load the director's bypass rules: boom")
+
+    monkeypatch.setattr(daemon_module.kernel, "apply", nft_fails)
+    before = daemon.director.snapshot()
+    reply = daemon.handle_request({"op": "ipvsadm", "argv": ["-A", "-u", "10.0.1.100:53"]})
+    assert reply["rc"] == 1 and "boom; nothing was changed" in reply["err"]
+    assert daemon.director.snapshot() == before
+    # A change the nft set does not see (a real server) needs no nft at all.
+    assert daemon.handle_request({"op": "ipvsadm", "argv": SERVER})["rc"] == 0
+    assert len(daemon.director.services()[0].dests) == 1
+
+
+def test_sysctl_sets_all_or_nothing_and_shows_them_all(daemon):
+    reply = daemon.handle_request({"op": "sysctl", "set": {"drop_packet": 1, "conn_max": 5000}})
+    assert reply["rc"] == 0
+    assert "net.ipv4.vs.drop_packet = 1\n" in reply["out"]
+    assert "net.ipv4.vs.conn_max = 5000\n" in reply["out"]
+    reply = daemon.handle_request({"op": "sysctl", "set": {"drop_entry": 3, "secure_tcp": 7}})
+    assert reply["rc"] == 2 and "secure_tcp must be 0, 1, 2 or 3" in reply["err"]
+    assert daemon.director.defense.drop_entry == 1  # not half-applied
+
+
+def test_prefill_past_the_table_limit_is_refused_whole(daemon):
+    daemon.handle_request({"op": "ipvsadm", "argv": SERVICE})
+    daemon.handle_request({"op": "ipvsadm", "argv": SERVER})
+    daemon.handle_request({"op": "sysctl", "set": {"conn_max": 1000}})
+    reply = daemon.handle_request({"op": "prefill", "count": 1001})
+    assert reply["rc"] == 2 and "larger --conn-max" in reply["err"]
+    assert len(daemon.director.conns) == 0
+    assert daemon.handle_request({"op": "prefill", "count": 1000})["rc"] == 0
+
+
+def test_stats_show_the_table_limit_and_the_defences(daemon):
+    stats = daemon.handle_request({"op": "stats"})["stats"]
+    defense = stats["defense"]
+    assert defense["conn_max"] == daemon.cfg.conn_max and defense["entries"] == 0
+    assert defense["drop_entry"] == 1 and defense["drops"] == {}
+    assert stats["rss_kb"] > 0
+
+
+def test_a_sigterm_while_the_ports_open_is_not_lost(daemon):
+    """SIGTERM may come before `run`: the loop must not start (it used to reset the flag)."""
+    daemon.stop()
+    daemon.control = None  # run would need it to poll; it must return before
+    daemon.run()
+    assert not daemon.running
+
+
+def test_a_route_file_that_cannot_be_read_keeps_the_old_routes(daemon, monkeypatch, tmp_path):
+    before = list(daemon.neigh.routes)
+    monkeypatch.setattr(daemon_module, "ROUTE_FILE", tmp_path / "missing")
+    daemon._reload_routes()
+    daemon._reload_routes()
+    assert daemon.neigh.routes == before and daemon.route_errors == 2
+
+
+def test_every_operation_the_daemon_answers_has_a_schema(daemon):
+    """An operation missing from CONTROL_SCHEMAS would be refused as unknown."""
+    import inspect
+
+    source = inspect.getsource(daemon_module.DirectorDaemon._handle_request)
+    ops = set(re.findall(r'op == "([a-z_]+)"', source))
+    assert ops == set(daemon_module.CONTROL_SCHEMAS)

@@ -800,3 +800,40 @@ def test_a_syn_on_an_established_connection_is_not_rescheduled():
     first = one_frame(lab.handle(dr_tcp(6666), LAN), LAN)[:6]
     lab.handle(dr_tcp(6666, ACK), LAN)
     assert one_frame(lab.handle(dr_tcp(6666), LAN), LAN)[:6] == first
+
+
+# --- the table's limit and defences on the packet path -----------------------------------------
+
+
+def test_at_the_table_limit_a_new_connection_is_dropped_as_table_full():
+    lab = dr_lab()
+    lab.director.defense.set("drop_entry", 0)
+    lab.director.defense.set("conn_max", 3)
+    for sport in range(5000, 5003):
+        assert "d1-eth0" in lab.handle(dr_tcp(sport), "d1-eth0")
+    assert lab.handle(dr_tcp(5003), "d1-eth0") == {}
+    assert lab.fwd.dropped["table-full"] == 1 and len(lab.director.conns) == 3
+    assert "d1-eth0" in lab.handle(dr_tcp(5000, ACK), "d1-eth0")  # existing ones still pass
+
+
+def test_drop_packet_drops_new_connections_not_established_ones():
+    lab = dr_lab()
+    assert "d1-eth0" in lab.handle(dr_tcp(5000), "d1-eth0")
+    defense = lab.director.defense
+    defense.set("drop_packet", 3)
+    defense.set("am_droprate", 1)
+    defense.update(len(lab.director.conns))  # the once-a-second timer
+    assert lab.handle(dr_tcp(5001), "d1-eth0") == {}
+    assert lab.fwd.dropped["drop-packet"] == 1 and defense.drops["drop_packet"] == 1
+    assert "d1-eth0" in lab.handle(dr_tcp(5000, ACK), "d1-eth0")
+
+
+def test_client_packets_are_counted_on_the_connection_without_sync():
+    """drop_entry spares busy connections by their packet count (in_pkts), which the
+    kernel keeps whether or not sync runs."""
+    lab = dr_lab()
+    lab.handle(dr_tcp(5000), "d1-eth0")
+    lab.handle(dr_tcp(5000, ACK), "d1-eth0")
+    lab.handle(dr_tcp(5000, ACK), "d1-eth0")
+    conn = lab.director.lookup_in(6, ip(CIP), 5000, ip(VIP), 80)
+    assert conn.in_pkts == 3

@@ -1,9 +1,10 @@
-"""Routes and the ARP cache (neighbours.py): longest-prefix match, gateways, `ip -j route`
+"""Routes and the ARP cache (neighbours.py): longest-prefix match, gateways, /proc/net/route
 input, the per-destination hop cache, ARP requests, the unresolved queue, learning and
 refresh. Frames sent are re-parsed with os-ken."""
 
 import random
 
+import pytest
 from os_ken.lib.packet import arp, ethernet
 
 from testbed.director.neighbours import (
@@ -12,7 +13,7 @@ from testbed.director.neighbours import (
     QUEUE_FRAMES_MAX,
     Neighbours,
     Route,
-    routes_from_ip_json,
+    routes_from_proc,
 )
 from tests.unit.fakes import FakePort, ip, mac, parse, route
 
@@ -96,57 +97,48 @@ def test_a_next_hop_that_moves_port_gets_a_new_entry():
     assert new is not old and new.port is B and new.mac is None
 
 
-IP_JSON = [
-    {"dst": "default", "gateway": "10.0.1.1", "dev": "d1-eth0", "protocol": "static", "flags": []},
-    {
-        "dst": "10.0.1.0/24",
-        "dev": "d1-eth0",
-        "protocol": "kernel",
-        "scope": "link",
-        "prefsrc": "10.0.1.2",
-        "flags": [],
-    },
-    {
-        "dst": "192.168.0.0/24",
-        "dev": "d1-eth1",
-        "protocol": "kernel",
-        "scope": "link",
-        "prefsrc": "192.168.0.2",
-        "flags": ["linkdown"],
-    },
-    {"dst": "10.9.0.0/16", "gateway": "192.168.0.1", "dev": "d1-eth1", "flags": []},
-    {"dst": "10.0.0.5", "dev": "d1-eth0", "scope": "link", "flags": []},
-    {
-        "dst": "172.16.0.0/12",
-        "dev": "mgmt0",
-        "protocol": "kernel",
-        "scope": "link",
-        "prefsrc": "172.16.0.9",
-        "flags": [],
-    },
-    {"type": "blackhole", "dst": "10.66.0.0/16", "flags": []},
-    {"type": "unreachable", "dst": "10.77.0.0/16", "dev": "lo", "flags": []},
-    {"type": "prohibit", "dst": "10.88.0.0/16", "dev": "d1-eth0", "flags": []},
-]
+PROC_ROUTE = (
+    "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n"
+    "d1-eth0\t00000000\t0101000A\t0003\t0\t0\t0\t00000000\t0\t0\t0\n"
+    "d1-eth0\t0500000A\t00000000\t0005\t0\t0\t0\tFFFFFFFF\t0\t0\t0\n"
+    "d1-eth0\t0001000A\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    "d1-eth1\t0000090A\t0100A8C0\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    "other\t00002C0A\t01001FAC\t0003\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    "*\t0000420A\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    "*\t00004D0A\t00000000\t0201\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    "*\t0000580A\t00000000\t0201\t0\t0\t0\t0000FFFF\t0\t0\t0\n"
+    "other\t00001FAC\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+    "d1-eth1\t0000A8C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n"
+)
+"""/proc/net/route of a namespace (x86) with: a default route, a host route, the connected
+/24s, a gateway route on each of d1-eth1 and another device, and blackhole, unreachable and
+prohibit routes (device "*")."""
 
 
-def test_routes_from_ip_json_reads_what_ip_route_prints():
-    """default, connected kernel routes (with prefsrc), gateway and host routes on our
-    ports; other devices and non-unicast routes are left out."""
-    routes = routes_from_ip_json(IP_JSON, {"d1-eth0", "d1-eth1"})
+def test_routes_from_proc_reads_the_main_table():
+    """default, connected, gateway and host routes on our ports; other devices and
+    blackhole/unreachable/prohibit routes are left out."""
+    routes = routes_from_proc(PROC_ROUTE, {"d1-eth0", "d1-eth1"})
     assert routes == [
         Route(0, 0, "d1-eth0", ip("10.0.1.1")),
-        Route(ip("10.0.1.0"), 24, "d1-eth0"),
-        Route(ip("192.168.0.0"), 24, "d1-eth1"),
-        Route(ip("10.9.0.0"), 16, "d1-eth1", ip("192.168.0.1")),
         Route(ip("10.0.0.5"), 32, "d1-eth0"),
+        Route(ip("10.0.1.0"), 24, "d1-eth0"),
+        Route(ip("10.9.0.0"), 16, "d1-eth1", ip("192.168.0.1")),
+        Route(ip("192.168.0.0"), 24, "d1-eth1"),
     ]
     n = Neighbours({"d1-eth0": A, "d1-eth1": B}, routes)
     assert n.route(ip("8.8.8.8")) == (A, ip("10.0.1.1"))
-    assert n.route(ip("172.16.0.1")) == (A, ip("10.0.1.1"))
+    assert n.route(ip("10.0.0.5")) == (A, ip("10.0.0.5"))
     assert n.route(ip("10.9.1.1")) == (B, ip("192.168.0.1"))
-    assert routes_from_ip_json(IP_JSON, {"d1-eth1"}) == routes[2:4]
-    assert routes_from_ip_json([], {"d1-eth0"}) == []
+    assert routes_from_proc(PROC_ROUTE, {"d1-eth1"}) == routes[3:]
+    assert routes_from_proc(PROC_ROUTE.splitlines()[0], {"d1-eth0"}) == []
+
+
+def test_an_unreadable_route_file_is_an_error_not_a_guess():
+    with pytest.raises(ValueError):
+        routes_from_proc(PROC_ROUTE + "d1-eth0\t0000\n", {"d1-eth0"})
+    with pytest.raises(ValueError):
+        routes_from_proc(PROC_ROUTE + "d1-eth0\tzz\t0\t0001\t0\t0\t0\t0\n", {"d1-eth0"})
 
 
 def test_route_masks():

@@ -103,6 +103,9 @@ def test_segment_bandwidth_overrides():
         ({"switch": "hub"}, "switch"),
         ({"director": "openflow"}, "needs switch=ovs"),
         ({"cpu_period_us": 10}, "cpu_period_us"),
+        ({"conn_max": 0}, "conn_max"),
+        ({"director_mem_mib": 10}, "director_mem_mib must be 0"),
+        ({"conn_max": 2_000_000, "director_mem_mib": 512}, r"raise --director-mem-mib to \d+"),
     ],
 )
 def test_bad_params_are_rejected_with_the_reason(kwargs, message):

@@ -49,6 +49,7 @@ from testbed.director.sync import (
     decode_message,
     encode_entry,
     encode_message,
+    encode_resync_request,
     interface_mtu,
     max_message_bytes,
     should_sync,
@@ -165,8 +166,8 @@ class Wire:
     def send(self, data: bytes) -> None:
         self.sent.append(data)
 
-    def receive(self) -> list[bytes]:
-        got, self.inbox = self.inbox, []
+    def receive(self, max_messages: int = 64) -> list[bytes]:
+        got, self.inbox = self.inbox[:max_messages], self.inbox[max_messages:]
         return got
 
     def fileno(self) -> int:
@@ -899,3 +900,134 @@ def test_a_resync_request_decodes_and_other_spare_values_do_not():
     assert msg.resync_request and msg.sync_id == 9 and msg.records == []
     bad = HEADER.pack(0, 9, HEADER.size, 0, SYNC_PROTO_VERSION, 2)
     assert decode_message(bad) == "not-version-1"
+
+
+# --- distrust: sync is unauthenticated ---------------------------------------------------------
+
+
+def test_received_timeouts_are_capped_at_what_this_director_would_give():
+    """A peer (or anyone on the segment) sending 2^32-1 s cannot pin entries for a century:
+    a connection gets at most its state's timeout, a template its service's persistence."""
+    backup = director_lab("d2")
+    receiver = SyncReceiver(backup.director)
+    forever = {**conn(state=ESTABLISHED).to_record(0.0), "timeout_s": 0xFFFFFFFF}
+    fin = {**conn(cport=40001, state=FIN_WAIT).to_record(0.0), "timeout_s": 0xFFFFFFFF}
+    udp = {
+        **conn(PROTO_UDP, cport=40002, state=0).to_record(0.0),
+        "vport": 7,
+        "dport": 7007,
+        "timeout_s": 10**9,
+    }
+    template = {
+        **conn(cport=0, flags=F_MASQ | F_TEMPLATE, state=0).to_record(0.0),
+        "vport": 443,
+        "dport": 443,
+        "timeout_s": 0xFFFFFFFF,
+    }
+    data = encode_message(0, [encode_entry(r) for r in (forever, fin, udp, template)])
+    assert receiver.receive(data, 10.0) == 4
+    got = {c.cport: c.timeout for c in backup.director.conns}
+    assert got == {40000: 900, 40001: 120, 40002: 300, 0: 300}
+
+
+def test_a_resync_answer_is_spread_over_time_in_bounded_slices():
+    """A peer asking for our whole table gets it at most RESYNC_SLICE_ENTRIES entries a
+    loop turn and RESYNC_RATE_PER_S a second: the forwarding loop runs in between."""
+    from testbed.director.sync import RESYNC_RATE_PER_S, RESYNC_SLICE_ENTRIES
+
+    lab = director_lab("d2")
+    wire = Wire()
+    sync = ConnectionSync(lab.director, wire, 4)
+    svc = lab.director.services()[0]
+    for i in range(2000):
+        lab.director.schedule_new(svc, 6, 0x64400000 + i, 1000, svc.addr, svc.port, 1.0)
+    wire.inbox.append(encode_resync_request(4))
+    sync.on_readable(2.0)
+    now, turns, entries = 2.0, 0, 0
+    while True:
+        due = sync.deadline_s()
+        now = max(now, due)
+        before = sum(len(decode_message(m).records) for m in wire.sent)
+        sync.tick(now)
+        sent = sum(len(decode_message(m).records) for m in wire.sent)
+        assert sent - before <= RESYNC_SLICE_ENTRIES
+        turns += 1
+        entries = sent
+        if sync.counters()["resyncs_answered"]:
+            break
+        assert turns < 100
+    assert entries == 2000 and turns >= 2000 // RESYNC_SLICE_ENTRIES
+    assert now - 2.0 >= (2000 - RESYNC_SLICE_ENTRIES) / RESYNC_RATE_PER_S
+
+
+def test_resync_requests_during_an_answer_are_coalesced_into_one_more():
+    lab = director_lab("d2")
+    wire = Wire()
+    sync = ConnectionSync(lab.director, wire, 4)
+    svc = lab.director.services()[0]
+    for i in range(1000):
+        lab.director.schedule_new(svc, 6, 0x64400000 + i, 1000, svc.addr, svc.port, 1.0)
+    wire.inbox.append(encode_resync_request(4))
+    sync.on_readable(2.0)
+    sync.tick(2.0)  # the first slice
+    assert sync.counters()["resync_in_progress"]
+    wire.inbox += [encode_resync_request(4)] * 5  # a flood of requests meanwhile
+    sync.on_readable(2.01)
+    assert sync.counters()["resync_requests_coalesced"] == 5
+    now = 2.01
+    while sync.counters()["resyncs_answered"] < 2:
+        now = max(now, sync.deadline_s())
+        sync.tick(now)
+        assert now < 10
+    assert sync.counters()["resyncs_answered"] == 2  # one more, not five
+    assert sync.deadline_s() is None or sync.deadline_s() > now
+
+
+def test_at_most_a_few_messages_are_read_per_loop_turn():
+    from testbed.director.sync import MAX_MESSAGES_PER_WAKEUP
+
+    lab = director_lab("d2")
+    wire = Wire()
+    sync = ConnectionSync(lab.director, wire, 0)
+    wire.inbox += [
+        encode_message(0, [encode_entry(conn(cport=40000 + i).to_record(0.0))]) for i in range(20)
+    ]
+    sync.on_readable(1.0)
+    assert sync.receiver.messages == MAX_MESSAGES_PER_WAKEUP
+    assert len(wire.inbox) == 20 - MAX_MESSAGES_PER_WAKEUP
+
+
+def test_the_multicast_transport_takes_only_the_peers_datagrams():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    try:
+        backup = MulticastTransport("lo", ip("127.0.0.1"), port=port, peer="127.0.0.2")
+    except SyncTransportError as exc:
+        pytest.skip(f"no multicast sockets for this user here: {exc}")
+    peer = MulticastTransport("lo", ip("127.0.0.2"), port=port)
+    stranger = MulticastTransport("lo", ip("127.0.0.3"), port=port)
+    try:
+        stranger.send(b"from a stranger")
+        peer.send(b"from the peer")
+        got: list[bytes] = []
+        deadline = time.monotonic() + 2.0
+        while not got and time.monotonic() < deadline:
+            select.select([backup.fileno()], [], [], 0.05)
+            got += backup.receive()
+        time.sleep(0.1)
+        got += backup.receive()
+        assert got == [b"from the peer"]
+        assert backup.counters()["ignored_not_peer"] == 1
+    finally:
+        for t in (backup, peer, stranger):
+            t.close()
+
+
+def test_daemon_config_checks_the_sync_peer():
+    with pytest.raises(ValueError):
+        DaemonConfig(interfaces=["d1-eth0"], sync_iface="d1-eth1", sync_peer="10.0.0.300")
+    with pytest.raises(ValueError, match="needs a sync interface"):
+        DaemonConfig(interfaces=["d1-eth0"], sync_peer="10.0.0.3")
+    cfg = DaemonConfig(interfaces=["d1-eth0"], sync_iface="d1-eth1", sync_peer="192.168.0.3")
+    assert cfg.sync_peer == "192.168.0.3"

@@ -1,4 +1,5 @@
-"""Pure parts of the traffic tools: percentiles, IP-in-IP unwrapping, malformed frames."""
+"""Pure parts of the traffic tools: percentiles, IP-in-IP unwrapping, malformed frames, SYN
+flood frames."""
 
 import random
 import struct
@@ -6,7 +7,8 @@ import struct
 from testbed.director.packet import Drop, parse_ipv4, parse_l3, parse_ports
 from testbed.traffic.ipipd import inner_packet
 from testbed.traffic.loadgen import _percentiles
-from testbed.traffic.rawsend import malformed_frame
+from testbed.traffic.rawsend import SynFrames, malformed_frame
+from tests.unit.fakes import assert_valid_ipv4_frame
 
 
 def test_latency_percentiles_are_nan_when_nothing_came_back():
@@ -54,3 +56,21 @@ def test_longest_gap_counts_the_longest_unanswered_run():
     assert longest_gap([0, 1, 7, 8, 9], 10) == 5
     assert longest_gap([3, 4], 6) == 3  # the first three never came back
     assert longest_gap([], 5) == 5
+
+
+def test_syn_flood_frames_are_valid_syns_from_the_given_sources():
+    """Each frame a well-formed SYN (checksums right, so a real server answers it) from the
+    source asked for, to the service, with a fresh port and sequence number."""
+    rng = random.Random(3)
+    frames = SynFrames(rng, b"\x02" * 6, b"\x04" * 6, 0x0A000164, 80)
+    seen = set()
+    for src in (0x64400001, 0x647FFFFE, 0x64400001):
+        frame = bytes(frames.make(src))
+        pkt = assert_valid_ipv4_frame(frame)
+        l3 = parse_l3(frame)
+        proto, got_src, dst, l4, end = parse_ipv4(frame, l3[0])
+        sport, dport, flags = parse_ports(frame, l4, end, proto)
+        assert (proto, got_src, dst, dport, flags) == (6, src, 0x0A000164, 80, 0x02)
+        assert len(pkt) == 40
+        seen.add((sport, frame[38:42]))
+    assert len(seen) == 3

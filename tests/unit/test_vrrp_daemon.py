@@ -747,3 +747,35 @@ def test_default_name():
     config = parse_config("vrrp_instance VI_1 { interface d7-eth0\nvirtual_router_id 1 }").config
     assert default_name(config) == "d7"
     assert default_name(parse_config("").config) == "vrrp"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"op": None},
+        {"op": ["status"]},
+        {"op": "status", "verbose": True},
+        {"op": "fault-test"},
+        {"op": "fault-test", "interface": "d1-eth0", "up": 1},
+        {"op": "fault-test", "interface": {"d1-eth0": 1}, "up": False},
+    ],
+)
+def test_a_malformed_control_request_is_answered_and_changes_nothing(message):
+    """A wrong request to the VRRP daemon must never end it: a dead master daemon is a
+    failover."""
+    sim = elected()
+    daemon = sim.daemons["d1"]
+    reply = daemon.handle_request(message)
+    assert reply["rc"] == 2 and reply["err"].startswith("bad control request")
+    assert daemon.running and daemon.status()["link_overrides"] == {}
+
+
+def test_every_operation_the_daemon_answers_has_a_schema():
+    """An operation missing from CONTROL_SCHEMAS would be refused as unknown."""
+    import inspect
+    import re
+
+    from testbed.vrrp import daemon as daemon_module
+
+    source = inspect.getsource(daemon_module.VrrpDaemon.handle_request)
+    assert set(re.findall(r'op == "([a-z-]+)"', source)) == set(daemon_module.CONTROL_SCHEMAS)
