@@ -96,3 +96,13 @@ def test_up_builds_the_plans_params_from_its_options(monkeypatch):
         p.director_cpu,
     ) == (5, "frame", "wlc", False, 0.2)
     assert runner.invoke(app, ["up", "dr", "--io", "mmap"]).exit_code == 2
+
+
+def test_flags_read_as_flags_in_help():
+    """A flag takes no value, so its help line shows none (typer 0.29 printed `<bool>` after
+    every flag, `--no-cli <bool>`, which reads as if a value were needed)."""
+    for argv in (["up"], ["experiment", "run"], ["lab", "start"], ["reproduce"], []):
+        result = runner.invoke(app, [*argv, "--help"], env={"COLUMNS": "200"})
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output and "BOOLEAN" not in result.output, argv
+        assert "--help" in result.output
