@@ -106,3 +106,27 @@ def test_flags_read_as_flags_in_help():
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.output and "BOOLEAN" not in result.output, argv
         assert "--help" in result.output
+
+
+def test_ipvsadm_help_and_version_need_no_director(monkeypatch):
+    from testbed.runtime import control
+
+    def no_director(*_args, **_kwargs):
+        raise AssertionError("-h/--help/-v must not look for a director")
+
+    monkeypatch.setattr(control, "find_director", no_director)
+    for flag in ("-h", "--help"):
+        result = runner.invoke(app, ["ipvsadm", flag])
+        assert result.exit_code == 0, result.output
+        assert "Usage:" in result.output and "--add-service     -A" in result.output
+        assert "lvs-testbed ipvsadm --director NAME" in result.output
+    version = runner.invoke(app, ["ipvsadm", "--director", "d1", "-v"])
+    assert version.exit_code == 0 and version.output.startswith("ipvsadm v1.31")
+
+
+def test_ipvsadm_without_a_director_names_the_fix(monkeypatch, tmp_path):
+    monkeypatch.setenv("LVS_TESTBED_RUNDIR", str(tmp_path))
+    monkeypatch.delenv("LVS_TESTBED_RUN_DIR", raising=False)
+    result = runner.invoke(app, ["ipvsadm", "-L", "-n"])
+    assert result.exit_code == 1
+    assert "no director is running" in result.output and "lvs-testbed up" in result.output
