@@ -145,7 +145,7 @@ def run_experiment(
         get_experiment,
         plan_sweep,
     )
-    from testbed.harness.results import RunDirError, load_spec
+    from testbed.harness.results import TABLE_FILE, RunDirError, load_spec
     from testbed.harness.runner import create_run, default_results_root, execute
 
     try:
@@ -177,6 +177,11 @@ def run_experiment(
         f"{c['n_points']} points: {c['n_ok']} measured ({c['n_invalid']} invalid), "
         f"{c['n_failed']} failed, {c['n_pending']} not run; {outcome.ran} run now.",
         highlight=False,
+    )
+    console.print(
+        f"table (a row per point and repeat): {run_dir / TABLE_FILE}",
+        highlight=False,
+        soft_wrap=True,
     )
     if outcome.interrupted:
         console.print(

@@ -56,6 +56,7 @@ from testbed.harness.results import (
     STATUS_INTERRUPTED,
     STATUS_OK,
     SUMMARY_FILE,
+    TABLE_FILE,
     append_jsonl,
     count_statuses,
     load_spec,
@@ -66,6 +67,7 @@ from testbed.harness.results import (
     summary_rows,
     utc_now,
     write_json,
+    write_table,
 )
 
 RESULTS_ENV = "LVS_TESTBED_RESULTS"
@@ -299,8 +301,10 @@ def run_one(
 def write_summary(
     run_dir: Path, spec: dict[str, Any], attempts: list[dict[str, Any]], interrupted: bool
 ) -> dict[str, int]:
-    """summary.json from the points' records: one row per point, counts, attempts."""
+    """summary.json from the points' records (one row per point, counts, attempts) and
+    results.csv, the same rows as a flat table."""
     rows = summary_rows(spec, read_results(run_dir, spec))
+    write_table(run_dir / TABLE_FILE, rows)
     counts = count_statuses(rows)
     if interrupted:
         status = "interrupted"
