@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from testbed.cli.common import console, err_console, fail, require_root
+from testbed.cli.common import (
+    CAPTURE_DIR_OPTION,
+    CAPTURE_HELP,
+    console,
+    err_console,
+    fail,
+    report_captures,
+    require_root,
+)
 from testbed.topo.plan import LAYOUTS, LayoutParams, PlanError
 
 if TYPE_CHECKING:
@@ -92,6 +100,8 @@ def up(
         help="Run these CLI commands, then exit (commands may also be piped in).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+    capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
+    capture_dir: Path = CAPTURE_DIR_OPTION,
     **knobs: object,
 ) -> None:
     """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
@@ -108,7 +118,15 @@ def up(
         _show_configs(layout.value, params, configs)
         return
     require_root(f"`up {layout.value}`")
-    run_layout(layout.value, params, no_cli, script, verbose, configs)
+    run_layout(
+        layout.value,
+        params,
+        no_cli,
+        script,
+        verbose,
+        configs,
+        capture_root=capture_dir if capture else None,
+    )
 
 
 def _with_layout_options(command):
@@ -187,11 +205,14 @@ def run_layout(
     kind: str | None = None,
     on_ready: Callable[[Testbed], None] | None = None,
     open_cli: Callable[..., object] | None = None,
+    capture_root: Path | None = None,
 ) -> None:
     """Build the layout, then self-check and exit (``no_cli``) or open its CLI; always tear it
     down. Shared with `lvs-testbed lab start`: ``kind`` names the run, ``on_ready`` runs once
     the layout answers (a lab's starting state), ``open_cli(testbed, script=...)`` opens the
-    CLI (default: the layout's `LvsCLI`; a lab's adds its check)."""
+    CLI (default: the layout's `LvsCLI`; a lab's adds its check). With ``capture_root``
+    every link is captured into ``<capture_root>/<run-id>/`` (`testbed.net.capture`)."""
+    from testbed.net.capture import CaptureError
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
     from testbed.net.report import plan_table, reach_table
@@ -200,7 +221,12 @@ def run_layout(
 
     handle_termination()
     testbed = Testbed(
-        layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs
+        layout,
+        params,
+        kind=kind or f"up-{layout}",
+        quiet=not verbose,
+        configs=configs,
+        capture_root=capture_root,
     )
     ok = True
     try:
@@ -223,7 +249,14 @@ def run_layout(
                 )
             console.print("Type `help` for commands, `check` to test reachability, `exit` to stop.")
             open_cli(testbed, script=str(script) if script else None)
-    except (ShapingError, CpuQuotaError, NodeConfigError, PermissionError, RuntimeError) as exc:
+    except (
+        ShapingError,
+        CpuQuotaError,
+        NodeConfigError,
+        CaptureError,
+        PermissionError,
+        RuntimeError,
+    ) as exc:
         ok = False
         err_console.print(f"[bold red]error:[/] {exc}")
     except Terminated:
@@ -233,6 +266,7 @@ def run_layout(
         report = testbed.stop()
         if report is not None and report.errors:
             err_console.print("[yellow]cleanup left:[/] " + "; ".join(report.errors))
+        report_captures(testbed.capture_dir, testbed.capture_files)
     if not ok:
         raise typer.Exit(1)
 

@@ -17,6 +17,8 @@ that measures a point and the report that reads them::
         result.json   the point's record (the source of truth for resume and report)
         samples.csv   raw samples, with a header row
         point.log     the point process's output and log
+        pcaps/<layout-run-id>/<link>.pcap   with ``experiment run --capture``: every link of
+                      each layout the point built (`testbed.net.capture`)
       report/         report.md and figures, made by `testbed.report.render`
 
 `RunData` is what an experiment's report hook gets: every point with its typed parameters,
@@ -54,6 +56,7 @@ POINTS_DIR = "points"
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.csv"
 LOG_FILE = "point.log"
+CAPTURES_DIR = "pcaps"
 REPORT_DIR = "report"
 
 STATUS_OK = "ok"

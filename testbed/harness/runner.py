@@ -46,6 +46,7 @@ from testbed import REPO_ROOT
 from testbed.harness.environment import collect_env, git_facts
 from testbed.harness.framework import Experiment, Sweep, experiment_from_module
 from testbed.harness.results import (
+    CAPTURES_DIR,
     ENV_FILE,
     INDEX_FILE,
     LOG_FILE,
@@ -69,6 +70,7 @@ from testbed.harness.results import (
     write_json,
     write_table,
 )
+from testbed.net.capture import CAPTURE_DIR_ENV
 
 RESULTS_ENV = "LVS_TESTBED_RESULTS"
 DEFAULT_RESULTS_ROOT = Path("results")
@@ -90,8 +92,10 @@ def make_run_id(sweep: Sweep, now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{digest}"
 
 
-def create_run(sweep: Sweep, results_root: Path) -> Path:
-    """Make ``<results_root>/<experiment>/<run-id>/`` with params.json and env.json."""
+def create_run(sweep: Sweep, results_root: Path, capture: bool = False) -> Path:
+    """Make ``<results_root>/<experiment>/<run-id>/`` with params.json and env.json. With
+    ``capture`` every layout a point builds captures its links into the point's
+    ``pcaps/`` directory (recorded in params.json, so a resume captures too)."""
     now = datetime.now(timezone.utc)
     base = results_root / sweep.experiment.name
     base.mkdir(parents=True, exist_ok=True)
@@ -114,6 +118,7 @@ def create_run(sweep: Sweep, results_root: Path) -> Path:
         "command": sweep.command(),
         "values": sweep.values,
         "repeat": sweep.repeat,
+        "capture": capture,
         "points": [
             {"point_id": p.point_id, "repeat": p.repeat, "params": p.params} for p in sweep.points
         ],
@@ -246,12 +251,16 @@ def run_one(
     timeout_s: float,
     env: dict[str, str],
     console: Console | None = None,
+    capture: bool = False,
 ) -> dict[str, Any]:
-    """Run one point in a fresh process; write and return its final record."""
+    """Run one point in a fresh process; write and return its final record. With
+    ``capture`` its layouts write per-link pcaps under the point's ``pcaps/``."""
     pdir = point_dir(run_dir, point["point_id"])
     if pdir.exists():
         shutil.rmtree(pdir)  # a failed or interrupted attempt: start the point clean
     pdir.mkdir(parents=True)
+    if capture:
+        env = {**env, CAPTURE_DIR_ENV: str(pdir / CAPTURES_DIR)}
     argv = [sys.executable, "-m", "testbed.harness.point", str(run_dir), point["point_id"]]
     started = time.monotonic()
     with (pdir / LOG_FILE).open("wb") as log:
@@ -384,7 +393,9 @@ def execute(
             task = bar.add_task(experiment.name, total=len(spec["points"]), completed=len(done))
             for point in todo:
                 bar.update(task, description=point["point_id"])
-                record = run_one(run_dir, point, limit_s, env, bar.console)
+                record = run_one(
+                    run_dir, point, limit_s, env, bar.console, bool(spec.get("capture"))
+                )
                 outcome.ran += 1
                 if record["status"] != STATUS_OK:
                     outcome.failures.append((point["point_id"], record["error"]))

@@ -23,6 +23,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+from testbed.net.capture import CAPTURE_DIR_ENV, LinkCaptures
 from testbed.net.shaping import Shaping, require_netem
 from testbed.runtime.registry import CleanReport, Run
 from testbed.topo.layouts import TOPOS, LvsTopo
@@ -105,6 +106,7 @@ class Testbed:
         kind: str | None = None,
         quiet: bool = True,
         configs: dict[str, str] | None = None,
+        capture_root: Path | None = None,
     ):
         if layout not in TOPOS:
             raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
@@ -114,6 +116,13 @@ class Testbed:
         self.kind = kind or layout
         self.quiet = quiet
         self.configs = dict(configs or {})  # director name -> keepalived.conf path
+        # Per-link pcaps go to <capture_root>/<run id>/ (testbed.net.capture); a point of an
+        # `experiment run --capture` is told its directory by the environment.
+        env_root = os.environ.get(CAPTURE_DIR_ENV)
+        self.capture_root = capture_root or (Path(env_root) if env_root else None)
+        self.captures: LinkCaptures | None = None
+        self.capture_dir: Path | None = None
+        self.capture_files: list[Path] = []
         self.run: Run | None = None
         self.net: TrackedMininet | None = None
         self.controller_proc: subprocess.Popen | None = None
@@ -140,6 +149,10 @@ class Testbed:
                 self.net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=port)
             self.net.build()
             self.net.start()
+            if self.capture_root is not None:  # before the daemons: their first packets too
+                self.capture_dir = self.capture_root / self.run.dir.name
+                self.captures = LinkCaptures(self.capture_dir, self.run)
+                self.captures.start(self.net.links, self.net.hosts)
             self.start_services()
         except BaseException:
             self.stop()
@@ -147,7 +160,17 @@ class Testbed:
         return self
 
     def stop(self) -> CleanReport | None:
-        """Stop the network, then remove anything recorded that is still there."""
+        """Stop the captures (their files named and kept), the network, then remove anything
+        recorded that is still there."""
+        try:
+            if self.captures is not None:  # while the interfaces still exist
+                captures, self.captures = self.captures, None
+                self.capture_files = captures.stop()
+        finally:
+            report = self._stop_network()
+        return report
+
+    def _stop_network(self) -> CleanReport | None:
         report = None
         try:
             if self.net is not None:

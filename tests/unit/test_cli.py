@@ -130,3 +130,20 @@ def test_ipvsadm_without_a_director_names_the_fix(monkeypatch, tmp_path):
     result = runner.invoke(app, ["ipvsadm", "-L", "-n"])
     assert result.exit_code == 1
     assert "no director is running" in result.output and "lvs-testbed up" in result.output
+
+
+def test_capture_reaches_the_layout_from_up_and_lab_start(monkeypatch, tmp_path):
+    from pathlib import Path
+
+    from testbed.cli import lab, net
+
+    seen = []
+    monkeypatch.setattr(net, "require_root", lambda what: None)
+    monkeypatch.setattr(lab, "require_root", lambda what: None)
+    monkeypatch.setattr(net, "run_layout", lambda *a, **k: seen.append(k.get("capture_root")))
+    for argv in (["up", "dr"], ["lab", "start", "1"]):
+        assert runner.invoke(app, argv).exit_code == 0
+        assert runner.invoke(app, [*argv, "--capture"]).exit_code == 0
+        result = runner.invoke(app, [*argv, "--capture", "--capture-dir", str(tmp_path)])
+        assert result.exit_code == 0, result.output
+    assert seen == [None, Path("captures"), tmp_path] * 2
