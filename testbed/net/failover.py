@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from testbed import child_python
 from testbed.net.hosts import HostAccess
 from testbed.runtime.control import ControlError, request, socket_path
 
@@ -128,7 +128,7 @@ def measure(
     probe = hosts.popen(
         client,
         [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed.traffic.loadgen",
             "udp-rr",

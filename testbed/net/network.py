@@ -14,7 +14,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+from testbed import child_python
 from testbed.net.capture import CAPTURE_DIR_ENV, LinkCaptures
 from testbed.net.shaping import Shaping, require_netem
 from testbed.runtime.registry import CleanReport, Run
@@ -129,6 +129,49 @@ class Testbed:
         self.procs: dict[
             tuple[str, str], subprocess.Popen
         ] = {}  # (host, what) -> the latest spawned
+        self.adopted = False  # True: the network is Mininet's own (`adopt`), not ours
+
+    @classmethod
+    def adopt(cls, net) -> Testbed:
+        """A Testbed around a network that Mininet's own ``mn --custom topos/<layout>.py``
+        built and started: it starts and stops the layout's daemons (`start_daemons`,
+        `stop_daemons`) and leaves the network to ``mn``."""
+        topo = getattr(net, "topo", None)
+        if not isinstance(topo, LvsTopo):
+            raise ValueError(
+                "not an lvs-testbed layout: start mn with --custom topos/dr.py --topo lvs-dr "
+                "(or nat.py / lvs-nat, nat1.py / lvs-nat1)"
+            )
+        testbed = cls(topo.layout, topo.plan.params, kind=f"mn-{topo.layout}")
+        testbed.topo, testbed.plan = topo, topo.plan
+        testbed.net = net
+        testbed.adopted = True
+        return testbed
+
+    def start_daemons(self) -> None:
+        """On an adopted network: a run directory of our own, then what `start` runs on the
+        hosts (real servers' HTTP and echo, the directors, the NAT pair's VRRP)."""
+        if self.run is not None:
+            raise RuntimeError("the daemons are running already (`lvs stop` first)")
+        self.run = Run(self.kind)
+        try:
+            (self.run.dir / LAYOUT_FILE).write_text(
+                json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
+            )
+            _prepare_host_environment(self.run.dir)
+            self.start_services()
+        except BaseException:
+            self.stop_daemons()
+            raise
+
+    def stop_daemons(self) -> CleanReport | None:
+        """On an adopted network: stop what `start_daemons` started (every process it recorded,
+        by pid and start time) and remove its run directory; the network stays up."""
+        if self.run is None:
+            return None
+        run, self.run = self.run, None
+        self.procs.clear()
+        return run.cleanup()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Testbed:
@@ -194,7 +237,7 @@ class Testbed:
         the layout's default services (unless ``director`` is not "python")."""
         for rs in self.plan.realservers:
             binds = [rs.ip] + [v.split("/")[0] for v in rs.lo_vips]
-            argv = [sys.executable, "-m", "testbed.traffic.servers", "--name", rs.name]
+            argv = [child_python(), "-m", "testbed.traffic.servers", "--name", rs.name]
             for addr in binds:
                 argv += ["--bind", addr]
             self.spawn(rs.name, argv, "servers")
@@ -228,7 +271,7 @@ class Testbed:
         """Start the os-ken ``app`` in the root namespace (where OVS connects to it); the
         OpenFlow director (lb) gets the layout's default services. Returns its port."""
         port = _free_port()
-        argv = [sys.executable, "-m", "testbed", "controller", "run", app, "--port", str(port)]
+        argv = [child_python(), "-m", "testbed", "controller", "run", app, "--port", str(port)]
         if app == "lb":
             rules = self.run.dir / "rules.ipvsadm"
             rules.write_text(ipvsadm_rules(self.plan))
@@ -306,7 +349,7 @@ class Testbed:
             self.spawn(name, argv, "keepalived")
             return
         argv = [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed",
             "vrrp",
@@ -378,13 +421,13 @@ class Testbed:
                 {"net.ipv4.conf.tunl0.rp_filter": 0, "net.ipv4.conf.all.rp_filter": 0}
             )
         else:
-            self.spawn(name, [sys.executable, "-m", "testbed.traffic.ipipd"], "ipipd")
+            self.spawn(name, [child_python(), "-m", "testbed.traffic.ipipd"], "ipipd")
 
     def start_director(self, name: str, rules: Path | None = None) -> None:
         """Start the director daemon on host ``name`` and wait for its control socket."""
         p = self.params
         argv = [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed",
             "director",
@@ -440,6 +483,8 @@ class Testbed:
         finally:
             log.close()
         self.procs[(host, what)] = proc
+        if self.adopted:  # Mininet's hosts, not ours: stop_daemons stops it by its record
+            self.run.record_process(proc.pid, f"{what} on {host}")
         return proc
 
     # -- checks ----------------------------------------------------------------------------
@@ -475,9 +520,10 @@ def _prepare_host_environment(run_dir: Path) -> None:
     the run directory, where directors keep their control sockets."""
     shims = run_dir / "bin"
     shims.mkdir(exist_ok=True)
-    cli = Path(sys.executable).parent / "lvs-testbed"
+    python = child_python()
+    cli = Path(python).parent / "lvs-testbed"
     shim = shims / "ipvsadm"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m testbed ipvsadm "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{python}" -m testbed ipvsadm "$@"\n')
     shim.chmod(0o755)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     for bindir in (str(cli.parent), str(shims)):
