@@ -1,4 +1,4 @@
-"""lvs-testbed: an emulated lab for Linux Virtual Server layouts (see README.md)."""
+"""lvs-testbed: an emulated lab for Linux Virtual Server layouts (see README.md and docs/)."""
 
 import functools
 import sys

@@ -106,7 +106,7 @@ def up(
 ) -> None:
     """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
 
-    Names and addresses follow the plan in the README. Everything it made is removed on exit,
+    Names and addresses follow the plan in docs/layouts.md. Everything it made is removed on exit,
     on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left.
     """
     try:
