@@ -1,47 +1,56 @@
 # Every user-facing target sets itself up first, so each is one command on a fresh machine.
-# Run as root (Mininet, namespaces, cgroups, apt): sudo make <target>.
+# Root is needed (apt, Mininet, namespaces, cgroups). As root (Debian's root has no sudo) the
+# commands run as they are; as another user they run through sudo. So `make test` works
+# either way, and so does `sudo make test`.
 
 VENV := .venv
 BIN := $(VENV)/bin
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
-.PHONY: setup reproduce demo bench test test-unit test-kernel lint clean help
+.PHONY: setup reproduce demo bench test test-unit test-kernel lint lock clean help
 
 help:
-	@echo "sudo make setup      install everything (apt packages, Open vSwitch, .venv); idempotent"
-	@echo "sudo make reproduce  the seed post's scenario end to end: calibrate, measure, report (~10 min)"
-	@echo "sudo make demo       bring up each layout, check it, shaped iperf3 run, exit clean"
-	@echo "sudo make bench      director vs kernel forwarding: delivered pps and ratios"
-	@echo "sudo make test       lint + unit tests + integration tests (root, Mininet)"
-	@echo "sudo make test-unit  the fast tier: no root, no Mininet"
-	@echo "sudo make test-kernel  the tests that need a full kernel (ip_vs, netem), in a qemu VM"
-	@echo "sudo make lint       ruff"
-	@echo "sudo make clean      remove what killed runs left behind (tracked resources only)"
+	@echo "make setup        install everything (apt packages, Open vSwitch, .venv); idempotent"
+	@echo "make reproduce    the seed post's scenario end to end: calibrate, measure, report"
+	@echo "make demo         bring up each layout, check it, shaped iperf3 run, exit clean"
+	@echo "make bench        director vs kernel forwarding: delivered pps and ratios"
+	@echo "make test         lint + unit tests + integration tests (root, Mininet)"
+	@echo "make test-unit    the fast tier: no Mininet"
+	@echo "make test-kernel  the tests that need a full kernel (ip_vs, netem), in a qemu VM"
+	@echo "make lint         ruff check and ruff format --check"
+	@echo "make lock         regenerate constraints.txt (the pinned Python packages)"
+	@echo "make clean        remove what killed runs left behind (tracked resources only)"
+	@echo "(as root, or as a user with sudo: the targets call sudo themselves)"
 
 setup:
-	scripts/provision.sh
+	$(SUDO) scripts/provision.sh
 
 reproduce: setup
-	$(BIN)/lvs-testbed reproduce
+	$(SUDO) $(BIN)/lvs-testbed reproduce
 
 demo: setup
-	$(BIN)/lvs-testbed demo
+	$(SUDO) $(BIN)/lvs-testbed demo
 
 bench: setup
-	$(BIN)/lvs-testbed bench
+	$(SUDO) $(BIN)/lvs-testbed bench
 
 lint: setup
-	$(BIN)/ruff check testbed tests topos experiments
-	$(BIN)/ruff format --check testbed tests topos experiments
+	$(SUDO) $(BIN)/ruff check testbed tests topos experiments controllers
+	$(SUDO) $(BIN)/ruff format --check testbed tests topos experiments controllers
 
 test: lint
-	$(BIN)/pytest tests
+	$(SUDO) $(BIN)/pytest tests
 
 test-unit: setup
-	$(BIN)/pytest tests/unit
+	$(SUDO) $(BIN)/pytest tests/unit
+
+# Resolves pyproject.toml's ranges afresh; no root needed. Then `make test` and commit.
+lock:
+	scripts/lock.sh
 
 # One VM boot for the whole tier (each boot costs ~10 s, more under software emulation).
 test-kernel: setup
-	$(BIN)/lvs-testbed vm run -- $(BIN)/pytest tests/kernel -q
+	$(SUDO) $(BIN)/lvs-testbed vm run -- $(BIN)/pytest tests/kernel -q
 
 clean: setup
-	$(BIN)/lvs-testbed clean
+	$(SUDO) $(BIN)/lvs-testbed clean

@@ -79,10 +79,22 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
     )
 
 
+def _means(summaries: list[dict]) -> dict:
+    """Each figure's mean over the repeats that have it (None where none has it)."""
+    out = {}
+    for key in summaries[0]:
+        vals = [s[key] for s in summaries if isinstance(s.get(key), int | float)]
+        out[key] = sum(vals) / len(vals) if vals else None
+    return out
+
+
 def report(run: RunData) -> list[Figure | Section]:
     from testbed.report import style
 
-    by = {pt.params.director: pt.summary for pt in run.measured()}
+    every: dict[str, list[dict]] = {}
+    for pt in run.measured():
+        every.setdefault(pt.params.director, []).append(pt.summary)
+    by = {d: _means(summaries) for d, summaries in every.items()}
     order = [d for d in ("kernel", "python", "openflow") if d in by]
     base = by.get("kernel", {}).get("capacity_pps")
     text = "; ".join(
@@ -94,11 +106,14 @@ def report(run: RunData) -> list[Figure | Section]:
 
     def draw(fig) -> None:
         ax1, ax2 = fig.subplots(1, 2)
-        cols = [style.colour(d) for d in order]
-        ax1.bar(order, [by[d]["capacity_pps"] for d in order], color=cols)
+        for ax, figure in ((ax1, "capacity_pps"), (ax2, "first_packet_ms_p50")):
+            style.plot_bars(
+                ax,
+                {d: [s[figure] for s in every[d] if s.get(figure) is not None] for d in order},
+            )
         ax1.set_ylabel("capacity (requests/s)")
-        ax2.bar(order, [by[d]["first_packet_ms_p50"] or 0 for d in order], color=cols)
         ax2.set_ylabel("TCP connect + request, p50 (ms)")
+        ax1.legend()
 
     return [
         Figure(

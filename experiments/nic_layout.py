@@ -59,13 +59,13 @@ def report(run: RunData) -> list[Figure | Section]:
 
     def draw(fig) -> None:
         ax = fig.subplots()
-        labels = [f"{n} NIC" + ("s" if n > 1 else "") for n in means]
-        ax.bar(
-            labels,
-            list(means.values()),
-            color=[style.colour("nat1" if n == 1 else "nat") for n in means],
+        style.plot_bars(
+            ax,
+            {f"{n} NIC" + ("s" if n > 1 else ""): by[n] for n in means},
+            [style.colour("nat1" if n == 1 else "nat") for n in means],
         )
         ax.set_ylabel("capacity (requests/s)")
+        ax.legend()
 
     return [
         Figure(

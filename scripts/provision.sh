@@ -19,7 +19,7 @@ APT_PACKAGES=(
 log() { printf '[provision] %s\n' "$*"; }
 
 if [ "$(id -u)" -ne 0 ]; then
-  echo "provision.sh must run as root (it installs packages): sudo $0" >&2
+  echo "provision.sh must run as root (it installs packages): sudo $0, or \`make setup\`" >&2
   exit 1
 fi
 
@@ -53,12 +53,15 @@ if [ ! -x .venv/bin/python ] || ! .venv/bin/python -c 'import mininet.net' 2>/de
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
 
+# constraints.txt pins every Python package to the version CI tested (`make lock` regenerates
+# it); pip moves an existing .venv to those versions too, up or down.
 stamp=.venv/.lvs-testbed-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
-  log "installing the project (editable, with dev extras)"
+  log "installing the project (editable, with dev extras, versions from constraints.txt)"
   # pip's chatter goes to a log; it is shown only if the install fails.
-  if ! .venv/bin/python -m pip install -q -e '.[dev]' >.venv/pip-install.log 2>&1; then
+  if ! timeout 1200 .venv/bin/python -m pip install -q -c constraints.txt -e '.[dev]' \
+    >.venv/pip-install.log 2>&1; then
     cat .venv/pip-install.log >&2
     exit 1
   fi

@@ -147,7 +147,7 @@ CHECKS: tuple[Check, ...] = (
         "qdisc netem",
         False,
         _qdisc("netem"),
-        "optional: delay/loss need netem (a full kernel: see README, Vagrant)",
+        "optional: delay/loss need netem (a full kernel: see docs/layouts.md, Vagrant)",
     ),
     Check("nftables", True, lambda: _which("nft"), f"{SETUP} (apt install nftables)"),
     Check("ethtool", True, lambda: _which("ethtool"), f"{SETUP} (apt install ethtool)"),

@@ -234,12 +234,18 @@ def ipvsadm(ctx: typer.Context) -> None:
     Run it on a director host (`d1 ipvsadm -L -n` in the CLI; hosts also have a plain `ipvsadm`
     command); elsewhere name the director first: `lvs-testbed ipvsadm --director d1 -L -n`.
     """
+    from testbed.director import ipvsadm as ipvsadm_cli
+    from testbed.director.model import Director
     from testbed.runtime.control import ControlError, find_director, request
 
     argv = list(ctx.args)
     name = None
     if len(argv) >= 2 and argv[0] == "--director":  # not -d: that is ipvsadm's delete-server
         name, argv = argv[1], argv[2:]
+    if not ipvsadm_cli.needs_director(argv):  # -h, --help, -v, --version: its own text
+        result = ipvsadm_cli.run(argv, Director())
+        sys.stdout.write(result.out)
+        raise typer.Exit(result.rc)
     stdin_text = None
     if argv and argv[0] in ("-R", "--restore"):
         stdin_text = sys.stdin.read()

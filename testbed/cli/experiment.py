@@ -12,7 +12,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from testbed.cli.common import console, fail, require_root
+from testbed.cli.common import CAPTURE_HELP, console, fail, require_root
 
 experiment_app = typer.Typer(
     help="Experiments: list them, show their parameters, run sweeps.", no_args_is_help=True
@@ -117,6 +117,12 @@ def run(
         "--report/--no-report",
         help="Render the report when the sweep ends (`lvs-testbed report`).",
     ),
+    capture: bool = typer.Option(
+        False,
+        "--capture",
+        help=CAPTURE_HELP + " Into each point's directory (pcaps/); capturing costs CPU, so "
+        "the layouts carry less while it runs.",
+    ),
 ) -> None:
     """Run a sweep: one fresh process per point, results in a new run directory.
 
@@ -124,7 +130,7 @@ def run(
     recorded and the sweep goes on; Ctrl-C stops the running point and keeps what was measured,
     and `--resume RUN_DIR` finishes the run later.
     """
-    run_experiment(name, param or [], repeat, results, resume, timeout_s, progress, report)
+    run_experiment(name, param or [], repeat, results, resume, timeout_s, progress, report, capture)
 
 
 def run_experiment(
@@ -136,6 +142,7 @@ def run_experiment(
     timeout_s: float | None,
     progress: bool,
     report: bool,
+    capture: bool = False,
 ) -> Path:
     """`experiment run`'s work, shared with `reproduce`: plan or resume, run, render; exits
     non-zero (typer.Exit) on bad input, failed points or an interruption."""
@@ -145,16 +152,16 @@ def run_experiment(
         get_experiment,
         plan_sweep,
     )
-    from testbed.harness.results import RunDirError, load_spec
+    from testbed.harness.results import TABLE_FILE, RunDirError, load_spec
     from testbed.harness.runner import create_run, default_results_root, execute
 
     try:
         exp = get_experiment(name)
         if resume is not None:
-            if param or repeat is not None:
+            if param or repeat is not None or capture:
                 raise SweepError(
                     "--resume takes the sweep from the run's params.json: "
-                    "do not give --param or --repeat with it"
+                    "do not give --param, --repeat or --capture with it"
                 )
             recorded = load_spec(resume)["experiment"]
             if recorded != exp.name:
@@ -166,7 +173,11 @@ def run_experiment(
         fail(str(exc), 2)
     if exp.needs_root:
         require_root(f"experiment {name}")
-    run_dir = resume if sweep is None else create_run(sweep, results or default_results_root())
+    run_dir = (
+        resume
+        if sweep is None
+        else create_run(sweep, results or default_results_root(), capture=capture)
+    )
     console.print(f"run directory: {run_dir}", highlight=False, soft_wrap=True)
     try:
         outcome = execute(run_dir, timeout_s=timeout_s, console=console, show_progress=progress)
@@ -177,6 +188,11 @@ def run_experiment(
         f"{c['n_points']} points: {c['n_ok']} measured ({c['n_invalid']} invalid), "
         f"{c['n_failed']} failed, {c['n_pending']} not run; {outcome.ran} run now.",
         highlight=False,
+    )
+    console.print(
+        f"table (a row per point and repeat): {run_dir / TABLE_FILE}",
+        highlight=False,
+        soft_wrap=True,
     )
     if outcome.interrupted:
         console.print(

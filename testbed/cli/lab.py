@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from testbed.cli.common import console, fail, require_root
+from testbed.cli.common import CAPTURE_DIR_OPTION, CAPTURE_HELP, console, fail, require_root
 
 if TYPE_CHECKING:
     from testbed.labs import Lab, LabContext
@@ -95,6 +95,8 @@ def start(
         help="Run these CLI commands, then exit (commands may also be piped in).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+    capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
+    capture_dir: Path = CAPTURE_DIR_OPTION,
 ) -> None:
     """Build the lab's layout, put its starting state on it and open the Mininet CLI
     (type `check` there to run the lab's check). Everything is removed on exit."""
@@ -142,6 +144,7 @@ def start(
         open_cli=open_cli,
         cli_help="Type `help` for commands, `check` for the lab's check, `reach` to test "
         "reachability, `state` for what the hosts hold now, `exit` to stop.",
+        capture_root=capture_dir if capture else None,
     )
 
 

@@ -12,7 +12,15 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from testbed.cli.common import console, err_console, fail, require_root
+from testbed.cli.common import (
+    CAPTURE_DIR_OPTION,
+    CAPTURE_HELP,
+    console,
+    err_console,
+    fail,
+    report_captures,
+    require_root,
+)
 from testbed.topo.plan import LAYOUTS, LayoutParams, PlanError
 
 if TYPE_CHECKING:
@@ -106,13 +114,15 @@ def up(
         help="Run these CLI commands, then exit (commands may also be piped in).",
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
+    capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
+    capture_dir: Path = CAPTURE_DIR_OPTION,
     **knobs: object,
 ) -> None:
     """Build a layout and open its CLI (Mininet's, plus `check` and `plan`).
 
-    Names and addresses follow the plan in the README. Everything it made is removed on exit,
-    on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left. One run at a
-    time per machine (a second is refused, naming the first). The daemons' logs are kept
+    Names and addresses follow the plan in docs/layouts.md. Everything it made is removed on
+    exit, on Ctrl-C and on errors; `lvs-testbed clean` removes what a killed run left. One run
+    at a time per machine (a second is refused, naming the first). The daemons' logs are kept
     under /var/log/lvs-testbed/<run-id>/, named on exit.
     """
     try:
@@ -124,7 +134,15 @@ def up(
         _show_configs(layout.value, params, configs)
         return
     require_root(f"`up {layout.value}`")
-    run_layout(layout.value, params, no_cli, script, verbose, configs)
+    run_layout(
+        layout.value,
+        params,
+        no_cli,
+        script,
+        verbose,
+        configs,
+        capture_root=capture_dir if capture else None,
+    )
 
 
 def _with_layout_options(command):
@@ -279,12 +297,15 @@ def run_layout(
     on_ready: Callable[[Testbed], None] | None = None,
     open_cli: Callable[..., object] | None = None,
     cli_help: str = UP_CLI_HELP,
+    capture_root: Path | None = None,
 ) -> None:
     """Build the layout, then self-check and exit (``no_cli``) or open its CLI (saying
     ``cli_help`` first); always tear it down. Shared with `lvs-testbed lab start`: ``kind``
     names the run, ``on_ready`` runs once
     the layout answers (a lab's starting state), ``open_cli(testbed, script=...)`` opens the
-    CLI (default: the layout's `LvsCLI`; a lab's adds its check)."""
+    CLI (default: the layout's `LvsCLI`; a lab's adds its check). With ``capture_root``
+    every link is captured into ``<capture_root>/<run-id>/`` (`testbed.net.capture`)."""
+    from testbed.net.capture import CaptureError
     from testbed.net.network import Terminated, Testbed, handle_termination
     from testbed.net.nodes import NodeConfigError
     from testbed.net.report import plan_table, reach_table
@@ -293,7 +314,12 @@ def run_layout(
 
     handle_termination()
     testbed = Testbed(
-        layout, params, kind=kind or f"up-{layout}", quiet=not verbose, configs=configs
+        layout,
+        params,
+        kind=kind or f"up-{layout}",
+        quiet=not verbose,
+        configs=configs,
+        capture_root=capture_root,
     )
     ok = True
     try:
@@ -321,6 +347,7 @@ def run_layout(
         CpuQuotaError,
         MemoryLimitError,
         NodeConfigError,
+        CaptureError,
         PermissionError,
         RuntimeError,
     ) as exc:
@@ -335,6 +362,7 @@ def run_layout(
             err_console.print("[yellow]cleanup left:[/] " + "; ".join(report.errors))
         if testbed.logs_dir is not None:
             err_console.print(f"daemon logs kept in {testbed.logs_dir}", highlight=False)
+        report_captures(testbed.capture_dir, testbed.capture_files)
     if not ok:
         raise typer.Exit(1)
 

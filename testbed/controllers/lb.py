@@ -34,7 +34,9 @@ switch tells the controller nothing about FIN or RST, so a TCP connection counts
 tcp`` for many short connections: each holds a flow until then).
 
 Configuration: `configure(LbConfig(...))` before os-ken's AppManager instantiates the app
-(the runner does it); unconfigured, the app serves the DR layout's default services. With a
+(the runner does it), else the class's `OpenFlowDirector.default_config` (None here, so
+unconfigured the app refuses to start; the top-level ``controllers/lb.py`` returns its
+layout's services, which the plan-aware ``testbed.net.daemon_configs`` derives). With a
 ``run_dir`` it serves the director control channel (control.py) there under ``name``
 ("of"), so ``lvs-testbed ipvsadm --director of -L -n`` and ``lvs-testbed director stats
 --director of`` work against it.
@@ -779,13 +781,15 @@ class OpenFlowDirector(app_manager.OSKenApp):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        if _config is None:
+        config = _config or self.default_config()
+        if config is None:
             raise RuntimeError(
                 "the lb app has no configuration: call testbed.controllers.lb."
-                "configure(...) before os-ken starts it (the top-level "
-                "controllers/lb.py and `lvs-testbed controller run lb` do)"
+                "configure(...) before os-ken starts it, or load an app file whose class "
+                "returns one from default_config() (the top-level controllers/lb.py does; "
+                "so does `lvs-testbed controller run lb`)"
             )
-        self.config = config = _config
+        self.config = config
         self.balancer = Balancer(
             build_director(config.rules),
             config.vip_mac,
@@ -795,6 +799,12 @@ class OpenFlowDirector(app_manager.OSKenApp):
         )
         self.control: ControlServer | None = None
         self.index_path: Path | None = None
+
+    @classmethod
+    def default_config(cls) -> LbConfig | None:
+        """What the app serves when nothing called `configure`: nothing here (a daemon knows
+        no layout); an app file that subclasses this one returns its services."""
+        return None
 
     def start(self) -> None:
         run_dir = self.config.run_dir

@@ -847,6 +847,13 @@ def run(
         return exc.result
 
 
+def needs_director(argv: list[str]) -> bool:
+    """False for what ipvsadm answers from its own text, without IPVS: ``-h``/``--help`` and
+    ``-v``/``--version`` as the first option (so they work where no director runs)."""
+    events, _ = _popt(argv)
+    return not (events and events[0].tag in ("h", "v"))
+
+
 def _usage() -> str:
     p = PROGRAM
     return f"""{VERSION_LINE}
@@ -911,6 +918,8 @@ Options:
 
 lvs-testbed:
   This ipvsadm drives the lab's userspace director, with ipvsadm's options and output.
+  In a director's host it reaches that director; elsewhere name one first:
+  lvs-testbed ipvsadm --director NAME ... (d1, d2, or of for the OpenFlow director).
   Addresses and ports are always printed numerically, as with -n. Host names are not
   resolved; port names such as http are. Not supported: IPv6 (-6), --sctp-service, --pe,
   --ops, tunnel types, --start-daemon and --stop-daemon (connection sync is started by

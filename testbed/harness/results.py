@@ -10,10 +10,15 @@ that measures a point and the report that reads them::
                       may appear again: the last record wins)
       summary.json    one row per point (status, validity, parameters, summary figures) and
                       the run's metadata and attempts; rewritten whenever a sweep stops
+      results.csv     the same rows as one flat table (a row per point and repeat; status,
+                      every parameter and every summary figure as columns), for pandas or a
+                      spreadsheet; rewritten with summary.json
       points/<point-id>/
         result.json   the point's record (the source of truth for resume and report)
         samples.csv   raw samples, with a header row
         point.log     the point process's output and log
+        pcaps/<layout-run-id>/<link>.pcap   with ``experiment run --capture``: every link of
+                      each layout the point built (`testbed.net.capture`)
       report/         report.md and figures, made by `testbed.report.render`
 
 `RunData` is what an experiment's report hook gets: every point with its typed parameters,
@@ -29,7 +34,7 @@ import json
 import os
 import statistics
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -46,10 +51,12 @@ PARAMS_FILE = "params.json"
 ENV_FILE = "env.json"
 INDEX_FILE = "points.jsonl"
 SUMMARY_FILE = "summary.json"
+TABLE_FILE = "results.csv"
 POINTS_DIR = "points"
 RESULT_FILE = "result.json"
 SAMPLES_FILE = "samples.csv"
 LOG_FILE = "point.log"
+CAPTURES_DIR = "pcaps"
 REPORT_DIR = "report"
 
 STATUS_OK = "ok"
@@ -205,6 +212,52 @@ def summary_rows(
     return rows
 
 
+TABLE_FIXED_COLUMNS = (
+    "point_id",
+    "repeat",
+    "status",
+    "valid",
+    "invalid_reasons",
+    "error",
+    "elapsed_s",
+)
+SUMMARY_COLUMN_PREFIX = "summary_"
+"""Put before a summary figure's name only where it would collide with another column."""
+
+
+def table_rows(rows: Sequence[Mapping[str, Any]]) -> tuple[list[str], list[dict[str, Scalar]]]:
+    """`summary_rows` flattened: the header and one dict per row. Columns: the fixed ones,
+    then every parameter (as the sweep lists them), then every summary figure in the order
+    first seen; a cell a row lacks (a figure of a point that never ran) stays empty."""
+    params: list[str] = []
+    figures: list[str] = []
+    for row in rows:
+        params += [k for k in row["params"] if k not in params]
+        figures += [k for k in row["summary"] if k not in figures]
+    taken = set(TABLE_FIXED_COLUMNS) | set(params)
+    figure_columns = {k: SUMMARY_COLUMN_PREFIX + k if k in taken else k for k in figures}
+    header = [*TABLE_FIXED_COLUMNS, *params, *figure_columns.values()]
+    out = []
+    for row in rows:
+        flat: dict[str, Scalar] = {k: row[k] for k in TABLE_FIXED_COLUMNS}
+        flat["invalid_reasons"] = "; ".join(row["invalid_reasons"])
+        flat.update({k: row["params"].get(k) for k in params})
+        flat.update({figure_columns[k]: row["summary"].get(k) for k in figures})
+        out.append(flat)
+    return header, out
+
+
+def write_table(path: Path, rows: Sequence[Mapping[str, Any]]) -> None:
+    """`table_rows` as CSV with a header row (empty cells for None), written atomically."""
+    header, flat = table_rows(rows)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=header)
+        writer.writeheader()
+        writer.writerows(flat)
+    os.replace(tmp, path)
+
+
 def count_statuses(rows: Iterable[Mapping[str, Any]]) -> dict[str, int]:
     rows = list(rows)
     return {
@@ -261,7 +314,8 @@ class PointRecord:
 @dataclass(frozen=True)
 class Series:
     """y against x for one group of points: means over the valid repeats at each x, with
-    their extremes and counts; invalid points are kept apart, raw, so plots can show them."""
+    their extremes, counts and the measurements themselves; invalid points are kept apart,
+    raw, so plots can show them."""
 
     label: str
     key: dict[str, Scalar]
@@ -272,6 +326,9 @@ class Series:
     n: list[int]
     invalid_x: list[float]
     invalid_y: list[float]
+    values: list[list[float]] = field(default_factory=list)
+    """Every valid measurement at each x (the means in ``y`` are theirs), so a plot can show
+    each one beside the mean; empty for a series made by hand with means only."""
 
 
 def _sort_key(value: Scalar) -> tuple[int, float | str]:
@@ -337,6 +394,7 @@ class RunData:
                     n=[len(valid[key][v]) for v in xs],
                     invalid_x=[pt[0] for pt in sorted(invalid[key])],
                     invalid_y=[pt[1] for pt in sorted(invalid[key])],
+                    values=[list(valid[key][v]) for v in xs],
                 )
             )
         return out

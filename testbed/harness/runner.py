@@ -46,6 +46,7 @@ from testbed import REPO_ROOT
 from testbed.harness.environment import collect_env, git_facts
 from testbed.harness.framework import Experiment, Sweep, experiment_from_module
 from testbed.harness.results import (
+    CAPTURES_DIR,
     ENV_FILE,
     INDEX_FILE,
     LOG_FILE,
@@ -56,6 +57,7 @@ from testbed.harness.results import (
     STATUS_INTERRUPTED,
     STATUS_OK,
     SUMMARY_FILE,
+    TABLE_FILE,
     append_jsonl,
     count_statuses,
     load_spec,
@@ -66,7 +68,9 @@ from testbed.harness.results import (
     summary_rows,
     utc_now,
     write_json,
+    write_table,
 )
+from testbed.net.capture import CAPTURE_DIR_ENV
 
 RESULTS_ENV = "LVS_TESTBED_RESULTS"
 DEFAULT_RESULTS_ROOT = Path("results")
@@ -88,8 +92,10 @@ def make_run_id(sweep: Sweep, now: datetime) -> str:
     return f"{now:%Y%m%dT%H%M%SZ}-{digest}"
 
 
-def create_run(sweep: Sweep, results_root: Path) -> Path:
-    """Make ``<results_root>/<experiment>/<run-id>/`` with params.json and env.json."""
+def create_run(sweep: Sweep, results_root: Path, capture: bool = False) -> Path:
+    """Make ``<results_root>/<experiment>/<run-id>/`` with params.json and env.json. With
+    ``capture`` every layout a point builds captures its links into the point's
+    ``pcaps/`` directory (recorded in params.json, so a resume captures too)."""
     now = datetime.now(timezone.utc)
     base = results_root / sweep.experiment.name
     base.mkdir(parents=True, exist_ok=True)
@@ -112,6 +118,7 @@ def create_run(sweep: Sweep, results_root: Path) -> Path:
         "command": sweep.command(),
         "values": sweep.values,
         "repeat": sweep.repeat,
+        "capture": capture,
         "points": [
             {"point_id": p.point_id, "repeat": p.repeat, "params": p.params} for p in sweep.points
         ],
@@ -244,12 +251,16 @@ def run_one(
     timeout_s: float,
     env: dict[str, str],
     console: Console | None = None,
+    capture: bool = False,
 ) -> dict[str, Any]:
-    """Run one point in a fresh process; write and return its final record."""
+    """Run one point in a fresh process; write and return its final record. With
+    ``capture`` its layouts write per-link pcaps under the point's ``pcaps/``."""
     pdir = point_dir(run_dir, point["point_id"])
     if pdir.exists():
         shutil.rmtree(pdir)  # a failed or interrupted attempt: start the point clean
     pdir.mkdir(parents=True)
+    if capture:
+        env = {**env, CAPTURE_DIR_ENV: str(pdir / CAPTURES_DIR)}
     argv = [sys.executable, "-m", "testbed.harness.point", str(run_dir), point["point_id"]]
     started = time.monotonic()
     with (pdir / LOG_FILE).open("wb") as log:
@@ -303,9 +314,11 @@ def write_summary(
     interrupted: bool,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, int]:
-    """summary.json from the points' records: one row per point, counts, attempts, and what
-    the experiment's ``summarize`` adds (``extra``)."""
+    """summary.json from the points' records (one row per point, counts, attempts, and what
+    the experiment's ``summarize`` adds: ``extra``) and results.csv, the same rows as a flat
+    table."""
     rows = summary_rows(spec, read_results(run_dir, spec))
+    write_table(run_dir / TABLE_FILE, rows)
     counts = count_statuses(rows)
     if interrupted:
         status = "interrupted"
@@ -399,7 +412,9 @@ def execute(
             task = bar.add_task(experiment.name, total=len(spec["points"]), completed=len(done))
             for point in todo:
                 bar.update(task, description=point["point_id"])
-                record = run_one(run_dir, point, limit_s, env, bar.console)
+                record = run_one(
+                    run_dir, point, limit_s, env, bar.console, bool(spec.get("capture"))
+                )
                 outcome.ran += 1
                 if record["status"] != STATUS_OK:
                     outcome.failures.append((point["point_id"], record["error"]))

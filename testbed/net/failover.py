@@ -21,12 +21,12 @@ from __future__ import annotations
 import json
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from testbed import child_python
 from testbed.net.hosts import HostAccess
 from testbed.runtime.control import ControlError, request, socket_path
 
@@ -171,7 +171,7 @@ def measure(
     probe = hosts.popen(
         client,
         [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed.traffic.loadgen",
             "udp-rr",

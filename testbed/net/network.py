@@ -18,7 +18,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,8 @@ from mininet.log import setLogLevel
 from mininet.net import Mininet
 from mininet.node import OVSSwitch, RemoteController
 
+from testbed import child_python
+from testbed.net.capture import CAPTURE_DIR_ENV, LinkCaptures
 from testbed.net.daemon_configs import UserConfig
 from testbed.net.nodes import Bridge, OvsSwitch
 from testbed.net.shaping import Shaping, require_netem
@@ -155,6 +156,7 @@ class Testbed:
         kind: str | None = None,
         quiet: bool = True,
         configs: dict[str, str | UserConfig] | None = None,
+        capture_root: Path | None = None,
     ):
         if layout not in TOPOS:
             raise ValueError(f"unknown layout {layout!r}; known: {', '.join(TOPOS)}")
@@ -173,6 +175,13 @@ class Testbed:
                 "keepalived reads the file as it is: rename its interfaces in the file, or "
                 "use --ha vrrp for --map-iface"
             )
+        # Per-link pcaps go to <capture_root>/<run id>/ (testbed.net.capture); a point of an
+        # `experiment run --capture` is told its directory by the environment.
+        env_root = os.environ.get(CAPTURE_DIR_ENV)
+        self.capture_root = capture_root or (Path(env_root) if env_root else None)
+        self.captures: LinkCaptures | None = None
+        self.capture_dir: Path | None = None
+        self.capture_files: list[Path] = []
         self.run: Run | None = None
         self.logs_dir: Path | None = None
         self._log_cap: LogCap | None = None
@@ -182,6 +191,49 @@ class Testbed:
         self.procs: dict[
             tuple[str, str], subprocess.Popen
         ] = {}  # (host, what) -> the latest spawned
+        self.adopted = False  # True: the network is Mininet's own (`adopt`), not ours
+
+    @classmethod
+    def adopt(cls, net) -> Testbed:
+        """A Testbed around a network that Mininet's own ``mn --custom topos/<layout>.py``
+        built and started: it starts and stops the layout's daemons (`start_daemons`,
+        `stop_daemons`) and leaves the network to ``mn``."""
+        topo = getattr(net, "topo", None)
+        if not isinstance(topo, LvsTopo):
+            raise ValueError(
+                "not an lvs-testbed layout: start mn with --custom topos/dr.py --topo lvs-dr "
+                "(or nat.py / lvs-nat, nat1.py / lvs-nat1)"
+            )
+        testbed = cls(topo.layout, topo.plan.params, kind=f"mn-{topo.layout}")
+        testbed.topo, testbed.plan = topo, topo.plan
+        testbed.net = net
+        testbed.adopted = True
+        return testbed
+
+    def start_daemons(self) -> None:
+        """On an adopted network: a run directory of our own, then what `start` runs on the
+        hosts (real servers' HTTP and echo, the directors, the NAT pair's VRRP)."""
+        if self.run is not None:
+            raise RuntimeError("the daemons are running already (`lvs stop` first)")
+        self.run = Run(self.kind)
+        try:
+            (self.run.dir / LAYOUT_FILE).write_text(
+                json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
+            )
+            _prepare_host_environment(self.run.dir)
+            self.start_services()
+        except BaseException:
+            self.stop_daemons()
+            raise
+
+    def stop_daemons(self) -> CleanReport | None:
+        """On an adopted network: stop what `start_daemons` started (every process it recorded,
+        by pid and start time) and remove its run directory; the network stays up."""
+        if self.run is None:
+            return None
+        run, self.run = self.run, None
+        self.procs.clear()
+        return run.cleanup()
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Testbed:
@@ -207,6 +259,10 @@ class Testbed:
                 self.net.addController("c0", controller=RemoteController, ip="127.0.0.1", port=port)
             self.net.build()
             self.net.start()
+            if self.capture_root is not None:  # before the daemons: their first packets too
+                self.capture_dir = self.capture_root / self.run.dir.name
+                self.captures = LinkCaptures(self.capture_dir, self.run)
+                self.captures.start(self.net.links, self.net.hosts)
             self.start_services()
         except BaseException:
             self.stop()
@@ -214,8 +270,17 @@ class Testbed:
         return self
 
     def stop(self) -> CleanReport | None:
-        """Stop the network, then remove anything recorded that is still there, then give
-        the run lock back. The logs stay in `logs_dir`."""
+        """Stop the captures (their files named and kept), the network, then remove anything
+        recorded that is still there, then give the run lock back. The logs stay in `logs_dir`."""
+        try:
+            if self.captures is not None:  # while the interfaces still exist
+                captures, self.captures = self.captures, None
+                self.capture_files = captures.stop()
+        finally:
+            report = self._stop_network()
+        return report
+
+    def _stop_network(self) -> CleanReport | None:
         report = None
         try:
             if self.net is not None:
@@ -247,7 +312,7 @@ class Testbed:
         the layout's default services (unless ``director`` is not "python")."""
         for rs in self.plan.realservers:
             binds = [rs.ip] + [v.split("/")[0] for v in rs.lo_vips]
-            argv = [sys.executable, "-m", "testbed.traffic.servers", "--name", rs.name]
+            argv = [child_python(), "-m", "testbed.traffic.servers", "--name", rs.name]
             for addr in binds:
                 argv += ["--bind", addr]
             self.spawn(rs.name, argv, "servers")
@@ -281,7 +346,7 @@ class Testbed:
         """Start the os-ken ``app`` in the root namespace (where OVS connects to it); the
         OpenFlow director (lb) gets the layout's default services. Returns its port."""
         port = _free_port()
-        argv = [sys.executable, "-m", "testbed", "controller", "run", app, "--port", str(port)]
+        argv = [child_python(), "-m", "testbed", "controller", "run", app, "--port", str(port)]
         if app == "lb":
             rules = self.run.dir / "rules.ipvsadm"
             rules.write_text(ipvsadm_rules(self.plan))
@@ -404,7 +469,7 @@ class Testbed:
             self.spawn(name, argv, "keepalived")
             return
         argv = [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed",
             "vrrp",
@@ -477,13 +542,13 @@ class Testbed:
                 {"net.ipv4.conf.tunl0.rp_filter": 0, "net.ipv4.conf.all.rp_filter": 0}
             )
         else:
-            self.spawn(name, [sys.executable, "-m", "testbed.traffic.ipipd"], "ipipd")
+            self.spawn(name, [child_python(), "-m", "testbed.traffic.ipipd"], "ipipd")
 
     def start_director(self, name: str, rules: Path | None = None) -> None:
         """Start the director daemon on host ``name`` and wait for its control socket."""
         p = self.params
         argv = [
-            sys.executable,
+            child_python(),
             "-m",
             "testbed",
             "director",
@@ -539,6 +604,8 @@ class Testbed:
         finally:
             log.close()
         self.procs[(host, what)] = proc
+        if self.adopted:  # Mininet's hosts, not ours: stop_daemons stops it by its record
+            self.run.record_process(proc.pid, f"{what} on {host}")
         return proc
 
     # -- checks ----------------------------------------------------------------------------
@@ -574,9 +641,10 @@ def _prepare_host_environment(run_dir: Path) -> None:
     the run directory, where directors keep their control sockets."""
     shims = run_dir / "bin"
     shims.mkdir(exist_ok=True)
-    cli = Path(sys.executable).parent / "lvs-testbed"
+    python = child_python()
+    cli = Path(python).parent / "lvs-testbed"
     shim = shims / "ipvsadm"
-    shim.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m testbed ipvsadm "$@"\n')
+    shim.write_text(f'#!/bin/sh\nexec "{python}" -m testbed ipvsadm "$@"\n')
     shim.chmod(0o755)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     for bindir in (str(cli.parent), str(shims)):

@@ -22,7 +22,7 @@ ETH_WIRE_OVERHEAD_BYTES = 24  # preamble + SFD 8, FCS 4, inter-frame gap 12
 ETH_MIN_WIRE_BYTES = 84  # 64-byte minimum frame (with FCS) + preamble, SFD and gap
 NETEM_MISSING = (
     "netem is not available in this kernel: delay/loss need a full kernel "
-    "(see README, 'What needs a full kernel'; the Vagrant VM has one)"
+    "(see docs/layouts.md, 'What needs a full kernel'; the Vagrant VM has one)"
 )
 
 

@@ -106,16 +106,33 @@ def axis_label(name: str) -> str:
     return name.replace("_", " ")
 
 
+MEASUREMENT_MARKER_SIZE = 4
+MEASUREMENT_ALPHA = 0.7
+
+
 def plot_series(ax: Axes, series: Series, label: str | None = None) -> None:
-    """A series as a line through the means with min-max bars over repeats, in its key's
-    colour; its invalid points as grey crosses (labelled once per axes)."""
+    """A series as a line through the means, in its key's colour, with every measurement
+    behind each mean drawn beside it as a small hollow point (so the spread and the number
+    of repeats show, not only the average); its invalid points as grey crosses (labelled
+    once per axes). A series made by hand without its measurements gets min-max bars."""
     name = series.label if label is None else label
     col = colour(series.label)
-    yerr = [
-        [m - lo for m, lo in zip(series.y, series.y_min, strict=True)],
-        [hi - m for m, hi in zip(series.y, series.y_max, strict=True)],
-    ]
-    ax.errorbar(series.x, series.y, yerr=yerr, color=col, marker="o", capsize=3, label=name or None)
+    if series.values:
+        ax.plot(series.x, series.y, color=col, marker="o", label=name or None)
+        _plot_measurements(
+            ax,
+            [x for x, vals in zip(series.x, series.values, strict=True) for _ in vals],
+            [v for vals in series.values for v in vals],
+            col,
+        )
+    else:
+        yerr = [
+            [m - lo for m, lo in zip(series.y, series.y_min, strict=True)],
+            [hi - m for m, hi in zip(series.y, series.y_max, strict=True)],
+        ]
+        ax.errorbar(
+            series.x, series.y, yerr=yerr, color=col, marker="o", capsize=3, label=name or None
+        )
     if series.invalid_x:
         _, labels = ax.get_legend_handles_labels()
         ax.plot(
@@ -126,6 +143,40 @@ def plot_series(ax: Axes, series: Series, label: str | None = None) -> None:
             color=INVALID_COLOUR,
             label="_nolegend_" if "invalid" in labels else "invalid",
         )
+
+
+def _plot_measurements(ax: Axes, xs: list[float], ys: list[float], col: str) -> None:
+    """Single measurements as small hollow points, labelled once per axes."""
+    _, labels = ax.get_legend_handles_labels()
+    ax.plot(
+        xs,
+        ys,
+        linestyle="none",
+        marker="o",
+        markersize=MEASUREMENT_MARKER_SIZE,
+        markerfacecolor="none",
+        markeredgecolor=col,
+        alpha=MEASUREMENT_ALPHA,
+        label="_nolegend_" if "each measurement" in labels else "each measurement",
+    )
+
+
+def plot_bars(ax: Axes, groups: dict[str, list[float]], colours: list[str] | None = None) -> None:
+    """One bar per group at the mean of its measurements, each measurement drawn on it as a
+    point (spread across the bar's width in a fixed order, so they do not hide each other).
+    Groups without measurements get no bar."""
+    labels = [k for k, v in groups.items() if v]
+    means = [sum(groups[k]) / len(groups[k]) for k in labels]
+    cols = colours or [colour(k) for k in labels]
+    ax.bar(labels, means, color=cols, alpha=0.6)
+    for i, k in enumerate(labels):
+        vals = groups[k]
+        offsets = (
+            [0.0]
+            if len(vals) == 1
+            else [-0.25 + 0.5 * j / (len(vals) - 1) for j in range(len(vals))]
+        )
+        _plot_measurements(ax, [i + o for o in offsets], vals, "black")
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:

@@ -1,7 +1,7 @@
 """The address plan of every layout, as plain data.
 
 Docs, labs, tests and the Mininet Topo classes all read names and addresses from here, so
-they agree (the table is the one in DESIGN.md and the README). Pure: no Mininet, no root;
+they agree (the table is the one in docs/layouts.md). Pure: no Mininet, no root;
 `testbed.topo.layouts` turns a `Plan` into a Mininet graph.
 
 Layouts:

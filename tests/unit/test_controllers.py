@@ -26,6 +26,7 @@ from os_ken.ofproto import ofproto_v1_3_parser as OFP_PARSER
 from os_ken.ofproto.ofproto_protocol import ProtocolDesc
 from typer.testing import CliRunner
 
+from testbed import REPO_ROOT
 from testbed.cli.main import app as cli_app
 from testbed.controllers.flows import FULL_MASK, L2_OWNER, LB_OWNER, OWNER_MASK
 from testbed.controllers.l2_learning import L2LearningSwitch, LearningSwitch, LearningTable
@@ -839,14 +840,41 @@ def test_a_taken_port_is_refused_naming_the_port_and_the_fix(monkeypatch, tmp_pa
     assert list(tmp_path.iterdir()) == []  # the run directory went again
 
 
-def test_cli_refuses_unknown_apps_and_misplaced_options():
+def test_cli_refuses_unknown_apps_and_misplaced_options(tmp_path):
     runner = CliRunner()
     result = runner.invoke(cli_app, ["controller", "run", "nope", "--port", str(free_port())])
     assert result.exit_code == 1 and "unknown app 'nope'" in result.output
+    assert "controllers/NAME.py" in result.output
     result = runner.invoke(
         cli_app, ["controller", "run", "l2_learning", "--vip-mac", "02:00:00:00:00:01"]
     )
     assert result.exit_code == 1 and "only for the lb app" in result.output
+    l2_file = str(REPO_ROOT / "controllers" / "l2_learning.py")
+    result = runner.invoke(cli_app, ["controller", "run", l2_file, "--mode", "nat"])
+    assert result.exit_code == 1 and "--mode: only for the lb app" in result.output
+    result = runner.invoke(cli_app, ["controller", "run", str(tmp_path / "missing.py")])
+    assert result.exit_code == 1 and "no app file" in result.output
+    no_app = tmp_path / "no_app.py"
+    no_app.write_text("X = 1\n")
+    result = runner.invoke(cli_app, ["controller", "run", str(no_app)])
+    assert result.exit_code == 1 and "defines no os-ken app" in result.output
+
+
+def test_the_package_lb_app_refuses_to_start_unconfigured_and_the_app_file_brings_defaults(
+    monkeypatch,
+):
+    from testbed.controllers import lb as lb_module
+    from testbed.controllers.runner import app_class, is_openflow_director, resolve_app
+
+    monkeypatch.setattr(lb_module, "_config", None)
+    with pytest.raises(RuntimeError, match="no configuration"):
+        OpenFlowDirector()
+    cls = app_class(resolve_app(str(REPO_ROOT / "controllers" / "lb.py")))
+    assert is_openflow_director(cls) and cls is not OpenFlowDirector
+    assert cls.default_config() == lb_config_for_layout("dr", 3)
+    assert cls().balancer.owned == {ip_to_int(DR_VIP)}
+    l2 = app_class(resolve_app(str(REPO_ROOT / "controllers" / "l2_learning.py")))
+    assert issubclass(l2, L2LearningSwitch) and not is_openflow_director(l2)
 
 
 class FakeSwitch:
@@ -1066,3 +1094,45 @@ def test_a_control_request_that_fails_inside_is_answered_not_raised(monkeypatch)
     monkeypatch.setattr(lb, "stats", broken)
     reply = lb.control({"op": "stats"})
     assert reply["rc"] == 1 and "ZeroDivisionError" in reply["err"]
+
+
+def test_the_app_files_in_controllers_run_by_path(controller_env, run_root):
+    """controllers/l2_learning.py switches like the built-in; controllers/lb.py serves the DR
+    layout's services by default and the NAT layout's with --mode nat."""
+    proc, port = start_controller(
+        [str(REPO_ROOT / "controllers" / "l2_learning.py")], controller_env
+    )
+    try:
+        switch = FakeSwitch(port)
+        delete = switch.handshake()[0]
+        assert (delete["command"], delete["cookie"]) == (OFP.OFPFC_DELETE, L2_OWNER)
+        switch.packet_in(1, eth_frame(H1, H2))
+        assert switch.packet_out_to(OFP.OFPP_FLOOD)["in_port"] == 1
+        switch.close()
+    finally:
+        stop_controller(proc)
+    lb_file = str(REPO_ROOT / "controllers" / "lb.py")
+    for argv, vip, method in (([], DR_VIP, "Route"), (["--mode", "nat"], NAT_VIP, "Masq")):
+        proc, port = start_controller([lb_file, *argv], controller_env)
+        try:
+            (run_dir,) = run_root.iterdir()
+            reply = request(run_dir / "of.director.sock", {"op": "ipvsadm", "argv": ["-L", "-n"]})
+            assert reply["rc"] == 0 and f"TCP  {vip}:80 rr" in reply["out"], reply
+            assert reply["out"].count(method) == 6  # 3 real servers, tcp 80 and udp 7
+        finally:
+            stop_controller(proc)
+
+
+def test_a_copy_of_the_lb_app_file_serves_its_own_defaults(controller_env, run_root, tmp_path):
+    """How a user writes their own: copy the file, change its defaults, run the copy."""
+    text = (REPO_ROOT / "controllers" / "lb.py").read_text()
+    assert 'LAYOUT = "dr"' in text and "N_RS = 3" in text
+    copy = tmp_path / "my_lb.py"
+    copy.write_text(text.replace('LAYOUT = "dr"', 'LAYOUT = "nat"').replace("N_RS = 3", "N_RS = 2"))
+    proc, _port = start_controller([str(copy)], controller_env)
+    try:
+        (run_dir,) = run_root.iterdir()
+        reply = request(run_dir / "of.director.sock", {"op": "ipvsadm", "argv": ["-L", "-n"]})
+        assert f"UDP  {NAT_VIP}:7 rr" in reply["out"] and reply["out"].count("Masq") == 4
+    finally:
+        stop_controller(proc)

@@ -427,3 +427,12 @@ def test_unsupported_options_say_so(argv):
     result = run(argv, d)
     assert result.rc == 2 and "lvs-testbed" in result.err
     assert d.snapshot() == before
+
+
+def test_only_help_and_version_are_answered_without_a_director():
+    from testbed.director.ipvsadm import needs_director
+
+    for argv in (["-h"], ["--help"], ["-v"], ["--version"], ["-h", "-L"]):
+        assert not needs_director(argv), argv
+    for argv in ([], ["-L", "-n"], ["-L", "-h"], ["-A", "-t", "10.0.0.100:80"], ["--bogus"]):
+        assert needs_director(argv), argv

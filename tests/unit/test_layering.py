@@ -28,7 +28,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("testbed.net", "testbed.topo", "testbed.topo.layouts", "testbed.doctor"),
     ("testbed.harness",),
     ("testbed.report",),
-    ("testbed.labs", "testbed.demo", "experiments"),
+    ("testbed.labs", "testbed.demo", "experiments", "controllers"),
     ("testbed.cli", "testbed.__main__"),
 ]
 
@@ -51,8 +51,9 @@ def modules() -> list[tuple[str, Path]]:
     for path in sorted((REPO_ROOT / "testbed").rglob("*.py")):
         parts = path.relative_to(REPO_ROOT).with_suffix("").parts
         out.append((".".join(parts[:-1] if parts[-1] == "__init__" else parts), path))
-    for path in sorted((REPO_ROOT / "experiments").glob("*.py")):
-        out.append((f"experiments.{path.stem}", path))
+    for folder in ("experiments", "controllers"):  # the user-facing folders of definitions
+        for path in sorted((REPO_ROOT / folder).glob("*.py")):
+            out.append((f"{folder}.{path.stem}", path))
     return out
 
 

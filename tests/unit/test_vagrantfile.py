@@ -1,7 +1,7 @@
 """The Vagrantfile: Ruby accepts it, and it has what the lab VM needs.
 
 Vagrant and a hypervisor are not available where these tests run, so `vagrant up` itself is
-not tested (the README's "For teachers" section says what that leaves open); this checks
+not tested (docs/teachers.md says what that leaves open); this checks
 syntax with ``ruby -c`` and the pieces by their text.
 """
 
