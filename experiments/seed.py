@@ -815,6 +815,8 @@ EXPERIMENT = register(
         "measured with intervals.",
         params=Params,
         run_point=run_point,
+        report=report,
+        summarize=summarize,
         timeout_s=1200,
     )
 )

@@ -124,3 +124,10 @@ def test_the_report_tables_show_every_hypothesis_with_its_interval():
     assert figures["nat_total_pps"]["n"] >= 2 and figures["nat_total_pps"]["ci95"] is not None
     compare = seed.comparison_table(figures)
     assert "| LVS-NAT, in+out pps | 6,000 |" in compare and "240,063" in compare
+
+
+def test_the_experiment_registers_its_report_and_summary_hooks():
+    """Without them a run measures but its report has no verdicts and summary.json no answer."""
+    seed = definition("seed")
+    assert seed.EXPERIMENT.report is seed.report
+    assert seed.EXPERIMENT.summarize is seed.summarize
