@@ -49,13 +49,17 @@ class MnLvsCLI(LvsCLI):
             except (RuntimeError, OSError) as exc:
                 print(f"lvs: {exc}")
                 return
-            print(f"lvs: started ({self._running()}); run directory {testbed.run.dir}")
+            print(
+                f"lvs: started ({self._running()}); run directory {testbed.run.dir}; "
+                f"daemon logs in {testbed.logs_dir}"
+            )
         elif what == "stop":
             if testbed.run is None:
                 print("lvs: nothing runs")
                 return
             report = testbed.stop_daemons()
-            print("lvs: stopped" + (f"; left: {'; '.join(report.errors)}" if report.errors else ""))
+            left = f"; left: {'; '.join(report.errors)}" if report and report.errors else ""
+            print(f"lvs: stopped{left}; daemon logs kept in {testbed.logs_dir}")
         elif what == "status":
             print(f"lvs: {self._running()}" if testbed.run is not None else "lvs: nothing runs")
         else:

@@ -215,12 +215,8 @@ class Testbed:
         hosts (real servers' HTTP and echo, the directors, the NAT pair's VRRP)."""
         if self.run is not None:
             raise RuntimeError("the daemons are running already (`lvs stop` first)")
-        self.run = Run(self.kind)
         try:
-            (self.run.dir / LAYOUT_FILE).write_text(
-                json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
-            )
-            _prepare_host_environment(self.run.dir)
+            self._open_run()
             self.start_services()
         except BaseException:
             self.stop_daemons()
@@ -229,11 +225,33 @@ class Testbed:
     def stop_daemons(self) -> CleanReport | None:
         """On an adopted network: stop what `start_daemons` started (every process it recorded,
         by pid and start time) and remove its run directory; the network stays up."""
-        if self.run is None:
-            return None
-        run, self.run = self.run, None
         self.procs.clear()
-        return run.cleanup()
+        return self._close_run()
+
+    def _open_run(self) -> None:
+        """The run's directory (with the layout, for other processes to rebuild the plan) and
+        its kept log directory, capped while the run lives."""
+        self.run = Run(self.kind)
+        self.logs_dir = new_log_dir(self.run.id)
+        self.run.record_logs(self.logs_dir)
+        self._log_cap = LogCap(self.logs_dir).start()
+        (self.run.dir / LAYOUT_FILE).write_text(
+            json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
+        )
+        _prepare_host_environment(self.run.dir)
+
+    def _close_run(self) -> CleanReport | None:
+        """Remove what the run recorded and stop capping its logs (they stay in `logs_dir`)."""
+        report = None
+        try:
+            if self.run is not None:
+                run, self.run = self.run, None
+                report = run.cleanup()
+        finally:
+            if self._log_cap is not None:
+                self._log_cap.stop()
+                self._log_cap = None
+        return report
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> Testbed:
@@ -244,15 +262,7 @@ class Testbed:
         runlock.acquire()  # RunLockBusy names the holder
         self._locked = True
         try:
-            self.run = Run(self.kind)
-            self.logs_dir = new_log_dir(self.run.id)
-            self.run.record_logs(self.logs_dir)
-            self._log_cap = LogCap(self.logs_dir).start()
-            # Other processes (failover, lab checks) rebuild the plan from this.
-            (self.run.dir / LAYOUT_FILE).write_text(
-                json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
-            )
-            _prepare_host_environment(self.run.dir)
+            self._open_run()
             self.net = TrackedMininet(self.run, topo=self.topo, controller=None, build=False)
             if self.plan.controller_app:
                 port = self.start_controller(self.plan.controller_app)
@@ -288,12 +298,7 @@ class Testbed:
         finally:
             self.net = None
             try:
-                if self.run is not None:
-                    report = self.run.cleanup()
-                    self.run = None
-                if self._log_cap is not None:
-                    self._log_cap.stop()
-                    self._log_cap = None
+                report = self._close_run()
             finally:
                 if self._locked:
                     self._locked = False

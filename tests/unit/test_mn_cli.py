@@ -46,10 +46,12 @@ class FakeTestbed:
         self.run = None
         self.procs = {}
         self.started = 0
+        self.logs_dir = None
 
     def start_daemons(self) -> None:
         self.started += 1
         self.run = type("Run", (), {"dir": "/run/lvs-testbed/mn-dr-x"})()
+        self.logs_dir = "/var/log/lvs-testbed/mn-dr-x"
 
     def stop_daemons(self):
         self.run = None
@@ -67,8 +69,12 @@ def test_lvs_command_starts_stops_and_explains_itself(capsys):
         ("start now", USAGE),
         ("status", "lvs: nothing runs"),
         ("stop", "lvs: nothing runs"),
-        ("start", "lvs: started (nothing); run directory /run/lvs-testbed/mn-dr-x"),
-        ("stop", "lvs: stopped"),
+        (
+            "start",
+            "lvs: started (nothing); run directory /run/lvs-testbed/mn-dr-x; "
+            "daemon logs in /var/log/lvs-testbed/mn-dr-x",
+        ),
+        ("stop", "lvs: stopped; daemon logs kept in /var/log/lvs-testbed/mn-dr-x"),
     ):
         cli.do_lvs(line)
         assert capsys.readouterr().out.strip() == said, line
