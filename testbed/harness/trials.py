@@ -23,12 +23,14 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 from testbed.measure.analysis import check_fidelity, cpu_busy_fraction, find_knee
 from testbed.measure.host import read_proc_stat
 from testbed.runtime.control import request, socket_path
+from testbed.topo.plan import spare_addresses
 
 KIND_TO_LAYOUT = {"dr": "dr", "tun": "dr", "nat": "nat", "nat1": "nat1"}
 KIND_TO_FWD = {"dr": "-g", "tun": "-i", "nat": "-m", "nat1": "-m"}
@@ -454,9 +456,12 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def start_tcp_load(tb, rate_cps: float, duration_s: float) -> list:
+def start_tcp_load(
+    tb, rate_cps: float, duration_s: float, sources: dict[str, list[str]] | None = None
+) -> list:
     """Start short TCP connections to the VIP at ``rate_cps`` (split over the clients) for
-    ``duration_s``; returns the clients' load generator processes (see `tcp_load_results`)."""
+    ``duration_s``, each client from its ``sources`` in turn when given (`client_sources`);
+    returns the clients' load generator processes (see `tcp_load_results`)."""
     per_client = rate_cps / len(tb.plan.clients)
     argv = [
         sys.executable,
@@ -469,7 +474,46 @@ def start_tcp_load(tb, rate_cps: float, duration_s: float) -> list:
         "--duration-s",
         f"{duration_s:g}",
     ]
-    return [tb.net[c.name].popen(argv) for c in tb.plan.clients]
+    return [
+        tb.net[c.name].popen(argv + [f"--src={a}" for a in (sources or {}).get(c.name, ())])
+        for c in tb.plan.clients
+    ]
+
+
+WIDE_PORT_RANGE = "1024 65535"
+
+
+@contextmanager
+def client_sources(tb, per_client: int) -> Iterator[dict[str, list[str]]]:
+    """Each client with ``per_client`` source addresses (its own and spare ones of its
+    subnet, `spare_addresses`) and the whole port range: a client port, and the director's
+    entry for it, comes round again only after ``per_client`` x ~64,000 connections, where
+    one address with Linux's default range (28,232 ports) would recycle entries a busy table
+    keeps longer (2,000 connections/s from two clients: after ~28 s). The addresses and the
+    range are put back on exit."""
+    clients = tb.plan.clients
+    spare = spare_addresses(tb.plan, clients[0].intfs[0].addrs[0], len(clients) * (per_client - 1))
+    added: list[tuple[str, str]] = []
+    ranges: dict[str, list[str]] = {}
+    try:
+        out = {}
+        for i, c in enumerate(clients):
+            host, intf = tb.net[c.name], c.intfs[0]
+            prefix = intf.addrs[0].split("/")[1]
+            mine = spare[i * (per_client - 1) : (i + 1) * (per_client - 1)]
+            for addr in mine:
+                host.cmd(f"ip addr add {addr}/{prefix} dev {intf.name}")
+                added.append((c.name, f"{addr}/{prefix} dev {intf.name}"))
+            ranges[c.name] = host.cmd("sysctl -n net.ipv4.ip_local_port_range").split()
+            host.cmd(f"sysctl -qw net.ipv4.ip_local_port_range='{WIDE_PORT_RANGE}'")
+            out[c.name] = [c.ip, *mine]
+        yield out
+    finally:
+        for name, spec in added:
+            tb.net[name].cmd(f"ip addr del {spec}")
+        for name, old in ranges.items():
+            if len(old) == 2:
+                tb.net[name].cmd(f"sysctl -qw net.ipv4.ip_local_port_range='{old[0]} {old[1]}'")
 
 
 def tcp_load_results(procs: list, timeout_s: float = 60.0) -> list[dict]:

@@ -355,6 +355,23 @@ class Plan:
         return None if self.params.controller == "none" else self.params.controller
 
 
+def spare_addresses(plan: Plan, cidr: str, count: int) -> list[str]:
+    """``count`` addresses of ``cidr``'s subnet that nothing in ``plan`` uses (no host's
+    address, VIP or gateway), from the top of the subnet down: for a run that needs more
+    source addresses on a host than the plan gives it (pure)."""
+    net = ipaddress.IPv4Interface(cidr).network
+    used = {plan.vip, plan.inner_vip}
+    for node in plan.nodes:
+        used.add(node.gateway)
+        used.update(a.split("/")[0] for intf in node.intfs for a in intf.addrs)
+        used.update(v.split("/")[0] for v in node.lo_vips)
+        used.update(v.split("/")[0] for v, _ in node.vips)
+    spare = [str(a) for a in reversed(list(net.hosts())) if str(a) not in used]
+    if len(spare) < count:
+        raise PlanError(f"{net} has {len(spare)} spare addresses, not {count}")
+    return spare[:count]
+
+
 def _nth(base: str, i: int) -> str:
     return str(ipaddress.IPv4Address(base) + i)
 

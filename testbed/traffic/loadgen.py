@@ -124,12 +124,41 @@ def longest_gap(answered: list[int], sent: int) -> int:
     return max(gaps)
 
 
+IP_BIND_ADDRESS_NO_PORT = getattr(socket, "IP_BIND_ADDRESS_NO_PORT", 24)  # linux/in.h
+
+
+def _bound_socket(src: str) -> socket.socket:
+    """A TCP socket bound to ``src`` whose port connect() picks per destination
+    (IP_BIND_ADDRESS_NO_PORT), so every source address has the whole port range to the VIP."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, 1)
+        sock.bind((src, 0))
+        sock.setblocking(False)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+async def _open(dst: str, port: int, src: str | None):
+    if src is None:
+        return await asyncio.open_connection(dst, port)
+    sock = _bound_socket(src)
+    try:
+        await asyncio.get_running_loop().sock_connect(sock, (dst, port))
+    except BaseException:
+        sock.close()
+        raise
+    return await asyncio.open_connection(sock=sock)
+
+
 async def _one_conn(
-    dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float]
+    dst: str, port: int, timeout_s: float, stats: dict, lat_ms: list[float], src: str | None
 ) -> None:
     t0 = time.monotonic()
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(dst, port), timeout_s)
+        reader, writer = await asyncio.wait_for(_open(dst, port, src), timeout_s)
         writer.write(b"GET / HTTP/1.0\r\n\r\n")
         await asyncio.wait_for(reader.read(), timeout_s)
         writer.close()
@@ -140,7 +169,12 @@ async def _one_conn(
 
 
 async def _tcp_crr(
-    dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float
+    dst: str,
+    port: int,
+    rate_cps: float,
+    duration_s: float,
+    timeout_s: float,
+    sources: tuple[str, ...] = (),
 ) -> dict:
     stats = {"ok": 0, "failed": 0}
     lat_ms: list[float] = []
@@ -153,7 +187,8 @@ async def _tcp_crr(
             break
         due = int((now - start) * rate_cps) + 1
         while started < due:
-            task = asyncio.create_task(_one_conn(dst, port, timeout_s, stats, lat_ms))
+            src = sources[started % len(sources)] if sources else None
+            task = asyncio.create_task(_one_conn(dst, port, timeout_s, stats, lat_ms, src))
             tasks.add(task)
             task.add_done_callback(tasks.discard)
             started += 1
@@ -175,10 +210,17 @@ async def _tcp_crr(
 
 
 def tcp_crr(
-    dst: str, port: int, rate_cps: float, duration_s: float, timeout_s: float = 3.0
+    dst: str,
+    port: int,
+    rate_cps: float,
+    duration_s: float,
+    timeout_s: float = 3.0,
+    sources: tuple[str, ...] = (),
 ) -> dict:
-    """Open ``rate_cps`` short connections per second for ``duration_s``."""
-    return asyncio.run(_tcp_crr(dst, port, rate_cps, duration_s, timeout_s))
+    """Open ``rate_cps`` short connections per second for ``duration_s``, from ``sources`` in
+    turn when given (the host's own addresses: each one multiplies the client ports available
+    towards the VIP, and so how long before a client port, and its table entry, is reused)."""
+    return asyncio.run(_tcp_crr(dst, port, rate_cps, duration_s, timeout_s, sources))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -202,13 +244,21 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--rate-cps", type=float, required=True)
     t.add_argument("--duration-s", type=float, default=5)
     t.add_argument("--timeout-s", type=float, default=3)
+    t.add_argument(
+        "--src",
+        action="append",
+        default=[],
+        help="Source address to connect from (repeat: connections take them in turn).",
+    )
     args = parser.parse_args(argv)
     if args.workload == "udp-rr":
         out = udp_rr(
             args.dst, args.port, args.rate_pps, args.duration_s, args.payload_bytes, args.drain_s
         )
     else:
-        out = tcp_crr(args.dst, args.port, args.rate_cps, args.duration_s, args.timeout_s)
+        out = tcp_crr(
+            args.dst, args.port, args.rate_cps, args.duration_s, args.timeout_s, tuple(args.src)
+        )
     json.dump(out, sys.stdout)
     sys.stdout.write("\n")
     return 0

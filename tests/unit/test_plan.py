@@ -121,3 +121,16 @@ def test_unknown_topology_parameter_names_the_known_ones():
 def test_unknown_layout():
     with pytest.raises(PlanError, match="unknown layout 'tree'"):
         make_plan("tree")
+
+
+def test_spare_addresses_avoid_every_address_the_plan_uses():
+    from testbed.topo.plan import spare_addresses
+
+    plan = make_plan("nat", LayoutParams(n_clients=2))
+    spare = spare_addresses(plan, "10.0.1.11/24", 8)
+    assert spare[0] == "10.0.1.254" and len(set(spare)) == 8
+    used = {a.split("/")[0] for n in plan.nodes for i in n.intfs for a in i.addrs}
+    assert not used & set(spare) and plan.vip not in spare
+    crowded = make_plan("dr", LayoutParams(n_clients=200))
+    with pytest.raises(PlanError, match="spare addresses"):
+        spare_addresses(crowded, "10.0.1.11/24", 60)

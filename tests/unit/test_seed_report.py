@@ -37,6 +37,7 @@ def made_up_rounds(n_rounds: int = 8, rng_seed: int = 1) -> Sequencer:
                     "config": config,
                     "requests_per_cpu_s": eff,
                     "answered_rps": eff * cores,
+                    "carried_rps": eff * cores,
                     "director_cores": cores,
                     "director_in_pps": eff * cores,
                     "director_total_pps": eff * cores * (1 if config == "dr" else 2),
@@ -131,3 +132,17 @@ def test_the_experiment_registers_its_report_and_summary_hooks():
     seed = definition("seed")
     assert seed.EXPERIMENT.report is seed.report
     assert seed.EXPERIMENT.summarize is seed.summarize
+
+
+def test_a_disagreement_from_lost_replies_says_so():
+    """One NIC under overload: the same CPU per packet, but replies lost after their requests
+    were forwarded; the note names the unanswered shares."""
+    seq = made_up_rounds()
+    for row in seq.rows:
+        if row["config"] == "nat1":
+            row["answered_rps"] *= 0.8
+    v = seed.verdicts(seq, seq.finish())
+    assert v["nic"]["agree"] is False
+    assert round(v["nic"]["unanswered"]["variant"], 2) == 0.2
+    assert v["nic"]["unanswered"]["baseline"] == 0.0
+    assert "20% got no reply through it (the seed's NAT: 0%)" in seed.verdict_table(v)

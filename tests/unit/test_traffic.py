@@ -74,3 +74,43 @@ def test_syn_flood_frames_are_valid_syns_from_the_given_sources():
         assert len(pkt) == 40
         seen.add((sport, frame[38:42]))
     assert len(seen) == 3
+
+
+def test_tcp_crr_takes_its_source_addresses_in_turn():
+    """Each --src carries its share of the connections (loopback: 127.0.0.0/8 is all local)."""
+    import socket
+    import threading
+
+    from testbed.traffic.loadgen import tcp_crr
+
+    server = socket.create_server(("127.0.0.1", 0))
+    server.settimeout(2)
+    peers: list[str] = []
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, (addr, _port) = server.accept()
+            except OSError:  # no more connections (timeout) or closed
+                return
+            with conn:
+                conn.recv(100)
+                conn.sendall(b"HTTP/1.0 200 OK\r\n\r\nok")
+            peers.append(addr)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        out = tcp_crr(
+            "127.0.0.1",
+            server.getsockname()[1],
+            rate_cps=20,
+            duration_s=0.3,
+            timeout_s=5,
+            sources=("127.0.0.2", "127.0.0.3"),
+        )
+        thread.join(5)
+    finally:
+        server.close()
+    assert out["failed"] == 0 and out["completed"] == out["started"] == len(peers) >= 2
+    assert abs(peers.count("127.0.0.2") - peers.count("127.0.0.3")) <= 1
