@@ -33,9 +33,9 @@ How it is measured here:
    it lies within +/-10%; *can't tell*: otherwise. Rounds go on until every comparison is
    decided or the time budget ends; a decided configuration leaves the rounds.
 6. **The table at steady state.** Short TCP connections at the seed's 2,000/s with its 30 s
-   fin timeout, on NAT and DR (no quota), each client connecting from 8 addresses with the
-   whole port range (as the seed's many Internet clients: from one address a client port,
-   and its table entry, would come round again within ~28 s): the table's size by state
+   fin timeout, on NAT and DR (no quota), each client connecting from 8 addresses and their
+   ports in sequence (as the seed's many Internet clients: otherwise a client port, and its
+   table entry, comes round again within about 30 s): the table's size by state
    gives each connection's time in the table, and Little's law (entries = rate x time) its
    steady-state size, beside the seed's 62,000. The full run also keeps the load on until
    that size is reached.
@@ -97,9 +97,10 @@ TABLE_PROBE_S = 12.0  # the short table run: enough for the passing states to se
 # --set: 30 s; NAT's TIME_WAIT: 120 s), with margin.
 TABLE_CONFIRM_S = {"dr": 40.0, "nat": 130.0}
 TABLE_SAMPLE_S = 2.0
-# Source addresses per client for the table run. The seed's 2,000 connections/s came from
-# many Internet clients; two clients with one address each would reuse a port (and so take
-# over its table entry) every ~28 s, capping the table near 60,000 whatever its timeouts.
+# Source addresses per client for the table run, each with its ports in sequence. The
+# seed's 2,000 connections/s came from many Internet clients; two clients with one address
+# and the kernel's choice of port reuse a client port (and so take over its table entry)
+# within about 30 s, which capped the confirmed table at ~60,000 whatever its timeouts.
 TABLE_SOURCES_PER_CLIENT = 8
 
 # Configuration -> (the layout it runs on, what its director changes for the block). Both

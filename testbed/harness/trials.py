@@ -480,40 +480,33 @@ def start_tcp_load(
     ]
 
 
-WIDE_PORT_RANGE = "1024 65535"
-
-
 @contextmanager
 def client_sources(tb, per_client: int) -> Iterator[dict[str, list[str]]]:
-    """Each client with ``per_client`` source addresses (its own and spare ones of its
-    subnet, `spare_addresses`) and the whole port range: a client port, and the director's
-    entry for it, comes round again only after ``per_client`` x ~64,000 connections, where
-    one address with Linux's default range (28,232 ports) would recycle entries a busy table
-    keeps longer (2,000 connections/s from two clients: after ~28 s). The addresses and the
-    range are put back on exit."""
+    """Each client with ``per_client`` source addresses, its own and spare ones of its subnet
+    (`spare_addresses`), for ``start_tcp_load``, whose connections take them in turn, each
+    address with its ports in sequence (loadgen's ``--src``): a client port, and the
+    director's entry for it, comes round again only after ``per_client`` x 64,512
+    connections. From one address the kernel's choice of port repeats within about 30 s at
+    1,000 connections/s, and a repeated port takes over its old connection's entry. The
+    addresses are removed on exit."""
     clients = tb.plan.clients
-    spare = spare_addresses(tb.plan, clients[0].intfs[0].addrs[0], len(clients) * (per_client - 1))
+    extra = per_client - 1
+    spare = spare_addresses(tb.plan, clients[0].intfs[0].addrs[0], len(clients) * extra)
     added: list[tuple[str, str]] = []
-    ranges: dict[str, list[str]] = {}
     try:
         out = {}
         for i, c in enumerate(clients):
             host, intf = tb.net[c.name], c.intfs[0]
             prefix = intf.addrs[0].split("/")[1]
-            mine = spare[i * (per_client - 1) : (i + 1) * (per_client - 1)]
+            mine = spare[i * extra : (i + 1) * extra]
             for addr in mine:
                 host.cmd(f"ip addr add {addr}/{prefix} dev {intf.name}")
                 added.append((c.name, f"{addr}/{prefix} dev {intf.name}"))
-            ranges[c.name] = host.cmd("sysctl -n net.ipv4.ip_local_port_range").split()
-            host.cmd(f"sysctl -qw net.ipv4.ip_local_port_range='{WIDE_PORT_RANGE}'")
             out[c.name] = [c.ip, *mine]
         yield out
     finally:
         for name, spec in added:
             tb.net[name].cmd(f"ip addr del {spec}")
-        for name, old in ranges.items():
-            if len(old) == 2:
-                tb.net[name].cmd(f"sysctl -qw net.ipv4.ip_local_port_range='{old[0]} {old[1]}'")
 
 
 def tcp_load_results(procs: list, timeout_s: float = 60.0) -> list[dict]:

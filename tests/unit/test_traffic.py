@@ -114,3 +114,15 @@ def test_tcp_crr_takes_its_source_addresses_in_turn():
         server.close()
     assert out["failed"] == 0 and out["completed"] == out["started"] == len(peers) >= 2
     assert abs(peers.count("127.0.0.2") - peers.count("127.0.0.3")) <= 1
+
+
+def test_source_ports_run_in_sequence_on_each_address_and_wrap():
+    import random
+
+    from testbed.traffic.loadgen import FIRST_PORT, LAST_PORT, SourcePorts
+
+    ports = SourcePorts(("10.0.1.11", "10.0.1.254"), random.Random(1))
+    ports.next["10.0.1.11"] = LAST_PORT - 1
+    assert [ports.take("10.0.1.11") for _ in range(3)] == [LAST_PORT - 1, LAST_PORT, FIRST_PORT]
+    start = ports.next["10.0.1.254"]
+    assert [ports.take("10.0.1.254") for _ in range(2)] == [start, start + 1]
