@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from testbed.net.shaping import qdisc_available
+from testbed.runtime import ipvs
 from testbed.runtime.cgroup import detect_cgroup_version
 
 SETUP = "run `sudo make setup` (scripts/provision.sh)"
@@ -111,6 +112,11 @@ def _python_module(name: str) -> Callable[[], tuple[bool, str]]:
     return probe
 
 
+def _ip_vs() -> tuple[bool, str]:
+    found = ipvs.probe()
+    return found.ok, found.detail
+
+
 def _keepalived() -> tuple[bool, str]:
     if shutil.which("keepalived") is None:
         return False, "missing"
@@ -148,6 +154,13 @@ CHECKS: tuple[Check, ...] = (
         False,
         _qdisc("netem"),
         "optional: delay/loss need netem (a full kernel: see docs/layouts.md, Vagrant)",
+    ),
+    Check(
+        "kernel ipvs (ip_vs)",
+        False,
+        _ip_vs,
+        "optional: `--director ipvs` needs a kernel with ip_vs: `sudo lvs-testbed vm run -- "
+        "...` boots one here, or use the Vagrant VM",
     ),
     Check("nftables", True, lambda: _which("nft"), f"{SETUP} (apt install nftables)"),
     Check("ethtool", True, lambda: _which("ethtool"), f"{SETUP} (apt install ethtool)"),

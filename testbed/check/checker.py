@@ -80,7 +80,7 @@ from testbed.keepalived_conf.model import (
     rs_inhibit,
     rs_port,
 )
-from testbed.runtime import scripts
+from testbed.runtime import ipvs, scripts
 from testbed.runtime.control import ControlError, find_director, request
 
 LOG = logging.getLogger("testbed.check.checker")
@@ -118,6 +118,16 @@ def director_ipvsadm(director: str | None = None) -> IpvsRunner:
         except (ControlError, OSError) as exc:
             return IpvsResult(-1, "", str(exc))
         return IpvsResult(int(reply.get("rc", 1)), reply.get("out", ""), reply.get("err", ""))
+
+    return run
+
+
+def kernel_ipvsadm() -> IpvsRunner:
+    """The real ipvsadm on this network namespace's kernel IPVS (``--director ipvs``), as
+    keepalived's checker drives it through libipvs."""
+
+    def run(argv: list[str]) -> IpvsResult:
+        return IpvsResult(*ipvs.run_ipvsadm(argv, timeout_s=DIRECTOR_TIMEOUT_S))
 
     return run
 

@@ -228,11 +228,45 @@ def sysctl(
     raise typer.Exit(reply.get("rc", 1))
 
 
+_HERE = 0  # _kernel_director: the kernel IPVS of our own namespace
+
+
+def _kernel_director(name: str | None) -> int | None:
+    """Where ipvsadm must go when the director is kernel IPVS (``up --director ipvs``): the
+    shell pid of director host ``name`` in a live run, `_HERE` when we run inside a director
+    host of such a run (no name given), None when no kernel IPVS director fits."""
+    import json
+    import os
+
+    from testbed.net.hosts import RunHosts
+    from testbed.runtime.registry import list_runs, owner_alive
+
+    def is_ipvs_run(run_dir: Path) -> bool:
+        try:
+            layout = json.loads((run_dir / "layout.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return layout.get("params", {}).get("director") == "ipvs"
+
+    if name is None:
+        env_run = os.environ.get("LVS_TESTBED_RUN_DIR")
+        return _HERE if env_run and is_ipvs_run(Path(env_run)) else None
+    for run_dir in list_runs():
+        if owner_alive(run_dir) is None or not is_ipvs_run(run_dir):
+            continue
+        hosts = RunHosts(run_dir)
+        directors = {d.name for d in hosts.plan().directors}
+        if name in directors and name in hosts.shells:
+            return hosts.shells[name]
+    return None
+
+
 def ipvsadm(ctx: typer.Context) -> None:
     """ipvsadm for the testbed's director: the same options and output as ipvsadm.
 
     Run it on a director host (`d1 ipvsadm -L -n` in the CLI; hosts also have a plain `ipvsadm`
     command); elsewhere name the director first: `lvs-testbed ipvsadm --director d1 -L -n`.
+    With `up --director ipvs` it is the real ipvsadm on that director's kernel IPVS.
     """
     from testbed.director import ipvsadm as ipvsadm_cli
     from testbed.director.model import Director
@@ -249,6 +283,14 @@ def ipvsadm(ctx: typer.Context) -> None:
     stdin_text = None
     if argv and argv[0] in ("-R", "--restore"):
         stdin_text = sys.stdin.read()
+    kernel = _kernel_director(name)
+    if kernel is not None:
+        from testbed.runtime.ipvs import run_ipvsadm
+
+        res = run_ipvsadm(argv, stdin_text, netns_pid=None if kernel == _HERE else kernel)
+        sys.stdout.write(res.out)
+        sys.stderr.write(res.err)
+        raise typer.Exit(res.rc)
     try:
         reply = request(find_director(name), {"op": "ipvsadm", "argv": argv, "stdin": stdin_text})
     except ControlError as exc:

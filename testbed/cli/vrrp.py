@@ -55,6 +55,12 @@ def run(
         metavar="NAME=IFACE",
         help="Run the file's interface NAME on IFACE (e.g. eth0=d1-eth0); repeatable.",
     ),
+    kernel_ipvs: bool = typer.Option(
+        False,
+        "--kernel-ipvs",
+        help="Drive the kernel's IPVS in this namespace with the real ipvsadm, as keepalived "
+        "does, instead of the testbed's director (needs a kernel with ip_vs).",
+    ),
 ) -> None:
     """Run the VRRP daemon in this network namespace (on a director host) until SIGTERM."""
     from testbed.check.checker import CheckerSetupError
@@ -64,6 +70,8 @@ def run(
 
     if vrrp_only and check_only:
         fail("--vrrp-only and --check-only exclude each other", 2)
+    if kernel_ipvs and director is not None:
+        fail("--kernel-ipvs drives this namespace's kernel IPVS; it takes no --director", 2)
     try:
         mapping = parse_mapping(map_iface or [])
     except ValueError as exc:
@@ -78,6 +86,7 @@ def run(
             release_ipvs=not dont_release_ipvs,
             config_id=config_id,
             iface_map=mapping,
+            kernel_ipvs=kernel_ipvs,
         )
     except ConfigError as exc:
         fail(str(exc), 2)

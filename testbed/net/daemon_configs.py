@@ -229,3 +229,27 @@ def firewall_ruleset(
     # Reject rather than drop: a lab's blocked probe should fail at once, not time out.
     lines += ["    reject with icmpx type admin-prohibited", "  }", "}"]
     return "\n".join(lines)
+
+
+def ipvs_forward_ruleset(table: str, rs_net: str, services: tuple[Service, ...]) -> str:
+    """The forward filter of a kernel-IPVS NAT director (pure, so it is unit-tested).
+
+    Kernel IPVS rewrites a NAT real server's reply in the forward hook, so the director must
+    route (ip_forward=1); this chain keeps it from routing anything else: from the real
+    servers' network only the services' replies (and ICMP errors, which IPVS translates) pass,
+    so real servers still cannot reach clients on their own and clients never reach them.
+    """
+    lines = [
+        f"table inet {table} {{",
+        "  chain forward {",
+        "    type filter hook forward priority 0; policy drop;",
+    ]
+    for svc in services:
+        lines.append(f"    ip saddr {rs_net} {svc.proto} sport {svc.port} accept")
+    lines += [
+        f"    ip saddr {rs_net} icmp type {{ destination-unreachable, time-exceeded, "
+        "parameter-problem } accept",
+        "  }",
+        "}",
+    ]
+    return "\n".join(lines)

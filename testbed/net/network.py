@@ -31,7 +31,7 @@ from testbed.net.capture import CAPTURE_DIR_ENV, LinkCaptures
 from testbed.net.daemon_configs import UserConfig
 from testbed.net.nodes import Bridge, OvsSwitch
 from testbed.net.shaping import Shaping, require_netem
-from testbed.runtime import runlock
+from testbed.runtime import ipvs, runlock
 from testbed.runtime.logs import LogCap, new_log_dir
 from testbed.runtime.registry import CleanReport, Run, ovs_bridge_tag
 from testbed.topo.layouts import TOPOS, LvsTopo
@@ -238,7 +238,7 @@ class Testbed:
         (self.run.dir / LAYOUT_FILE).write_text(
             json.dumps({"layout": self.plan.layout, "params": dataclasses.asdict(self.params)})
         )
-        _prepare_host_environment(self.run.dir)
+        _prepare_host_environment(self.run.dir, ipvsadm_shim=not self.plan.kernel_ipvs)
 
     def _close_run(self) -> CleanReport | None:
         """Remove what the run recorded and stop capping its logs (they stay in `logs_dir`)."""
@@ -258,6 +258,8 @@ class Testbed:
         require_netem(Shaping(delay_ms=self.params.delay_ms, loss_pct=self.params.loss_pct))
         if os.geteuid() != 0:
             raise PermissionError("building a layout needs root (Mininet): run with sudo")
+        if self.plan.kernel_ipvs:
+            ipvs.load()  # IpvsUnavailable (a RuntimeError) before anything is built
         setLogLevel("output" if self.quiet else "info")
         runlock.acquire()  # RunLockBusy names the holder
         self._locked = True
@@ -314,7 +316,8 @@ class Testbed:
     # -- what runs on the hosts ----------------------------------------------------------
     def start_services(self) -> None:
         """Real servers serve HTTP and UDP echo; directors run the userspace director with
-        the layout's default services (unless ``director`` is not "python")."""
+        the layout's default services (``director`` "python") or get them in kernel IPVS
+        ("ipvs"); a NAT pair's failover daemons start last."""
         for rs in self.plan.realservers:
             binds = [rs.ip] + [v.split("/")[0] for v in rs.lo_vips]
             argv = [child_python(), "-m", "testbed.traffic.servers", "--name", rs.name]
@@ -334,6 +337,9 @@ class Testbed:
                 rules.write_text(ipvsadm_rules(self.plan))
             for d in self.plan.directors:
                 self.start_director(d.name, rules)
+        elif self.plan.kernel_ipvs:
+            for d in self.plan.directors:
+                self.start_kernel_ipvs(d.name)
         for rs in self.plan.realservers:
             _wait_for(
                 lambda rs=rs: ":80 " in self.net[rs.name].cmd("ss -Hltn 'sport = :80'"),
@@ -345,6 +351,32 @@ class Testbed:
                 self.net[d.name].del_vips()  # VRRP places them from now on
                 self.start_failover_daemon(d.name)
             self.wait_master("d1")
+
+    # -- kernel IPVS (--director ipvs) -----------------------------------------------------
+    def start_kernel_ipvs(self, name: str) -> None:
+        """Kernel IPVS on director ``name``: the layout's services through the real ipvsadm
+        (unless a health checker sets them up, as ours does with ``ha="vrrp"`` and
+        keepalived with ``ha="keepalived"``), and for a pair with ``conn_sync`` the kernel's
+        sync daemons (keepalived runs its own, from its lvs_sync_daemon)."""
+        p = self.params
+        if not (self.plan.has_pair and p.ha in ("vrrp", "keepalived")):
+            self.kernel_ipvsadm(name, ["-R"], ipvsadm_rules(self.plan))
+        settings = self.sync_settings(name)
+        if settings is not None and p.ha != "keepalived":
+            # The kernel's master and backup sync daemons (what the Python director's
+            # --sync-iface does): either director can then take over the other's connections.
+            for argv in ipvs.sync_daemon_argvs(*settings):
+                self.kernel_ipvsadm(name, argv)
+
+    def kernel_ipvsadm(self, name: str, argv: list[str], stdin_text: str | None = None) -> str:
+        """The real ipvsadm in director ``name``'s namespace; its output, or RuntimeError."""
+        res = ipvs.run_ipvsadm(argv, stdin_text, netns_pid=self.net[name].pid)
+        if res.rc != 0:
+            raise RuntimeError(
+                f"`ipvsadm {' '.join(argv)}` on {name} failed ({res.rc}): "
+                f"{(res.out + res.err).strip()}"
+            )
+        return res.out
 
     # -- OpenFlow controllers -------------------------------------------------------------
     def start_controller(self, app: str) -> int:
@@ -420,21 +452,34 @@ class Testbed:
             argv += ["--map-iface", f"{old}={new}"]
         return argv
 
-    def sync_args(self, name: str) -> list[str]:
-        """The director's connection sync options: the user's ``lvs_sync_daemon`` when their
-        file has one, else the layout's (the inner NIC, sync ID 1) when ``conn_sync``."""
+    def sync_settings(self, name: str) -> tuple[str, int] | None:
+        """The director's connection sync (interface, sync ID): the user's
+        ``lvs_sync_daemon`` when their file has one, else the layout's (the inner NIC, sync
+        ID 1) when ``conn_sync``; None for no sync."""
         user = self.configs.get(name)
         if user is not None:
             config = user.effective(name)
             syncd = config.global_defs.lvs_sync_daemon
             if syncd is not None:
-                args = ["--sync-iface", syncd.interface, "--sync-id", str(config.sync_id())]
-                return args + self._sync_peer_args(name, syncd.interface)
+                return syncd.interface, config.sync_id()
         if self.plan.has_pair and self.params.conn_sync:
             # Sync connections over the inner segment, where both directors have a NIC.
-            iface = self.plan.node(name).intfs[-1].name
-            return ["--sync-iface", iface, "--sync-id", "1", *self._sync_peer_args(name, iface)]
-        return []
+            return self.plan.node(name).intfs[-1].name, 1
+        return None
+
+    def sync_args(self, name: str) -> list[str]:
+        """`sync_settings` as the Python director's options, with the peer it trusts."""
+        settings = self.sync_settings(name)
+        if settings is None:
+            return []
+        iface, sync_id = settings
+        return [
+            "--sync-iface",
+            iface,
+            "--sync-id",
+            str(sync_id),
+            *self._sync_peer_args(name, iface),
+        ]
 
     def _sync_peer_args(self, name: str, iface: str) -> list[str]:
         """``--sync-peer`` with the other director's address on ``iface``'s segment (the
@@ -461,7 +506,6 @@ class Testbed:
                 "-n",
                 "-l",
                 "-D",
-                "--vrrp",
                 "-f",
                 str(conf),
                 "-p",
@@ -469,6 +513,11 @@ class Testbed:
                 "-r",
                 str(self.run.dir / f"{name}.keepalived-vrrp.pid"),
             ]
+            if self.plan.kernel_ipvs:
+                # Its checker process drives kernel IPVS (virtual_servers, lvs_sync_daemon).
+                argv += ["-c", str(self.run.dir / f"{name}.keepalived-check.pid")]
+            else:
+                argv.insert(4, "--vrrp")  # the Python director is not keepalived's to drive
             if name in self.configs:
                 argv += ["-i", self.configs[name].config_id or name]
             self.spawn(name, argv, "keepalived")
@@ -485,6 +534,8 @@ class Testbed:
             name,
             *self.user_config_argv(name),
         ]
+        if self.plan.kernel_ipvs:
+            argv.append("--kernel-ipvs")  # its health checker drives the real ipvsadm
         with self.net[name].quota_lifted():
             proc = self.spawn(name, argv, "vrrp")
             _wait_for(
@@ -513,6 +564,11 @@ class Testbed:
             if self.params.ha != "vrrp":
                 rules = self.run.dir / "rules.ipvsadm"
             self.start_director(name, rules)
+        if how == "kill" and self.plan.kernel_ipvs:
+            # The kernel's table outlives the daemons; a rebooted director starts empty.
+            for argv in (["-C"], ["--stop-daemon", "master"], ["--stop-daemon", "backup"]):
+                ipvs.run_ipvsadm(argv, netns_pid=self.net[name].pid)
+            self.start_kernel_ipvs(name)
         self.start_failover_daemon(name)
 
     def vip_holder(self) -> str | None:
@@ -595,9 +651,13 @@ class Testbed:
         return request(socket_path(self.run.dir, name), message, timeout_s=timeout_s)
 
     def ipvsadm(self, args: str, name: str = "d1") -> tuple[int, str]:
-        """``ipvsadm ARGS`` on ``name``'s director; (exit status, output)."""
+        """``ipvsadm ARGS`` on ``name``'s director (the real one with kernel IPVS); (exit
+        status, output)."""
         import shlex
 
+        if self.plan.kernel_ipvs:
+            res = ipvs.run_ipvsadm(shlex.split(args), netns_pid=self.net[name].pid)
+            return res.rc, res.out + res.err
         reply = self.director_request({"op": "ipvsadm", "argv": shlex.split(args)}, name)
         return reply.get("rc", 1), reply.get("out", "") + reply.get("err", "")
 
@@ -640,17 +700,19 @@ def _fields(params: LayoutParams) -> dict:
     return {k: getattr(params, k) for k in params.__dataclass_fields__}
 
 
-def _prepare_host_environment(run_dir: Path) -> None:
+def _prepare_host_environment(run_dir: Path, ipvsadm_shim: bool = True) -> None:
     """Hosts inherit our environment: put ``lvs-testbed`` (next to this interpreter, in the
     venv) and a plain ``ipvsadm`` (as the LVS-HOWTO types it) on their PATH, and tell them
-    the run directory, where directors keep their control sockets."""
+    the run directory, where directors keep their control sockets. Without ``ipvsadm_shim``
+    (kernel IPVS) the plain ``ipvsadm`` is the system's own, for the host's own IPVS."""
     shims = run_dir / "bin"
     shims.mkdir(exist_ok=True)
     python = child_python()
     cli = Path(python).parent / "lvs-testbed"
-    shim = shims / "ipvsadm"
-    shim.write_text(f'#!/bin/sh\nexec "{python}" -m testbed ipvsadm "$@"\n')
-    shim.chmod(0o755)
+    if ipvsadm_shim:
+        shim = shims / "ipvsadm"
+        shim.write_text(f'#!/bin/sh\nexec "{python}" -m testbed ipvsadm "$@"\n')
+        shim.chmod(0o755)
     path = [p for p in os.environ.get("PATH", "").split(os.pathsep) if p]
     for bindir in (str(cli.parent), str(shims)):
         if bindir not in path:
@@ -669,12 +731,19 @@ def _kernel_has_ipip() -> bool:
 def generated_keepalived_conf(plan: Plan, name: str) -> str:
     """The keepalived.conf ``up`` uses for director ``name`` of a NAT layout."""
     from testbed.keepalived_conf import render_config
-    from testbed.net.daemon_configs import nat_pair_config
+    from testbed.keepalived_conf.model import LvsSyncDaemon
+    from testbed.net.daemon_configs import INNER_INSTANCE, nat_pair_config
 
     p = plan.params
-    return render_config(
-        nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version)
-    )
+    config = nat_pair_config(plan, name, advert_int_s=p.advert_int_s, version=p.vrrp_version)
+    if plan.kernel_ipvs and p.ha == "keepalived" and p.conn_sync:
+        # keepalived runs the kernel's sync daemon itself (master while VI_INNER is), over
+        # the inner NIC; with the Python director, the director syncs (--sync-iface).
+        inner = plan.node(name).intfs[-1].name
+        config.global_defs = dataclasses.replace(
+            config.global_defs, lvs_sync_daemon=LvsSyncDaemon(inner, INNER_INSTANCE, 1)
+        )
+    return render_config(config)
 
 
 def _free_port(start: int = 6653) -> int:

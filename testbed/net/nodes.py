@@ -16,6 +16,7 @@ The director and VRRP daemons that run on a `DirectorHost` are started by
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import shlex
 import tempfile
@@ -25,7 +26,7 @@ from mininet.moduledeps import pathCheck
 from mininet.node import Host, OVSSwitch
 from mininet.nodelib import LinuxBridge
 
-from testbed.net.daemon_configs import firewall_ruleset
+from testbed.net.daemon_configs import firewall_ruleset, ipvs_forward_ruleset
 from testbed.runtime.cgroup import CpuQuota, HostCgroup
 from testbed.runtime.registry import TAG_KEY, kill_pids, pids_in_netns
 from testbed.topo.plan import NodePlan, Service
@@ -272,16 +273,49 @@ class DirectorHost(LvsHost):
     """A director: its NIC(s), its VIPs while it is master, its CPU quota.
 
     The kernel does not forward here (ip_forward=0): the userspace director forwards exactly
-    the frames of its services and connections, so a director is never an open relay.
+    the frames of its services and connections, so a director is never an open relay. With
+    ``kernel_ipvs`` the kernel's IPVS is the director instead; for NAT (``nat``) it needs
+    ip_forward=1, since it rewrites the real servers' replies in the forward hook, and a
+    forward filter then lets only those replies through (`ipvs_forward_ruleset`). ICMP
+    redirects are off: a one-NIC NAT director would otherwise tell real servers to bypass it.
     """
 
-    def config(self, plan: NodePlan | None = None, master: bool = False, **params):
+    IPVS_TABLE = "lvs_testbed_ipvs"
+
+    def config(
+        self,
+        plan: NodePlan | None = None,
+        master: bool = False,
+        kernel_ipvs: bool = False,
+        nat: bool = False,
+        services: tuple[Service, ...] = (),
+        **params,
+    ):
         result = LvsHost.config(self, plan=plan, **params)
-        self.set_sysctls({"net.ipv4.ip_forward": 0})
         self.plan = plan
+        self.ipvs_filter = False
+        if kernel_ipvs and nat and plan is not None:
+            self.set_sysctls(
+                {
+                    "net.ipv4.ip_forward": 1,
+                    "net.ipv4.conf.all.send_redirects": 0,
+                    "net.ipv4.conf.default.send_redirects": 0,
+                    **{f"net.ipv4.conf.{i.name}.send_redirects": 0 for i in plan.intfs},
+                }
+            )
+            rs_net = ipaddress.ip_interface(plan.intfs[-1].addrs[-1]).network
+            self.load_nft(ipvs_forward_ruleset(self.IPVS_TABLE, str(rs_net), services))
+            self.ipvs_filter = True
+        else:
+            self.set_sysctls({"net.ipv4.ip_forward": 0})
         if plan is not None and master:
             self.add_vips()
         return result
+
+    def terminate(self) -> None:
+        if self.shell and getattr(self, "ipvs_filter", False):
+            self.cmd(f"nft delete table inet {self.IPVS_TABLE} 2>/dev/null")
+        LvsHost.terminate(self)
 
     def add_vips(self) -> None:
         for addr, intf in self.plan.vips:

@@ -71,6 +71,9 @@ class LvsTopo(Topo):
                     cpu=p.director_cpu,
                     cpu_period_us=p.cpu_period_us,
                     mem_mib=p.director_mem_mib or None,
+                    kernel_ipvs=plan.kernel_ipvs,
+                    nat=plan.layout != "dr",
+                    services=plan.services,
                 )
             self.addHost(node.name, **opts)
             for port, intf in enumerate(node.intfs):

@@ -40,7 +40,7 @@ MIN_DIRECTOR_MEM_MIB = 64
 
 LAYOUTS = ("dr", "nat", "nat1")
 SWITCH_KINDS = ("bridge", "ovs")
-DIRECTOR_KINDS = ("python", "openflow", "none")
+DIRECTOR_KINDS = ("python", "ipvs", "openflow", "none")
 IO_MODES = ("ring", "frame")
 HA_KINDS = ("vrrp", "keepalived", "none")
 CONTROLLER_APPS = ("none", "l2_learning")
@@ -124,7 +124,8 @@ class LayoutParams:
     director: str = knob(
         "python",
         "Which director forwards the VIP's traffic: python (the userspace "
-        "IPVS), openflow (an os-ken app in the switches) or none (start it yourself "
+        "IPVS), ipvs (the kernel's IPVS with the real ipvsadm; needs a kernel with ip_vs), "
+        "openflow (an os-ken app in the switches) or none (start it yourself "
         "with `d1 lvs-testbed director run`).",
         choices=DIRECTOR_KINDS,
     )
@@ -151,7 +152,8 @@ class LayoutParams:
     ha: str = knob(
         "vrrp",
         "NAT layouts: vrrp (our keepalived-compatible daemon, with health checks), "
-        "keepalived (Debian's keepalived, VRRP only) or none (static VIPs on d1).",
+        "keepalived (Debian's keepalived: VRRP only beside the Python director; VRRP, "
+        "health checks and lvs_sync_daemon with --director ipvs) or none (static VIPs on d1).",
         choices=HA_KINDS,
     )
     advert_int_s: float = knob(1.0, "VRRP advertisement interval, s (whole seconds for VRRPv2).")
@@ -341,6 +343,11 @@ class Plan:
         """A master/backup director pair whose VIPs fail over (NAT layouts with HA on; not
         with the OpenFlow director, which lives in the switches)."""
         return len(self.directors) == 2 and self.params.ha != "none" and not self.openflow
+
+    @property
+    def kernel_ipvs(self) -> bool:
+        """The kernel's IPVS forwards, configured with the real ipvsadm (a full kernel)."""
+        return self.params.director == "ipvs"
 
     @property
     def openflow(self) -> bool:

@@ -85,6 +85,7 @@ from testbed.check.checker import (
     HealthChecker,
     check_scripts,
     director_ipvsadm,
+    kernel_ipvsadm,
     policy_of,
 )
 from testbed.check.checker import validate as validate_checks
@@ -1020,12 +1021,15 @@ def run_daemon(
     run_dir: Path | None = None,
     config_id: str | None = None,
     iface_map: dict[str, str] | None = None,
+    kernel_ipvs: bool = False,
 ) -> int:
     """``lvs-testbed vrrp run``: load, run until SIGTERM/SIGINT, shut down; the exit status.
 
     ``config_id`` is keepalived's ``-i`` (which ``@ID`` lines apply); ``iface_map`` renames
-    the file's interfaces (``{"eth0": "d1-eth0"}``). Raises ``config.ConfigError``,
-    :class:`DaemonError` and ``checker.CheckerSetupError`` before anything has started.
+    the file's interfaces (``{"eth0": "d1-eth0"}``); with ``kernel_ipvs`` the health checker
+    drives the kernel's IPVS with the real ipvsadm instead of the testbed's director. Raises
+    ``config.ConfigError``, :class:`DaemonError` and ``checker.CheckerSetupError`` before
+    anything has started.
     """
     config, warnings = load_config(config_path, config_id=config_id)
     if iface_map:
@@ -1053,7 +1057,8 @@ def run_daemon(
     try:
         script_notes = list(daemon.warnings)
         if check and config.virtual_servers:
-            health = HealthChecker(config, director_ipvsadm(director), release_on_stop=release_ipvs)
+            ipvsadm = kernel_ipvsadm() if kernel_ipvs else director_ipvsadm(director)
+            health = HealthChecker(config, ipvsadm, release_on_stop=release_ipvs)
             script_notes += health.warnings
             daemon.checker = CheckerThread(health)
         if (vrrp_scripts(config) or check_scripts(config)) and not policy_of(config).security:
