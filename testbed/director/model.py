@@ -445,7 +445,7 @@ class Director:
     @staticmethod
     def _check_scheduler(name: str) -> None:
         if name not in SCHEDULERS:
-            raise IpvsError(errno.ENOENT, "Scheduler not found")
+            raise IpvsError(errno.ENOENT, "Scheduler or persistence engine not found")
 
     def add_service(self, spec: ServiceSpec) -> VirtualService:
         """ipvsadm -A."""

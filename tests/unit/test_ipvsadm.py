@@ -316,7 +316,11 @@ def test_help_and_version():
 BAD_COMMANDS = [
     (["-A", "-t", "10.0.0.100:80"], 255, "Service already exists\n"),
     (["-A", "-t", "10.0.0.100"], 2, "Zero port specified for non-persistent service\n"),
-    (["-A", "-t", "10.0.0.200:80", "-s", "fastest"], 255, "Scheduler not found\n"),
+    (
+        ["-A", "-t", "10.0.0.200:80", "-s", "fastest"],
+        255,
+        "Scheduler or persistence engine not found\n",
+    ),
     (["-E", "-t", "10.0.0.200:80"], 255, "No such service\n"),
     (["-D", "-t", "10.0.0.200:80"], 255, "No such service\n"),
     (["-Z", "-t", "10.0.0.200:80"], 255, "No such service\n"),

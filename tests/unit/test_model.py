@@ -66,14 +66,14 @@ def test_control_errors_are_worded_like_libipvs_and_change_nothing():
         (errno.EEXIST, "Service already exists", d.add_service, ServiceSpec(6, VIP, 80)),
         (
             errno.ENOENT,
-            "Scheduler not found",
+            "Scheduler or persistence engine not found",
             d.add_service,
             ServiceSpec(6, VIP, 81, scheduler="fastest"),
         ),
         (errno.ESRCH, "No such service", d.edit_service, ServiceSpec(6, VIP, 81)),
         (
             errno.ENOENT,
-            "Scheduler not found",
+            "Scheduler or persistence engine not found",
             d.edit_service,
             ServiceSpec(6, VIP, 80, scheduler="fastest"),
         ),
