@@ -12,8 +12,11 @@ for listing a missing service), and a refused command changes nothing.
 Not for: I/O. `argv` excludes the program name; the caller prints `out` and `err` and exits
 with `rc`. Names are not resolved: addresses are always printed numerically, as with -n,
 and host names are refused; port names such as `http` are read with getservbyname, falling
-back to a small built-in table. Not supported: IPv6, SCTP, --pe, --ops, tunnel types and the
-sync-daemon commands (each gets a clear error). -S also saves -x/-y thresholds when set
+back to a small built-in table. Not supported: IPv6, SCTP, --pe, --ops, tunnel types other
+than ipip (``--tun-type ipip`` is taken, and -S writes it for -i, as ipvsadm 1.31 does) and the
+sync-daemon commands (each gets a clear error). Weights go up to INT_MAX, as Debian's ipvsadm
+takes them. How this compares with kernel IPVS and the real ipvsadm, command by command, is in
+docs/ipvs-differences.md (tests/kernel checks it). -S also saves -x/-y thresholds when set
 (ipvsadm drops them), and -R checks every line before applying any (ipvsadm applies lines up
 to the first bad one).
 """
@@ -46,6 +49,7 @@ from .schedulers import SCHEDULERS, describe_sched_flags, sched_flag_names
 PROGRAM = "ipvsadm"
 VERSION_LINE = f"ipvsadm v1.31 2019/12/24 (compiled with popt and IPVS v{IPVS_VERSION})"
 MAX_TIMEOUT_S = 86400 * 31
+MAX_WEIGHT = 2**31 - 1
 SCHEDNAME_MAXLEN = 15  # IP_VS_SCHEDNAME_MAXLEN - 1
 RC_USAGE = 2  # fail(2, ...)
 RC_REFUSED = 255  # main() returns -1 after a failed ipvs_* call, or tryhelp_exit(-1)
@@ -511,7 +515,8 @@ def _apply_option(command: _Command, event: _Event) -> None:
         command.fwd = {"m": Fwd.NAT, "i": Fwd.TUN, "g": Fwd.DR}[tag]
     elif tag == "w":
         command.set_option("weight")
-        weight = _string_to_number(arg, 0, 65535)
+        # Debian's ipvsadm 1.31 takes weights up to INT_MAX (upstream stops at 65535).
+        weight = _string_to_number(arg, 0, MAX_WEIGHT)
         if weight is None:
             raise _fail("illegal weight specified")
         command.weight = weight
@@ -539,6 +544,8 @@ def _apply_option(command: _Command, event: _Event) -> None:
     elif tag == "b":
         command.set_option("sched-flags")
         command.sched_flags_text = arg
+    elif tag == "tun-type" and arg == "ipip":
+        pass  # IP-in-IP, ipvsadm's default and what -S writes for -i: the only tunnel here
     elif tag in _UNSUPPORTED:
         raise _fail(
             f"{event.raw}: not supported by lvs-testbed's ipvsadm "
@@ -680,6 +687,8 @@ def _service_entry(svc: VirtualService, fmt: set[str], rule: bool) -> list[str]:
         dname = _addrport(d.addr, d.port)
         if rule:
             line = f"-a {name} -r {dname} {d.fwd.switch} -w {d.weight}"
+            if d.fwd is Fwd.TUN:
+                line += " --tun-type ipip"  # print_tunnel_rule()
             if d.u_threshold:
                 line += f" -x {d.u_threshold}"
             if d.l_threshold:
@@ -922,7 +931,7 @@ lvs-testbed:
   lvs-testbed ipvsadm --director NAME ... (d1, d2, or of for the OpenFlow director).
   Addresses and ports are always printed numerically, as with -n. Host names are not
   resolved; port names such as http are. Not supported: IPv6 (-6), --sctp-service, --pe,
-  --ops, tunnel types, --start-daemon and --stop-daemon (connection sync is started by
-  the director daemon). -S also saves -x/-y when set. -R checks every line before it
+  --ops, tunnel types but ipip, --start-daemon and --stop-daemon (connection sync is
+  started by the director daemon). -S also saves -x/-y when set. -R checks every line before it
   applies any; lines may carry # comments.
 """

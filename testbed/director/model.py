@@ -47,8 +47,8 @@ from .stats import Counters, RateEstimator, Stats
 IPVS_VERSION = "1.2.1"
 """The IPVS version the kernel reports (and ipvsadm -L prints)."""
 DEFAULT_SCHEDULER = "wlc"
-DEFAULT_PERSISTENT_TIMEOUT_S = 300
-"""IPVS_SVC_PERSISTENT_TIMEOUT: `-p` without a value."""
+DEFAULT_PERSISTENT_TIMEOUT_S = 360
+"""IPVS_SVC_PERSISTENT_TIMEOUT (6 * 60 in libipvs's ip_vs.h): `-p` without a value."""
 HOST_NETMASK = 0xFFFFFFFF
 """Default persistence granularity (-M): one client address per template."""
 SVC_F_PERSISTENT = 0x0001
@@ -294,6 +294,13 @@ class VirtualService:
         return f"VirtualService({where} {self.sched_name} dests={len(self.dests)})"
 
 
+def _unicast(addr: int) -> bool:
+    """Not what inet_addr_type() calls broadcast (0.0.0.0/8, 255.255.255.255) or multicast
+    (224.0.0.0/4). A subnet's own broadcast address needs the routing table, which the model
+    does not have (docs/ipvs-differences.md)."""
+    return addr >> 24 != 0 and addr != U32_MAX and addr >> 28 != 0xE
+
+
 def _check_range(value: int, low: int, high: int) -> None:
     if not isinstance(value, int) or not low <= value <= high:
         raise _einval()
@@ -502,6 +509,9 @@ class Director:
     @staticmethod
     def _validate_dest(spec: DestSpec) -> None:
         _check_range(spec.addr, 0, U32_MAX)
+        if not _unicast(spec.addr):
+            # ip_vs_new_dest(): inet_addr_type() must be RTN_LOCAL or RTN_UNICAST.
+            raise _einval()
         _check_range(spec.port, 0, 0xFFFF)
         if not isinstance(spec.fwd, Fwd):
             raise _einval()

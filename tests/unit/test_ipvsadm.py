@@ -64,7 +64,7 @@ def test_list_flags_column_and_methods():
     assert ok(d, "-L", "-n") == (
         HEADER
         + TITLE
-        + "TCP  10.0.0.100:443 sh (sh-port) persistent 300 mask 255.255.255.0\n"
+        + "TCP  10.0.0.100:443 sh (sh-port) persistent 360 mask 255.255.255.0\n"
         + dest_line("192.168.0.11:8443", "Masq", 0)
         + "FWM  12 wlc persistent 600\n"
         + dest_line("172.16.0.5:0", "Tunnel", 65535)
@@ -183,7 +183,7 @@ def test_connection_listing():
     assert sorted(lines[2:]) == sorted(
         [
             row % ("TCP", "00:59", "SYN_RECV", "10.0.1.11:40000", "10.0.0.100:80", "10.0.0.11:80"),
-            row % ("TCP", "04:59", "NONE", "10.0.1.11:0", "10.0.0.100:80", "10.0.0.11:80"),
+            row % ("TCP", "05:59", "NONE", "10.0.1.11:0", "10.0.0.100:80", "10.0.0.11:80"),
             row % ("UDP", "04:59", "UDP", "10.0.1.11:5353", "10.0.0.100:7", "10.0.0.12:7"),
         ]
     )
@@ -225,7 +225,7 @@ def test_save_format_and_restore_round_trip():
         "-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 3\n"
         "-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m -w 1 -x 9 -y 4\n"
         "-A -u 10.0.0.100:53 -s mh -p 60 -M 255.255.0.0 -b mh-fallback,mh-port\n"
-        "-a -u 10.0.0.100:53 -r 10.0.0.12:53 -i -w 1\n"
+        "-a -u 10.0.0.100:53 -r 10.0.0.12:53 -i -w 1 --tun-type ipip\n"
         "-A -f 1 -s rr\n"
     )
     listing = ok(d, "-L", "-n")
@@ -281,7 +281,7 @@ def test_option_syntax_variants():
     ok(d, "-at", "10.0.0.100:80", "-r", "10.0.0.11", "-w3")
     out = ok(d, "-Ln")
     assert "TCP  10.0.0.100:80 rr persistent 900\n" in out
-    assert "TCP  10.0.0.100:8080 wlc persistent 300\n" in out
+    assert "TCP  10.0.0.100:8080 wlc persistent 360\n" in out
     assert "UDP  10.0.0.100:53 wlc\n" in out
     assert dest_line("10.0.0.11:80", "Route", 3) in out
     ok(d, "-Z")
@@ -339,9 +339,19 @@ BAD_COMMANDS = [
         "Numerical result out of range\n",
     ),
     (
-        ["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "70000"],
+        ["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "2147483648"],
         2,
         "illegal weight specified\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "224.0.0.5"],
+        255,
+        "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
+    ),
+    (
+        ["-a", "-t", "10.0.0.100:80", "-r", "0.1.2.3"],
+        255,
+        "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
     ),
     (["-a", "-t", "10.0.0.100:80", "-r", "10.0.0.19", "-w", "-1"], 2, "illegal weight specified\n"),
     (

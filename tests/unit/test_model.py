@@ -172,13 +172,13 @@ def test_persistence_pins_a_client_until_the_template_expires():
     template = first.control
     assert template.is_template and template.state_name == "NONE" and template.cport == 0
     assert first.dest.persistconns == 1 and template.n_control == 10
-    # the connections go; the template lives its 300 s from last use, then a new pick
+    # the connections go; the template lives its 360 s from last use, then a new pick
     for conn in [c for c in d.conns if not c.is_template]:
         d.conns.remove(conn)
-    assert d.expire(300.9) == 0
-    assert d.expire(301.0) == 2  # both clients' templates
+    assert d.expire(360.9) == 0
+    assert d.expire(361.0) == 2  # both clients' templates
     assert first.dest.persistconns == 0
-    assert connect(d, cport=2000, now=302.0).dest is not first.dest
+    assert connect(d, cport=2000, now=362.0).dest is not first.dest
 
 
 def test_persistence_netmask_groups_clients():
