@@ -97,6 +97,13 @@ def start(
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
     capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
     capture_dir: Path = CAPTURE_DIR_OPTION,
+    director: str = typer.Option(
+        None,
+        "--director",
+        help="ipvs: the lab on the kernel's IPVS, driven by the real ipvsadm (needs ip_vs: "
+        "the Vagrant VM, or `sudo lvs-testbed vm run -- lvs-testbed lab start N --director "
+        "ipvs --script FILE`); python: the userspace director (the default).",
+    ),
 ) -> None:
     """Build the lab's layout, put its starting state on it and open the Mininet CLI
     (type `check` there to run the lab's check). Everything is removed on exit."""
@@ -114,6 +121,7 @@ def start(
             highlight=False,
         )
         return
+    params = _with_director(lab, director)
     require_root(f"`lab start {number}`")
 
     def on_ready(testbed: Testbed) -> None:
@@ -135,7 +143,7 @@ def start(
 
     run_layout(
         lab.layout,
-        lab.params,
+        params,
         False,
         script,
         verbose,
@@ -146,6 +154,21 @@ def start(
         "reachability, `state` for what the hosts hold now, `exit` to stop.",
         capture_root=capture_dir if capture else None,
     )
+
+
+def _with_director(lab: Lab, director: str | None):
+    """The lab's layout settings with ``director`` (python or ipvs) in place of its own."""
+    import dataclasses
+
+    if director is None:
+        return lab.params
+    if director not in ("python", "ipvs"):
+        fail(f"--director takes python or ipvs, not {director!r}", 2)
+    if lab.params.director not in ("python", "ipvs"):
+        fail(
+            f"lab {lab.number} is about the {lab.params.director} director; it has no --director", 2
+        )
+    return dataclasses.replace(lab.params, director=director)
 
 
 def _running_lab_context(lab: Lab, run_id: str | None) -> LabContext:

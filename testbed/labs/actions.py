@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 
@@ -33,11 +34,32 @@ from testbed.net.hosts import HostAccess
 from testbed.runtime.control import request, socket_path
 from testbed.topo.plan import Plan, ipvsadm_rules
 
+# Kernel IPVS sums the counters ipvsadm --stats shows at its 2-second estimator tick.
+KERNEL_STATS_TICK_S = 2.1
+
+
+def kernel_ipvs(hosts: HostAccess) -> bool:
+    """Whether the lab's layout runs kernel IPVS (``lab start N --director ipvs``)."""
+    try:
+        layout = json.loads((hosts.run_dir / "layout.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return layout.get("params", {}).get("director") == "ipvs"
+
 
 def ipvsadm(
     hosts: HostAccess, args: str, director: str = "d1", stdin: str | None = None
 ) -> tuple[int, str]:
-    """``ipvsadm ARGS`` on ``director`` (a director host, or "of" for the OpenFlow director)."""
+    """``ipvsadm ARGS`` on ``director`` (a director host, or "of" for the OpenFlow director);
+    the real ipvsadm in the director host when the layout runs kernel IPVS."""
+    if kernel_ipvs(hosts):
+        with tempfile.NamedTemporaryFile("w", prefix="lvs-testbed-ipvsadm-") as f:
+            f.write(stdin or "")
+            f.flush()
+            argv = shlex.join(shlex.split(args))
+            out = hosts.cmd(director, f"ipvsadm {argv} < {f.name} 2>&1; echo __rc=$?")
+        body, _, rc = out.rpartition("__rc=")
+        return int(rc.strip() or 1), body
     reply = request(
         socket_path(hosts.run_dir, director),
         {"op": "ipvsadm", "argv": shlex.split(args), "stdin": stdin},
@@ -57,6 +79,8 @@ def rules(hosts: HostAccess, director: str = "d1") -> dict[ServiceKey, ServiceRu
 
 
 def stats(hosts: HostAccess, director: str = "d1") -> dict[ServiceKey, ServiceStats]:
+    if kernel_ipvs(hosts):
+        time.sleep(KERNEL_STATS_TICK_S)  # let the counters catch up with the last packets
     return parse_stats(ipvsadm_ok(hosts, "-L -n --stats --exact", director))
 
 

@@ -776,7 +776,14 @@ def _index_of(run_dir: Path, name: str, kind: str, pid: int) -> bool:
         return False
 
 
-def _wait_for(ready, what: str, log: Path | None = None, timeout_s: float = 15.0) -> None:
+# Daemons start in about a second here, but a Python process under software emulation (the
+# full-kernel runner without KVM) takes ten times that: the bound only matters on failure.
+START_TIMEOUT_S = 60.0
+
+
+def _wait_for(
+    ready, what: str, log: Path | None = None, timeout_s: float = START_TIMEOUT_S
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not ready():
         if time.monotonic() > deadline:

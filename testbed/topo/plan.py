@@ -242,6 +242,16 @@ class LayoutParams:
                 f"{need_mib} MiB, more than its limit of {self.director_mem_mib} MiB: raise "
                 f"--director-mem-mib to {need_mib} or lower --conn-max"
             )
+        if self.director == "ipvs" and self.director_cpu is not None:
+            raise PlanError(
+                "director_cpu cannot limit kernel IPVS: it works in the kernel's softirq, "
+                "outside any cgroup (use --director python for CPU quota experiments)"
+            )
+        if self.director == "ipvs" and self.table_bits != 12:
+            raise PlanError(
+                "table_bits is the Python director's; kernel IPVS sizes its table when the "
+                "module loads (modprobe ip_vs conn_tab_bits=B, before anything uses it)"
+            )
 
     @classmethod
     def from_kwargs(cls, layout: str, **kwargs: object) -> LayoutParams:

@@ -146,3 +146,50 @@ def test_ipvsadm_by_name_finds_no_kernel_director_without_a_live_run(monkeypatch
     monkeypatch.setenv("LVS_TESTBED_RUNDIR", str(tmp_path))
     _run_dir(tmp_path, "ipvs")  # no owner recorded: not live
     assert cli_director._kernel_director("d1") is None
+
+
+class _FakeHosts:
+    """HostAccess for a run directory; `cmd` records and answers like a shell."""
+
+    def __init__(self, run_dir, answer: str) -> None:
+        self.run_dir = run_dir
+        self.answer = answer
+        self.commands: list[tuple[str, str]] = []
+
+    def cmd(self, host: str, command: str) -> str:
+        self.commands.append((host, command))
+        return self.answer
+
+    def popen(self, host, argv):  # pragma: no cover - not used here
+        raise AssertionError("no popen expected")
+
+
+def test_labs_reach_the_real_ipvsadm_in_the_director_host(tmp_path, monkeypatch):
+    from testbed.labs import actions
+
+    monkeypatch.setattr(actions, "KERNEL_STATS_TICK_S", 0.0)
+    hosts = _FakeHosts(_run_dir(tmp_path, "ipvs"), "Service already exists\n__rc=255\n")
+    assert actions.kernel_ipvs(hosts)
+    rc, out = actions.ipvsadm(hosts, "-A -t '10.0.0.100:80' -s rr", "d1", stdin="")
+    assert (rc, out) == (255, "Service already exists\n")
+    host, command = hosts.commands[0]
+    assert host == "d1" and command.startswith("ipvsadm -A -t 10.0.0.100:80 -s rr < ")
+    assert not actions.kernel_ipvs(_FakeHosts(_run_dir(tmp_path / "p", "python"), ""))
+
+
+def test_lab_start_takes_python_or_ipvs_and_refuses_the_openflow_lab():
+    bad = runner.invoke(app, ["lab", "start", "1", "--director", "openflow"])
+    assert bad.exit_code == 2 and "python or ipvs" in bad.output
+    of = runner.invoke(app, ["lab", "start", "6", "--director", "ipvs"])
+    assert of.exit_code == 2 and "openflow director" in of.output
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "words"),
+    [({"director_cpu": 0.2}, "softirq"), ({"table_bits": 16}, "conn_tab_bits")],
+)
+def test_knobs_kernel_ipvs_cannot_honour_are_refused(kwargs, words):
+    from testbed.topo.plan import PlanError
+
+    with pytest.raises(PlanError, match=words):
+        LayoutParams(director="ipvs", **kwargs)
