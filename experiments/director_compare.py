@@ -1,35 +1,70 @@
-"""director-compare: the Python director against the OpenFlow director and against plain
-kernel forwarding, on the same layout and the same switches (Open vSwitch).
+"""director-compare: kernel IPVS, the Python director (ring and frame I/O), the OpenFlow
+director and plain kernel forwarding, on the same layout, switches and traffic.
 
-Capacity (UDP echo requests, as in `capacity`) and first-packet latency: the time to open a
-new TCP connection through the VIP at a light rate, which for the OpenFlow director includes
-the trip of the first packet to the controller and the installation of its flows. The kernel
-baseline routes the clients straight to a real server's address through the director host.
+Per director: capacity (UDP echo requests, as in `capacity`), first-packet latency (the time
+to open a new TCP connection through the VIP at a light rate, which for the OpenFlow director
+includes the trip of the first packet to the controller and the installation of its flows),
+and CPU per request: the whole machine's busy CPU while a fixed, light rate flows (the same
+load generators, servers and switches for every director, so differences are the director's),
+over the requests answered. The report gives both as ratios to kernel IPVS when it ran.
+Kernel IPVS needs a full kernel (`sudo lvs-testbed vm run -- lvs-testbed experiment run
+director-compare ...`); under software emulation (TCG) absolute figures mean little, ratios
+measured side by side are what the report shows. The kernel baseline routes the clients
+straight to a real server's address through the director host.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from typing import Literal
 
 from testbed.harness import Experiment, PointContext, PointResult, register
 from testbed.harness.results import RunData
-from testbed.harness.trials import capacity_invalid, capacity_summary, find_capacity
+from testbed.harness.trials import capacity_invalid, capacity_summary, find_capacity, udp_trial
 from testbed.report import Figure, Section
+
+DIRECTORS = ("ipvs", "python", "python-frame", "openflow", "kernel")
+LAYOUT_DIRECTOR = {
+    "kernel": "none",
+    "ipvs": "ipvs",
+    "python": "python",
+    "python-frame": "python",
+    "openflow": "openflow",
+}
+LABELS = {
+    "ipvs": "kernel IPVS (NAT)",
+    "python": "Python director (NAT, ring I/O)",
+    "python-frame": "Python director (NAT, frame I/O)",
+    "openflow": "OpenFlow director (NAT)",
+    "kernel": "kernel forwarding (no balancing)",
+}
 
 
 @dataclass(frozen=True)
 class Params:
-    director: Literal["kernel", "python", "openflow"] = field(
+    director: Literal[DIRECTORS] = field(
         default="python",
-        metadata={"help": "kernel (the director host routes), python or openflow."},
+        metadata={
+            "help": "ipvs (kernel IPVS: a full kernel), python (ring I/O), python-frame, "
+            "openflow, or kernel (the director host routes)."
+        },
     )
     latency_rate_cps: float = field(
         default=50.0, metadata={"help": "New TCP connections/s for the latency trial."}
     )
+    cpu_rate_pps: float = field(
+        default=500.0,
+        metadata={"help": "Requests/s of the CPU trial (below every director's capacity)."},
+    )
     duration_s: float = field(default=2.0, metadata={"help": "Seconds per trial."})
+
+
+def machine_us_per_request(busy_frac: float, cpus: int, answered_pps: float) -> float | None:
+    """The whole machine's CPU time per answered request, microseconds."""
+    return busy_frac * cpus * 1e6 / answered_pps if answered_pps > 0 else None
 
 
 def run_point(p: Params, ctx: PointContext) -> PointResult:
@@ -41,11 +76,15 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         n_clients=1,
         switch="ovs",
         ha="none",
-        director={"kernel": "none", "python": "python", "openflow": "openflow"}[p.director],
+        director=LAYOUT_DIRECTOR[p.director],
+        io_mode="frame" if p.director == "python-frame" else "ring",
     )
     with Testbed("nat1", params, kind=f"exp-{ctx.point_id}"[:60]) as tb:
         tb.wait_ready(10)
-        target, director = None, {"python": "d1", "openflow": "of"}.get(p.director)
+        target = None
+        director = {"python": "d1", "python-frame": "d1", "ipvs": "d1", "openflow": "of"}.get(
+            p.director
+        )
         if p.director == "kernel":
             tb.net["d1"].set_sysctls({"net.ipv4.ip_forward": 1})
             for c in tb.plan.clients:
@@ -57,6 +96,13 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
             f"--rate-cps {p.latency_rate_cps:g} --duration-s 3"
         )
         latency = json.loads(out.strip().splitlines()[-1]) if out.strip() else {}
+        light = udp_trial(tb, p.cpu_rate_pps, p.duration_s, director=director, target=target)
+        ctx.log.info(
+            "CPU trial at %.0f requests/s: answered %.0f, machine %.0f%% busy",
+            p.cpu_rate_pps,
+            light.answered_pps,
+            100 * light.host_busy_frac,
+        )
         cap = find_capacity(
             tb,
             start_pps=2000,
@@ -71,11 +117,18 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
         first_packet_ms_p50=lat.get("p50"),
         first_packet_ms_p99=lat.get("p99"),
         latency_failed=latency.get("failed"),
+        cpu_trial_answered_pps=light.answered_pps,
+        cpu_trial_busy_frac=light.host_busy_frac,
+        machine_us_per_request=machine_us_per_request(
+            light.host_busy_frac, os.cpu_count() or 1, light.answered_pps
+        ),
+        cpu_trial_director_us_per_pkt=light.director_us_per_pkt,
     )
+    invalid = capacity_invalid(cap)
+    if light.answered_pps < 0.95 * p.cpu_rate_pps:
+        invalid = [*invalid, f"the CPU trial's rate was not carried ({light.answered_pps:.0f})"]
     return PointResult(
-        summary=summary,
-        samples=[t.row() for t in cap.trials],
-        invalid_reasons=capacity_invalid(cap),
+        summary=summary, samples=[t.row() for t in cap.trials], invalid_reasons=invalid
     )
 
 
@@ -88,6 +141,35 @@ def _means(summaries: list[dict]) -> dict:
     return out
 
 
+def ratio_table(by: dict[str, dict], base: str = "ipvs") -> list[dict]:
+    """One row per director in `DIRECTORS` order: capacity, first-packet p50, CPU per request,
+    and each as a ratio to ``base`` (None where ``base`` or the figure is missing)."""
+    ref = by.get(base, {})
+    rows = []
+    for d in (d for d in DIRECTORS if d in by):
+        s = by[d]
+
+        def ratio(key: str, s: dict = s) -> float | None:
+            mine, theirs = s.get(key), ref.get(key)
+            return mine / theirs if mine is not None and theirs else None
+
+        rows.append(
+            {
+                "director": d,
+                "capacity_pps": s["capacity_pps"],
+                "capacity_ratio": ratio("capacity_pps"),
+                "first_packet_ms_p50": s.get("first_packet_ms_p50"),
+                "machine_us_per_request": s.get("machine_us_per_request"),
+                "cpu_ratio": ratio("machine_us_per_request"),
+            }
+        )
+    return rows
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
 def report(run: RunData) -> list[Figure | Section]:
     from testbed.report import style
 
@@ -95,37 +177,55 @@ def report(run: RunData) -> list[Figure | Section]:
     for pt in run.measured():
         every.setdefault(pt.params.director, []).append(pt.summary)
     by = {d: _means(summaries) for d, summaries in every.items()}
-    order = [d for d in ("kernel", "python", "openflow") if d in by]
-    base = by.get("kernel", {}).get("capacity_pps")
-    text = "; ".join(
-        f"{d}: {by[d]['capacity_pps']:,.0f} requests/s"
-        + (f" ({by[d]['capacity_pps'] / base:.2f}x kernel)" if base else "")
-        + f", new connection {by[d]['first_packet_ms_p50'] or float('nan'):.2f} ms (p50)"
-        for d in order
+    rows = ratio_table(by)
+    order = [r["director"] for r in rows]
+    emulated = "QEMU" in str(run.env.get("cpu_model") or "")
+    base = "kernel IPVS" if "ipvs" in by else "nothing (kernel IPVS did not run)"
+    lines = [
+        "| director | capacity (requests/s) | vs kernel IPVS | new TCP connection, p50 | "
+        "machine CPU per request | vs kernel IPVS |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {LABELS[r['director']]} | {r['capacity_pps']:,.0f} | "
+            f"{_fmt(r['capacity_ratio'], '.2f')} | {_fmt(r['first_packet_ms_p50'], '.2f')} ms | "
+            f"{_fmt(r['machine_us_per_request'], ',.0f')} us | {_fmt(r['cpu_ratio'], '.2f')} |"
+        )
+    caveat = (
+        "This run was in a software-emulated CPU (qemu TCG): absolute figures are far below "
+        "real hardware's; only the ratios, measured side by side, mean something."
+        if emulated
+        else "Figures from this machine; compare ratios rather than absolute rates."
     )
 
     def draw(fig) -> None:
         ax1, ax2 = fig.subplots(1, 2)
-        for ax, figure in ((ax1, "capacity_pps"), (ax2, "first_packet_ms_p50")):
+        for ax, figure in ((ax1, "capacity_pps"), (ax2, "machine_us_per_request")):
             style.plot_bars(
                 ax,
                 {d: [s[figure] for s in every[d] if s.get(figure) is not None] for d in order},
             )
         ax1.set_ylabel("capacity (requests/s)")
-        ax2.set_ylabel("TCP connect + request, p50 (ms)")
+        ax2.set_ylabel("machine CPU per request (us)")
         ax1.legend()
 
     return [
         Figure(
             "director-compare",
-            "Python director, OpenFlow director and kernel forwarding",
+            "Kernel IPVS, the Python director, the OpenFlow director, kernel forwarding",
             draw,
-            text + "." if text else "",
+            f"Ratios to {base}. {caveat}",
         ),
+        Section("Side by side", "\n".join(lines) + "\n\n" + caveat),
         Section(
             "Method",
-            "nat1 layout on Open vSwitch (userspace datapath), no CPU quota; capacity by "
-            "a UDP echo capacity search, latency from short TCP connections at a light rate.",
+            "nat1 layout on Open vSwitch (userspace datapath), no CPU quota, one client and "
+            "two real servers; capacity by a UDP echo capacity search; latency from short TCP "
+            "connections at a light rate; CPU per request from the machine's busy time "
+            "(/proc/stat) while a fixed light rate flows, over the requests answered. Kernel "
+            "IPVS works in the kernel's softirq, which no cgroup of the director's sees, so "
+            "the whole machine is measured for every director alike.",
         ),
     ]
 
@@ -133,10 +233,11 @@ def report(run: RunData) -> list[Figure | Section]:
 EXPERIMENT = register(
     Experiment(
         name="director-compare",
-        description="Python vs OpenFlow director vs kernel forwarding: capacity, latency.",
+        description="Kernel IPVS vs Python (ring, frame) vs OpenFlow director vs kernel "
+        "forwarding: capacity, latency, CPU per request.",
         params=Params,
         run_point=run_point,
         report=report,
-        timeout_s=600,
+        timeout_s=900,
     )
 )

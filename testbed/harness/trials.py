@@ -98,13 +98,22 @@ def director_socket_drops(stats: dict) -> int:
     return sum(int(p.get("kernel_drops", 0)) for p in stats.get("ports", {}).values())
 
 
+def _kernel_ipvs(tb) -> bool:
+    plan = getattr(tb, "plan", None)
+    return bool(plan is not None and plan.kernel_ipvs)
+
+
 def _director_stats(tb, director: str) -> dict:
+    if _kernel_ipvs(tb):
+        return {}  # kernel IPVS has no daemon: its counters are ipvsadm's alone
     return tb.director_request({"op": "stats"}, director).get("stats", {})
 
 
 def _received(tb, director: str) -> int | None:
     """Frames the director has read so far (the cheap `counters` request where the director
-    has it; the OpenFlow director answers only `stats`)."""
+    has it; the OpenFlow director answers only `stats`; kernel IPVS has no daemon)."""
+    if _kernel_ipvs(tb):
+        return None
     reply = tb.director_request({"op": "counters"}, director)
     if "counters" in reply:
         return reply["counters"]["rx"]
@@ -140,7 +149,8 @@ def udp_trial(
     (or ``target``). ``director`` names whose counters to read: a director host ("d1"), the
     OpenFlow director ("of"), or None (kernel forwarding: nothing to read)."""
     host = tb.net[director] if director in (tb.net.nameToNode if tb.net else {}) else None
-    cgroup = host.cgroup if host is not None else None
+    # Kernel IPVS works in softirq, which the director host's cgroup does not see.
+    cgroup = host.cgroup if host is not None and not _kernel_ipvs(tb) else None
 
     def counters() -> tuple[dict, tuple[int, int]]:
         if director is None:
