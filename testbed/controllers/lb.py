@@ -405,7 +405,7 @@ class Balancer:
             if conn.proto == PROTO_TCP:
                 self.director.on_tcp_packet(conn, direction, l4.bits, self.clock())
             else:
-                self.director.on_udp_packet(conn, self.clock())
+                self.director.on_udp_packet(conn, self.clock(), direction)
         return True
 
     def _outbound(self, msg: Any, ip: Any, l4: Any) -> None:

@@ -57,6 +57,9 @@ TCP_STATE_NAMES = (
 )
 UDP_STATE_NAME = "UDP"
 """ip_vs_proto_udp.c has one state, IP_VS_UDP_S_NORMAL, which ipvsadm -c shows as "UDP"."""
+CTPL_ASSURED = 0x0001
+"""IP_VS_CTPL_S_ASSURED: a template's state once a connection it pins is established (TCP)
+or answered (UDP), shown as ASSURED; a template starts as NONE (IP_VS_CTPL_S_NONE)."""
 
 TCP_DEFAULT_TIMEOUTS_S = (2, 900, 120, 60, 120, 120, 10, 60, 30, 120, 120)
 """tcp_timeouts[] of ip_vs_proto_tcp.c, indexed by state. `ipvsadm --set tcp tcpfin udp`
@@ -248,9 +251,9 @@ class Connection:
 
     @property
     def state_name(self) -> str:
-        """The state as `ipvsadm -L -c` shows it (templates always show NONE)."""
+        """The state as `ipvsadm -L -c` shows it (templates: NONE or ASSURED)."""
         if self.flags & F_TEMPLATE:
-            return "NONE"
+            return "ASSURED" if self.state & CTPL_ASSURED else "NONE"
         if self.proto == PROTO_TCP:
             return TCP_STATE_NAMES[self.state]
         return UDP_STATE_NAME
@@ -430,6 +433,8 @@ class ConnTable:
                     dest.activeconns -= 1
                     dest.inactconns += 1
                     conn.flags = flags | F_INACTIVE
+            if new == ESTABLISHED and conn.control is not None:
+                conn.control.state |= CTPL_ASSURED  # ip_vs_control_assure_ct()
             conn.state = new
         timeout = self.tcp_timeouts_s[new]
         conn.timeout = timeout
@@ -438,8 +443,11 @@ class ConnTable:
         if expires < conn.armed:
             self._arm(conn, expires)
 
-    def on_udp_packet(self, conn: Connection, now: float) -> None:
-        """udp_state_transition(): every packet restarts the UDP timeout."""
+    def on_udp_packet(self, conn: Connection, now: float, direction: int = INPUT) -> None:
+        """udp_state_transition(): every packet restarts the UDP timeout; a reply (OUTPUT)
+        assures the connection's persistence template."""
+        if direction == OUTPUT and conn.control is not None:
+            conn.control.state |= CTPL_ASSURED
         timeout = self.udp_timeout_s
         conn.timeout = timeout
         expires = now + timeout

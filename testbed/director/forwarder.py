@@ -274,7 +274,7 @@ class Forwarder:
             if proto == IPPROTO_TCP:
                 d.on_tcp_packet(conn, OUTPUT, flags, now)
             else:
-                d.on_udp_packet(conn, now)
+                d.on_udp_packet(conn, now, OUTPUT)
             if csum_partial:
                 complete_l4_checksum(frame, l4, ip_end, proto)
             snat(frame, l3, l4, proto, conn.vaddr, conn.vport)

@@ -291,3 +291,27 @@ def test_config_copy_has_the_same_configuration():
         [x.spec() for x in s.dests] for s in d.services()
     ]
     assert len(twin.conns) == 0
+
+
+def test_a_template_is_assured_once_a_connection_it_pins_is_established():
+    """ip_vs_control_assure_ct(): NONE until then, ASSURED after (as kernel IPVS lists it)."""
+    d = lab(persistent=True)
+    conn = connect(d, now=0.0)
+    d.on_tcp_packet(conn, INPUT, TH_SYN, 0.0)
+    assert conn.control.state_name == "NONE"
+    d.on_tcp_packet(conn, INPUT, TH_ACK, 0.1)
+    assert conn.state == ESTABLISHED and conn.control.state_name == "ASSURED"
+
+
+def test_a_udp_template_is_assured_by_a_reply():
+    from testbed.director.conntable import OUTPUT
+
+    d = Director(seed=1)
+    key = service_key(Proto.UDP, VIP, 53)
+    d.add_service(ServiceSpec(Proto.UDP, VIP, 53, scheduler="rr", persistent=True))
+    d.add_dest(key, DestSpec(RS[0], 53, fwd=Fwd.NAT))
+    conn = connect(d, proto=Proto.UDP, vport=53)
+    d.on_udp_packet(conn, 0.0)
+    assert conn.control.state_name == "NONE"
+    d.on_udp_packet(conn, 0.1, OUTPUT)
+    assert conn.control.state_name == "ASSURED"
