@@ -339,14 +339,45 @@ class DestinationHashing(Scheduler):
         return dest
 
 
-def _mh_hash(value: int, key: int) -> int:
-    """A keyed 32-bit hash standing in for the kernel's hsiphash (murmur3's finalizer)."""
-    h = (value ^ key) & _U32
-    h ^= h >> 16
-    h = (h * 0x85EBCA6B) & _U32
-    h ^= h >> 13
-    h = (h * 0xC2B2AE35) & _U32
-    return h ^ (h >> 16)
+_U64 = 0xFFFFFFFFFFFFFFFF
+
+
+def _rotl64(x: int, bits: int) -> int:
+    return ((x << bits) | (x >> (64 - bits))) & _U64
+
+
+def _sipround(v0: int, v1: int, v2: int, v3: int) -> tuple[int, int, int, int]:
+    """SIPHASH_PERMUTATION of include/linux/siphash.h."""
+    v0 = (v0 + v1) & _U64
+    v1 = _rotl64(v1, 13) ^ v0
+    v0 = _rotl64(v0, 32)
+    v2 = (v2 + v3) & _U64
+    v3 = _rotl64(v3, 16) ^ v2
+    v0 = (v0 + v3) & _U64
+    v3 = _rotl64(v3, 21) ^ v0
+    v2 = (v2 + v1) & _U64
+    v1 = _rotl64(v1, 17) ^ v2
+    v2 = _rotl64(v2, 32)
+    return v0, v1, v2, v3
+
+
+def hsiphash_u32(value: int, key: int) -> int:
+    """The kernel's ``hsiphash(&v, 4, key)`` on a 64-bit machine, where hsiphash is
+    SipHash-1-3 (lib/siphash.c) with both 64-bit key words set to ``key``, as
+    ip_vs_mh.c's generate_hash_secret() sets them: one compression round over the 4-byte
+    tail, three finalisation rounds, the four words folded to 32 bits."""
+    v0 = 0x736F6D6570736575 ^ key
+    v1 = 0x646F72616E646F6D ^ key
+    v2 = 0x6C7967656E657261 ^ key
+    v3 = 0x7465646279746573 ^ key
+    b = (4 << 56) | (value & _U32)  # len << 56, then the little-endian tail
+    v3 ^= b
+    v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    v0 ^= b
+    v2 ^= 0xFF
+    for _ in range(3):
+        v0, v1, v2, v3 = _sipround(v0, v1, v2, v3)
+    return (v0 ^ v1 ^ v2 ^ v3) & _U32
 
 
 class MaglevHashing(Scheduler):
@@ -369,7 +400,7 @@ class MaglevHashing(Scheduler):
         self._lookup: list[DestLike | None] = [None] * self.TAB_SIZE
 
     def _hashkey(self, addr: int, port: int, key: int, offset: int) -> int:
-        return _mh_hash((offset + port + addr) & _U32, key)
+        return hsiphash_u32((offset + port + addr) & _U32, key)
 
     def update(self, service: ServiceLike) -> None:
         size = self.TAB_SIZE

@@ -281,3 +281,25 @@ def test_sched_flag_names():
     assert describe_sched_flags("sh", SCHED_FLAG_1 | SCHED_FLAG_2) == ["sh-fallback", "sh-port"]
     assert describe_sched_flags("mh", SCHED_FLAG_2) == ["mh-port"]
     assert describe_sched_flags("rr", SCHED_FLAG_1) == ["flag-1"]
+
+
+def test_mh_maps_clients_as_kernel_ipvs_does():
+    """The kernel's hsiphash (SipHash-1-3 on 64-bit) with ip_vs_mh.c's fixed keys: six
+    clients over 3:2:1 weights land where kernel IPVS 6.1 put them (tests/kernel, mh)."""
+    from testbed.director import ipvsadm
+    from testbed.director.model import Director, ip_to_int
+
+    d = Director()
+    assert ipvsadm.run(["-A", "-t", "10.0.1.100:80", "-s", "mh"], d).rc == 0
+    for rs, weight in (("192.168.0.11", 3), ("192.168.0.12", 2), ("192.168.0.13", 1)):
+        assert (
+            ipvsadm.run(["-a", "-t", "10.0.1.100:80", "-r", f"{rs}:80", "-w", str(weight)], d).rc
+            == 0
+        )
+    svc = d.services()[0]
+    vip = ip_to_int("10.0.1.100")
+    picks = [
+        svc.scheduler.schedule(svc, ip_to_int(f"10.0.1.{11 + i}"), 20000 + i, vip, 80).addr & 255
+        for i in range(6)
+    ]
+    assert picks == [12, 13, 13, 11, 11, 11]
