@@ -295,10 +295,11 @@ class VirtualService:
 
 
 def _unicast(addr: int) -> bool:
-    """Not what inet_addr_type() calls broadcast (0.0.0.0/8, 255.255.255.255) or multicast
-    (224.0.0.0/4). A subnet's own broadcast address needs the routing table, which the model
-    does not have (docs/ipvs-differences.md)."""
-    return addr >> 24 != 0 and addr != U32_MAX and addr >> 28 != 0xE
+    """Not what inet_addr_type() calls broadcast (0.0.0.0 and 255.255.255.255; since Linux
+    5.3 the rest of 0.0.0.0/8 is unicast) or multicast (224.0.0.0/4). A subnet's own
+    broadcast address needs the routing table, which the model does not have
+    (docs/ipvs-differences.md)."""
+    return addr != 0 and addr != U32_MAX and addr >> 28 != 0xE
 
 
 def _check_range(value: int, low: int, high: int) -> None:

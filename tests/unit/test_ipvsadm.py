@@ -349,7 +349,7 @@ BAD_COMMANDS = [
         "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
     ),
     (
-        ["-a", "-t", "10.0.0.100:80", "-r", "0.1.2.3"],
+        ["-a", "-t", "10.0.0.100:80", "-r", "0.0.0.0"],
         255,
         "Invalid operation.  Possibly wrong module version, address not unicast, ...\n",
     ),
