@@ -307,9 +307,10 @@ def process_alive(pid: int) -> bool:
 
 
 def _is_zombie(pid: int) -> bool:
+    """A zombie, or gone: a process being reaped while we read its stat gives ESRCH."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):
         return True
     return stat[stat.rindex(")") + 2] == "Z"
 

@@ -172,3 +172,18 @@ def test_clean_reports_the_kept_log_directory(root, tmp_path):
     run = Run("unit")
     run.record_logs(tmp_path / "logs")
     assert clean_run(run.dir, own_pid=-1).logs == str(tmp_path / "logs")
+
+
+def test_a_process_reaped_while_its_stat_is_read_counts_as_gone(monkeypatch):
+    """Reading /proc/PID/stat of a process being reaped fails with ESRCH, not ENOENT (seen
+    in a layout's teardown): kill_pids must take it as gone, not crash."""
+    real_read_text = registry.Path.read_text
+
+    def read_text(self, *args, **kwargs):
+        if self.name == "stat" and self.parent.name == "424242":
+            raise ProcessLookupError(3, "No such process")
+        return real_read_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(registry.Path, "read_text", read_text)
+    assert registry._is_zombie(424242)
+    assert not registry.process_alive(424242)
