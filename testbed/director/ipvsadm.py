@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 import shlex
 import socket
-from typing import NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from .conntable import PROTO_NAMES
 from .model import (
@@ -682,7 +683,7 @@ def _service_entry(svc: VirtualService, fmt: set[str], rule: bool) -> list[str]:
             if svc.netmask != HOST_NETMASK:
                 line += f" mask {int_to_ip(svc.netmask)}"
     lines = [line]
-    dests = svc.dests if "nosort" in fmt else sorted(svc.dests, key=lambda d: (d.addr, d.port))
+    dests = svc.dests if "nosort" in fmt else _qsort(svc.dests, _cmp_dests)
     for d in dests:
         dname = _addrport(d.addr, d.port)
         if rule:
@@ -722,11 +723,52 @@ def _service_entry(svc: VirtualService, fmt: set[str], rule: bool) -> list[str]:
     return lines
 
 
+def _c_int(value: int) -> int:
+    """``value`` as C's int gets it: the low 32 bits, two's complement."""
+    value &= 0xFFFFFFFF
+    return value - (1 << 32) if value & 0x80000000 else value
+
+
+def _cmp_services(a: VirtualService, b: VirtualService) -> int:
+    """libipvs's ipvs_cmp_services(): u32 fields (mark, address) are subtracted into an
+    int, so two addresses 2^31 or more apart compare the wrong way round."""
+    for x, y in ((a.fwmark, b.fwmark), (a.proto, b.proto), (a.addr, b.addr)):
+        r = _c_int(x - y)
+        if r:
+            return r
+    return a.port - b.port
+
+
+def _cmp_dests(a: Any, b: Any) -> int:
+    """libipvs's ipvs_cmp_dests(), with the same wrapping address difference."""
+    return _c_int(a.addr - b.addr) or a.port - b.port
+
+
+def _qsort(items: list, cmp: Callable[[Any, Any], int]) -> list:
+    """glibc's qsort() as ipvsadm gets it on Debian 12 (2.36's msort_with_tmp: halves of
+    n // 2 and the rest, the left entry taken while cmp <= 0). With libipvs's comparators,
+    which are not transitive, the order depends on the algorithm, and ipvsadm -L shows it
+    (0.1.2.3 after 192.168.0.11), so a stable sort by key would not match."""
+    if len(items) <= 1:
+        return list(items)
+    half = len(items) // 2
+    left, right = _qsort(items[:half], cmp), _qsort(items[half:], cmp)
+    out, i, j = [], 0, 0
+    while i < len(left) and j < len(right):
+        if cmp(left[i], right[j]) <= 0:
+            out.append(left[i])
+            i += 1
+        else:
+            out.append(right[j])
+            j += 1
+    return out + left[i:] + right[j:]
+
+
 def _sorted_services(state: Director, fmt: set[str]) -> list[VirtualService]:
     services = state.services()
     if "nosort" in fmt:
         return services
-    return sorted(services, key=lambda s: (s.fwmark, s.proto, s.addr, s.port))
+    return _qsort(services, _cmp_services)
 
 
 def _list_all(state: Director, fmt: set[str], rule: bool = False) -> str:

@@ -220,10 +220,11 @@ def test_save_format_and_restore_round_trip():
     ok(d, "-a", "-u", "10.0.0.100:53", "-r", "10.0.0.12", "-i")
     ok(d, "-A", "-f", "1", "-s", "rr")
     saved = ok(d, "-S", "-n")
+    # 192.168.0.11 before 10.0.0.11: libipvs's wrapping address comparison (see below)
     assert saved == (
         "-A -t 10.0.0.100:80 -s wrr\n"
-        "-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 3\n"
         "-a -t 10.0.0.100:80 -r 192.168.0.11:8080 -m -w 1 -x 9 -y 4\n"
+        "-a -t 10.0.0.100:80 -r 10.0.0.11:80 -g -w 3\n"
         "-A -u 10.0.0.100:53 -s mh -p 60 -M 255.255.0.0 -b mh-fallback,mh-port\n"
         "-a -u 10.0.0.100:53 -r 10.0.0.12:53 -i -w 1 --tun-type ipip\n"
         "-A -f 1 -s rr\n"
@@ -303,6 +304,26 @@ def test_nosort_shows_ipvs_list_order():
     assert out.index("10.0.0.9:80") < out.index("10.0.0.11:80")
     out = ok(d, "-Ln", "--sort")
     assert out.index("10.0.0.9:80") < out.index("10.0.0.11:80") < out.index("10.0.0.12:80")
+
+
+def test_sorting_compares_addresses_as_libipvs_does():
+    """libipvs subtracts u32 addresses into an int and glibc's qsort merges with that: an
+    address 2^31 or more below another sorts after it. Real servers added in this order are
+    listed by kernel IPVS with the real ipvsadm as 172.16.0.9, 192.168.0.11, 192.168.0.12,
+    0.1.2.3 (tests/kernel), and services the same way."""
+    d = Director()
+    ok(d, "-A", "-t", "10.0.1.100:80", "-s", "rr")
+    for rs in ("192.168.0.11", "192.168.0.12", "172.16.0.9", "0.1.2.3"):
+        ok(d, "-a", "-t", "10.0.1.100:80", "-r", rs, "-m")
+    out = ok(d, "-Ln")
+    order = [
+        line.split()[1] for line in out.splitlines() if line.startswith("  -> ") and ":" in line
+    ]
+    assert order[1:] == ["172.16.0.9:80", "192.168.0.11:80", "192.168.0.12:80", "0.1.2.3:80"]
+    ok(d, "-A", "-t", "192.168.7.1:80")
+    ok(d, "-A", "-t", "10.0.1.100:81")
+    services = [line.split()[1] for line in ok(d, "-Ln").splitlines() if line.startswith("TCP")]
+    assert services == ["192.168.7.1:80", "10.0.1.100:80", "10.0.1.100:81"]
 
 
 def test_help_and_version():
