@@ -362,8 +362,12 @@ def table_steady_state(rig: Rig, p: Params, log) -> tuple[dict, list[dict]]:
                     rows.append(
                         {"phase": "table", "config": layout, "t_s": t_s, "entries": entries}
                     )
-                completed = sum(x.get("completed_cps", 0.0) for x in tcp_load_results(procs))
-        results[layout] = little(samples, completed, timeouts, TABLE_PROBE_S)
+                loads = tcp_load_results(procs)
+        # Arrivals are the connections started: one that then fails made its entry too.
+        started = sum(x.get("started_cps", 0.0) for x in loads)
+        completed = sum(x.get("completed_cps", 0.0) for x in loads)
+        results[layout] = little(samples, started, timeouts, TABLE_PROBE_S)
+        results[layout]["completed_cps"] = completed
         if completed < 0.9 * rate:
             results[layout]["invalid"] = f"completed {completed:,.0f} of {rate:,} connections/s"
         log.info("table %s: %s", layout, results[layout])
@@ -386,7 +390,7 @@ def little(
     full run's) show the size the table actually settles at."""
     early = [s for s in samples if 2.0 <= s[0] <= probe_s]
     if len(early) < 2 or rate_cps <= 0:
-        return {"rate_cps": rate_cps, "error": "too few samples or no completed connections"}
+        return {"rate_cps": rate_cps, "error": "too few samples or no connections started"}
     first, last = early[0][2], early[-1][2]
     terminal = max(last, key=lambda state: last.get(state, 0) - first.get(state, 0))
     passing = statistics.fmean(entries - states.get(terminal, 0) for _, entries, states in early)
@@ -725,9 +729,10 @@ def comparison_table(figures: dict) -> str:
                 _n(SEED["table_entries"]) if layout == "nat" else "-",
                 _n(tab.get("predicted_entries")),
                 f"measured {_n(measured)}" if measured else "-",
-                f"steady state by Little's law: {tab.get('rate_cps', 0):,.0f} conn/s x "
+                f"steady state by Little's law: {tab.get('rate_cps', 0):,.0f} conn/s started x "
                 f"{tab.get('time_in_table_s', 0):.1f} s ({tab.get('terminal_state', '?')} lasts "
                 f"{tab.get('terminal_timeout_s', 0):.0f} s)"
+                + (f"; {tab['invalid']}" if tab.get("invalid") else "")
                 if tab.get("predicted_entries")
                 else tab.get("error", "not measured"),
             ]
