@@ -424,6 +424,9 @@ def test_ctrl_c_keeps_what_was_measured_and_resume_finishes_the_run(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # A shell's background job (CI started with `&`) ignores SIGINT, and Python then
+        # keeps ignoring it: Ctrl-C as a terminal sends it needs the default disposition.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for(lambda: any(results.glob("selftest/*/points.jsonl")))
