@@ -9,7 +9,9 @@ With ``client_delay_ms`` or ``client_loss_pct`` each client's link gets netem in
 directions (a WAN in front of the site), and the point first measures what netem really does:
 pings to the VIP before and after give the added one-way delay (half the rise of the median
 RTT) and the loss per direction (a ping is lost when either direction drops it:
-1 - sqrt(1 - ping loss)), with a 95% interval, beside what was set. netem needs a full kernel:
+1 - sqrt(1 - ping loss)), with a 95% interval, beside what was set. With loss set, a rate
+counts as carried when the requests that survive both directions' loss are answered (see
+`carried_frac_with_loss`): otherwise no rate would be. netem needs a full kernel:
 `sudo lvs-testbed vm run -- lvs-testbed experiment run shaping -p client_delay_ms=20`.
 """
 
@@ -23,7 +25,13 @@ from typing import Literal
 
 from testbed.harness import Experiment, PointContext, PointResult, register
 from testbed.harness.results import RunData
-from testbed.harness.trials import capacity_invalid, capacity_summary, find_capacity, layout_up
+from testbed.harness.trials import (
+    CARRIED_FRAC,
+    capacity_invalid,
+    capacity_summary,
+    find_capacity,
+    layout_up,
+)
 from testbed.net.shaping import Shaping, max_frames_per_s, tc_commands
 from testbed.report import Figure, Section
 from testbed.topo.plan import check_layout_knobs, layout_field
@@ -93,6 +101,14 @@ def per_direction_loss(ping_loss: float) -> float:
     """The loss of each direction that makes ``ping_loss`` of the round trips fail, when
     both directions drop independently at the same rate: 1 - sqrt(1 - ping_loss)."""
     return 1.0 - math.sqrt(max(0.0, 1.0 - ping_loss))
+
+
+def carried_frac_with_loss(loss_pct: float | None) -> float:
+    """The share of requests that must be answered for a rate to count as carried when each
+    direction of the clients' links drops ``loss_pct`` % (a request and its reply each cross
+    one): the usual share of what survives both."""
+    survives = (1 - (loss_pct or 0.0) / 100) ** 2
+    return CARRIED_FRAC * survives
 
 
 def wilson_interval(lost: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -174,10 +190,16 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
             )
             ctx.log.info("netem: %s", accuracy)
         cap = find_capacity(
-            tb, start_pps=start, duration_s=p.duration_s, payload_bytes=p.payload_bytes, log=ctx.log
+            tb,
+            start_pps=start,
+            duration_s=p.duration_s,
+            payload_bytes=p.payload_bytes,
+            log=ctx.log,
+            carried_frac=carried_frac_with_loss(p.client_loss_pct),
         )
     summary = capacity_summary(cap)
     summary.update(accuracy)
+    summary["carried_frac"] = carried_frac_with_loss(p.client_loss_pct)
     summary["wire_limit_pps"] = wire_limit_pps(p.bw_mbit, p.payload_bytes) if p.bw_mbit else None
     return PointResult(
         summary=summary,
@@ -271,7 +293,9 @@ def netem_sections(run: RunData) -> list[Section]:
         )
     note = (
         f"{rows[0].summary['pings']} pings per measurement. Observed delay is half the rise "
-        "of the median RTT; observed loss per direction is 1 - sqrt(1 - ping loss)."
+        "of the median RTT; observed loss per direction is 1 - sqrt(1 - ping loss). With "
+        "loss set, a rate counts as carried when 98% of the requests that survive both "
+        "directions' set loss are answered."
     )
     return [Section("netem accuracy (set against observed)", "\n".join(lines) + "\n\n" + note)]
 

@@ -60,6 +60,43 @@ def test_carried_means_98_percent_answered():
     assert not trial(1000, 0, sent=0).carried
 
 
+def test_a_lossy_path_lowers_the_share_that_must_be_answered():
+    lossy = trial(1000, 890)
+    assert not lossy.carried
+    lossy.carried_frac = 0.98 * 0.95**2  # 5 % lost each way: 0.884 of the requests
+    assert lossy.carried and not Trial(1000, 1000, 880, carried_frac=lossy.carried_frac).carried
+
+
+def test_client_packets_sum_each_clients_own_interface():
+    from types import SimpleNamespace
+
+    from testbed.harness.trials import client_packets
+
+    dev = """Inter-|   Receive                            |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:       0       0    0    0    0     0          0         0        0       0    0    0    0     0       0          0
+{name}:    6400      {rx}    0    0    0     0          0         0     6400     {tx}    0    0    0     0       0          0
+"""  # noqa: E501
+
+    class Host:
+        def __init__(self, name, rx, tx):
+            self.name, self.text = name, dev.format(name=f"{name}-eth0", rx=rx, tx=tx)
+
+        def cmd(self, command):
+            assert command == "cat /proc/net/dev"
+            return self.text
+
+        def defaultIntf(self):  # noqa: N802 (Mininet's name)
+            return SimpleNamespace(name=f"{self.name}-eth0")
+
+    hosts = {"c1": Host("c1", 90, 100), "c2": Host("c2", 40, 50)}
+    tb = SimpleNamespace(
+        plan=SimpleNamespace(clients=[SimpleNamespace(name="c1"), SimpleNamespace(name="c2")]),
+        net=hosts,
+    )
+    assert client_packets(tb) == (150, 130)
+
+
 def test_service_totals_sum_service_lines_only():
     text = """IP Virtual Server version 1.2.1 (size=4096)
 Prot LocalAddress:Port               Conns   InPkts  OutPkts  InBytes OutBytes

@@ -56,3 +56,10 @@ def test_netem_parameters_are_checked():
     with pytest.raises(ValueError, match="client_delay_ms"):
         shaping.Params(client_delay_ms=-1)
     assert shaping.Params(client_delay_ms=10).netem and not shaping.Params().netem
+
+
+def test_with_loss_set_a_rate_is_carried_by_what_survives_both_directions():
+    assert shaping.carried_frac_with_loss(None) == pytest.approx(0.98)
+    assert shaping.carried_frac_with_loss(0) == pytest.approx(0.98)
+    # 5 % each way: a request and its reply both survive 90.25 % of the time.
+    assert shaping.carried_frac_with_loss(5) == pytest.approx(0.98 * 0.9025)
