@@ -158,6 +158,9 @@ def shape_client_links(tb, delay_ms: float | None, loss_pct: float | None) -> No
     for client in tb.plan.clients:
         link = tb.net[client.name].intfs[0].link
         for intf in (link.intf1, link.intf2):
+            # The layout shaped this link already, and tc cannot change an htb root in place
+            # ("Change operation not supported by specified qdisc"): start from no qdisc.
+            intf.node.cmd(f"tc qdisc del dev {intf.name} root 2>/dev/null")
             for cmd in tc_commands(intf.name, shaping):
                 out = intf.node.cmd(f"tc {cmd} 2>&1; echo __rc=$?")
                 body, _, rc = out.rpartition("__rc=")

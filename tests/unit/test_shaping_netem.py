@@ -63,3 +63,34 @@ def test_with_loss_set_a_rate_is_carried_by_what_survives_both_directions():
     assert shaping.carried_frac_with_loss(0) == pytest.approx(0.98)
     # 5 % each way: a request and its reply both survive 90.25 % of the time.
     assert shaping.carried_frac_with_loss(5) == pytest.approx(0.98 * 0.9025)
+
+
+def test_client_links_are_reshaped_from_scratch_at_both_ends():
+    """The layout's own htb root is deleted first: tc cannot change an htb root in place."""
+    from types import SimpleNamespace
+
+    done = []
+
+    class Node:
+        def cmd(self, command):
+            done.append(command)
+            return "__rc=0\n"
+
+    c1, s1 = Node(), Node()
+    link = SimpleNamespace(
+        intf1=SimpleNamespace(name="c1-eth0", node=c1),
+        intf2=SimpleNamespace(name="s1-eth3", node=s1),
+    )
+    params = SimpleNamespace(
+        segment_bw_mbit=lambda segment: 10.0, ethernet_overhead=True, queue_pkts=None
+    )
+    tb = SimpleNamespace(
+        params=params,
+        plan=SimpleNamespace(clients=[SimpleNamespace(name="c1")]),
+        net={"c1": SimpleNamespace(intfs={0: SimpleNamespace(link=link)})},
+    )
+    shaping.shape_client_links(tb, 20.0, 2.0)
+    for dev in ("c1-eth0", "s1-eth3"):
+        mine = [c for c in done if f"dev {dev} " in c]
+        assert mine[0] == f"tc qdisc del dev {dev} root 2>/dev/null"
+        assert "htb rate 10mbit" in mine[2] and "netem delay 20ms loss 2%" in mine[3]
