@@ -125,16 +125,23 @@ def netem_accuracy(
     set_delay_ms: float | None,
     set_loss_pct: float | None,
 ) -> dict:
-    """Set against observed, from pings without and with netem on the client's link."""
+    """Set against observed, from pings without and with netem on the client's link. The
+    delay's spread: half the rise of the RTT's quartiles over the median RTT without netem."""
     sent, received, rtts = shaped
     ping_loss = 1 - received / sent
     lo, hi = wilson_interval(sent - received, sent)
-    observed_delay = None
+    observed_delay = delay_p25 = delay_p75 = None
     if rtts and base[2]:
-        observed_delay = (statistics.median(rtts) - statistics.median(base[2])) / 2
+        base_p50 = statistics.median(base[2])
+        observed_delay = (statistics.median(rtts) - base_p50) / 2
+        if len(rtts) >= 2:
+            q1, _, q3 = statistics.quantiles(rtts, n=4)
+            delay_p25, delay_p75 = (q1 - base_p50) / 2, (q3 - base_p50) / 2
     return {
         "set_delay_ms": set_delay_ms or 0.0,
         "observed_delay_ms": observed_delay,
+        "observed_delay_ms_p25": delay_p25,
+        "observed_delay_ms_p75": delay_p75,
         "base_rtt_ms_p50": statistics.median(base[2]) if base[2] else None,
         "rtt_ms_p50": statistics.median(rtts) if rtts else None,
         "set_loss_pct": set_loss_pct or 0.0,
@@ -278,7 +285,7 @@ def netem_sections(run: RunData) -> list[Section]:
     if not rows:
         return []
     lines = [
-        "| kind | Mbit/s | delay set (ms) | delay observed (ms) | loss set (%) | "
+        "| kind | Mbit/s | delay set (ms) | delay observed (ms, quartiles) | loss set (%) | "
         "loss observed (%, 95% interval) | RTT p50 without / with (ms) | capacity (requests/s) |",
         "|---|---|---|---|---|---|---|---|",
     ]
@@ -288,6 +295,8 @@ def netem_sections(run: RunData) -> list[Section]:
     ):
         s = p.summary
         delay = "-" if s.get("observed_delay_ms") is None else f"{s['observed_delay_ms']:.2f}"
+        if s.get("observed_delay_ms_p25") is not None:
+            delay += f" ({s['observed_delay_ms_p25']:.2f}-{s['observed_delay_ms_p75']:.2f})"
         lines.append(
             f"| {p.params.kind} | {p.params.bw_mbit or '-'} | {s['set_delay_ms']:g} | {delay} | "
             f"{s['set_loss_pct']:g} | {s['observed_loss_pct']:.2f} "

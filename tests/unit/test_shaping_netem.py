@@ -50,6 +50,15 @@ def test_accuracy_is_half_the_rise_of_the_median_rtt_and_the_loss_per_direction(
     assert (acc["set_delay_ms"], acc["set_loss_pct"], acc["pings"]) == (20.0, 5.0, 400)
 
 
+def test_the_delay_spread_is_half_the_rise_of_the_rtt_quartiles():
+    base = (100, 100, [1.0] * 100)
+    shaped = (100, 100, [31.0] * 25 + [41.0] * 50 + [51.0] * 25)
+    acc = shaping.netem_accuracy(base, shaped, 20.0, None)
+    assert acc["observed_delay_ms"] == pytest.approx(20.0)
+    assert acc["observed_delay_ms_p25"] < 20.0 < acc["observed_delay_ms_p75"]
+    assert acc["observed_delay_ms_p25"] >= 15.0 and acc["observed_delay_ms_p75"] <= 25.0
+
+
 def test_netem_parameters_are_checked():
     with pytest.raises(ValueError, match="client_loss_pct"):
         shaping.Params(client_loss_pct=100)
