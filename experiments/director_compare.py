@@ -72,6 +72,16 @@ class Params:
     cpu_trials: int = field(
         default=3, metadata={"help": "CPU trials per point (their median and range)."}
     )
+    layout: Literal["nat1", "nat"] = field(
+        default="nat1", metadata={"help": "nat1 (one NIC per director) or nat (two)."}
+    )
+    switch: Literal["ovs", "bridge"] = field(
+        default="ovs",
+        metadata={
+            "help": "ovs (userspace datapath; the OpenFlow director needs it) or bridge "
+            "(Linux bridges)."
+        },
+    )
 
     def __post_init__(self) -> None:
         for name in ("latency_rate_cps", "cpu_rate_pps", "duration_s"):
@@ -79,6 +89,8 @@ class Params:
                 raise ValueError(f"{name} must be positive, got {getattr(self, name)}")
         if self.cpu_trials < 1:
             raise ValueError(f"cpu_trials must be at least 1, got {self.cpu_trials}")
+        if self.director == "openflow" and self.switch != "ovs":
+            raise ValueError("the OpenFlow director needs switch=ovs")
 
 
 def machine_us_per_request(busy_frac: float, cpus: int, answered_pps: float) -> float | None:
@@ -117,12 +129,12 @@ def run_point(p: Params, ctx: PointContext) -> PointResult:
     params = LayoutParams(
         n_rs=2,
         n_clients=1,
-        switch="ovs",
+        switch=p.switch,
         ha="none",
         director=LAYOUT_DIRECTOR[p.director],
         io_mode="frame" if p.director == "python-frame" else "ring",
     )
-    with Testbed("nat1", params, kind=f"exp-{ctx.point_id}"[:60]) as tb:
+    with Testbed(p.layout, params, kind=f"exp-{ctx.point_id}"[:60]) as tb:
         tb.wait_ready(10)
         target = None
         director = {"python": "d1", "python-frame": "d1", "ipvs": "d1", "openflow": "of"}.get(
@@ -302,16 +314,19 @@ def report(run: RunData) -> list[Figure | Section]:
         Section("Side by side", "\n".join(lines) + "\n\n" + caveat),
         Section(
             "Method",
-            "nat1 layout on Open vSwitch (userspace datapath), no CPU quota, one client and "
-            "two real servers; capacity by a UDP echo capacity search (marked >= where the "
-            "trial that set it fell short of its rate or saturated the machine: the director "
-            "may carry more); latency from short TCP connections at a light rate; CPU per "
-            "request from the machine's busy time (/proc/stat) over a window in the middle of "
-            "a fixed light rate, senders' start-up and drain left out, over the replies the "
-            "client received in that window, several times (median, range; the ratio's bounds "
-            "are lowest over highest and back). Kernel IPVS works in the kernel's softirq, "
-            "which no cgroup of the director's sees, so the whole machine is measured for "
-            "every director alike.",
+            f"{'/'.join(sorted({p.params.layout for p in run.measured()}))} layout on "
+            f"{'/'.join(sorted({p.params.switch for p in run.measured()}))} switches "
+            "(ovs: Open vSwitch's userspace datapath; bridge: Linux bridges), no CPU quota, "
+            "no failover, one client and two real servers; capacity by a UDP echo capacity "
+            "search (marked >= where the trial that set it fell short of its rate or "
+            "saturated the machine: the director may carry more); latency from short TCP "
+            "connections at a light rate; CPU per request from the machine's busy time "
+            "(/proc/stat) over a window in the middle of a fixed light rate, senders' "
+            "start-up and drain left out, over the replies the client received in that "
+            "window, several times (median, range; the ratio's bounds are lowest over "
+            "highest and back). Kernel IPVS works in the kernel's softirq, which no cgroup "
+            "of the director's sees, so the whole machine is measured for every director "
+            "alike.",
         ),
     ]
 

@@ -98,3 +98,5 @@ def test_parameters_are_checked():
         dc.Params(cpu_trials=0)
     with pytest.raises(ValueError, match="cpu_rate_pps"):
         dc.Params(cpu_rate_pps=0)
+    with pytest.raises(ValueError, match="switch=ovs"):
+        dc.Params(director="openflow", switch="bridge")
