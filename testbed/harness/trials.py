@@ -310,6 +310,13 @@ def client_packets(tb) -> tuple[int, int]:
     return sent, received
 
 
+def senders_started(sent_since: int, rate_pps: float) -> bool:
+    """Whether the clients' sent-packet count shows the senders at work: a tenth of a second's
+    worth of requests (at least 5), not one stray packet (an ARP or IPv6 neighbour message; a
+    single one opened CPU windows before the senders had started, under TCG)."""
+    return sent_since >= max(5.0, 0.1 * rate_pps)
+
+
 def machine_cpu_trial(
     tb,
     rate_pps: float,
@@ -335,7 +342,7 @@ def machine_cpu_trial(
     procs = _udp_senders(tb, rate_pps, duration_s, payload_bytes, target, drain_s=0.1)
     try:
         deadline = time.monotonic() + start_timeout_s
-        while client_packets(tb)[0] - sent0 < len(tb.plan.clients):
+        while not senders_started(client_packets(tb)[0] - sent0, rate_pps):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the clients sent nothing in {start_timeout_s:g} s")
             time.sleep(0.1)

@@ -209,3 +209,11 @@ def test_wait_drained_returns_once_the_director_stops_receiving():
     wait_drained(idle, "d1", timeout_s=5, quiet_s=0.001)
     assert idle.asked == 2
     wait_drained(None, None)  # kernel forwarding: nothing to wait for
+
+
+def test_the_senders_count_as_started_after_a_tenth_of_a_second_of_requests():
+    from testbed.harness.trials import senders_started
+
+    assert not senders_started(1, 500)  # one stray packet (ARP, IPv6) is not the senders
+    assert not senders_started(49, 500) and senders_started(50, 500)
+    assert not senders_started(4, 10) and senders_started(5, 10)
