@@ -193,22 +193,7 @@ def summary_rows(
     rows = []
     for point in spec["points"]:
         record = results.get(point["point_id"]) or point_record(point, status=STATUS_PENDING)
-        rows.append(
-            {
-                key: record[key]
-                for key in (
-                    "point_id",
-                    "repeat",
-                    "status",
-                    "valid",
-                    "invalid_reasons",
-                    "error",
-                    "elapsed_s",
-                    "params",
-                    "summary",
-                )
-            }
-        )
+        rows.append({key: record[key] for key in (*TABLE_FIXED_COLUMNS, "params", "summary")})
     return rows
 
 
