@@ -12,6 +12,7 @@ to a directory that outlives the run (runtime/logs.py), named by `Testbed.logs_d
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -317,7 +318,16 @@ class Testbed:
     def start_services(self) -> None:
         """Real servers serve HTTP and UDP echo; directors run the userspace director with
         the layout's default services (``director`` "python") or get them in kernel IPVS
-        ("ipvs"); a NAT pair's failover daemons start last."""
+        ("ipvs"); a NAT pair's failover daemons start last. All of it, up to the first
+        election, runs with the hosts' CPU quotas lifted: at 5% of a core the daemons' start
+        and first control requests would take longer than any sensible wait, and the quota
+        is for the steady state being measured."""
+        with contextlib.ExitStack() as lifted:
+            for host in self.net.hosts:
+                lifted.enter_context(host.quota_lifted())
+            self._start_services()
+
+    def _start_services(self) -> None:
         for rs in self.plan.realservers:
             binds = [rs.ip] + [v.split("/")[0] for v in rs.lo_vips]
             argv = [child_python(), "-m", "testbed.traffic.servers", "--name", rs.name]

@@ -46,6 +46,7 @@ class LvsHost(Host):
         self.saved_sysctls: dict[str, str] = {}
         self.cgroup: HostCgroup | None = None
         self.quota: CpuQuota | None = None
+        self.quota_lifts = 0  # nesting depth of quota_lifted()
         self.netns_fd: int | None = None
         Host.__init__(self, name, **params)
         # Held until terminate: while it is open the namespace cannot be freed, so its
@@ -123,15 +124,20 @@ class LvsHost(Host):
     @contextmanager
     def quota_lifted(self):
         """Run the body without the host's CPU quota (a daemon's start-up at 5% of a core
-        would take seconds; the quota is for the steady state being measured)."""
+        would take seconds; the quota is for the steady state being measured). Nests: the
+        quota comes back when the outermost body ends."""
         if self.cgroup is None or self.quota is None:
             yield
             return
-        self.cgroup.set_quota(None)
+        if self.quota_lifts == 0:
+            self.cgroup.set_quota(None)
+        self.quota_lifts += 1
         try:
             yield
         finally:
-            self.cgroup.set_quota(self.quota)
+            self.quota_lifts -= 1
+            if self.quota_lifts == 0 and self.cgroup is not None:
+                self.cgroup.set_quota(self.quota)
 
     def popen(self, *args, **kwargs):
         """Mininet's popen forks from the controlling process, outside the host's cgroup:
@@ -152,7 +158,8 @@ class LvsHost(Host):
                 f"{self.name} was built without a CPU quota; give one when building it"
             )
         self.quota = CpuQuota(fraction, self.quota.period_us)
-        self.cgroup.set_quota(self.quota)
+        if self.quota_lifts == 0:  # else the outermost lift puts the new one in place
+            self.cgroup.set_quota(self.quota)
 
     def terminate(self) -> None:
         if self.cgroup is not None:

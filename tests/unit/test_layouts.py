@@ -1,6 +1,8 @@
 """The Topo graphs Mininet builds from the plan (no root: a Topo is only a graph; skipped
 where Mininet is not installed)."""
 
+from types import SimpleNamespace
+
 import pytest
 
 pytest.importorskip("mininet")
@@ -60,6 +62,33 @@ def test_director_quota_reaches_the_directors():
     topo = TOPOS["nat"](n_rs=1, director_cpu=0.3, cpu_period_us=20000)
     for d in ("d1", "d2"):
         assert topo.nodeInfo(d)["cpu"] == 0.3 and topo.nodeInfo(d)["cpu_period_us"] == 20000
+
+
+class _FakeCgroup:
+    def __init__(self):
+        self.writes = []
+
+    def set_quota(self, quota):
+        self.writes.append(quota)
+
+
+def test_quota_lifts_nest_and_the_outermost_puts_the_newest_quota_back():
+    """Start-up lifts every host's quota around the daemons' own lifts: an inner lift must
+    not bring the quota back early, and a quota changed while lifted waits for the end."""
+    from testbed.net.nodes import LvsHost
+    from testbed.runtime.cgroup import CpuQuota
+
+    host = SimpleNamespace(cgroup=_FakeCgroup(), quota=CpuQuota(0.05, 100000), quota_lifts=0)
+    with LvsHost.quota_lifted(host):
+        with LvsHost.quota_lifted(host):
+            pass
+        assert host.cgroup.writes == [None]  # still lifted after the inner body
+        LvsHost.set_cpu_quota(host, 0.2)
+        assert host.cgroup.writes == [None]
+    assert host.cgroup.writes == [None, CpuQuota(0.2, 100000)]
+    with pytest.raises(RuntimeError), LvsHost.quota_lifted(host):
+        raise RuntimeError("a failed start")
+    assert host.cgroup.writes[-1] == CpuQuota(0.2, 100000) and host.quota_lifts == 0
 
 
 def test_ovs_switches_use_the_userspace_datapath():

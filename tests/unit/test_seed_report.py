@@ -146,3 +146,28 @@ def test_a_disagreement_from_lost_replies_says_so():
     assert round(v["nic"]["unanswered"]["variant"], 2) == 0.2
     assert v["nic"]["unanswered"]["baseline"] == 0.0
     assert "20% got no reply through it (the seed's NAT: 0%)" in seed.verdict_table(v)
+
+
+def _cal_block(efficiency: float, saturated: bool = True) -> dict:
+    return {"requests_per_cpu_s": efficiency, "saturated": saturated}
+
+
+def test_calibration_takes_the_median_block_not_the_last_one():
+    """A noisy block (one in three is off by a third here) moves the quota only as far as
+    the median of all the blocks: the CI run that calibrated on one block overshot 1.5x."""
+    rows = [_cal_block(30000), _cal_block(30000)]
+    quota, done = seed.next_quota(rows, 6000, 0.1)
+    assert math.isclose(quota, 0.1) and not done  # two saturated blocks: not yet enough
+    rows.append(_cal_block(15000))  # the outlier
+    quota, done = seed.next_quota(rows, 6000, 0.1)
+    assert math.isclose(quota, 0.1) and done
+
+
+def test_calibration_offers_more_until_saturated_and_stops_after_six_blocks():
+    quota, done = seed.next_quota([_cal_block(50000, saturated=False)], 6000, 0.06)
+    assert quota == 0.06 and not done
+    rows = [_cal_block(e) for e in (10000, 40000, 10000, 40000, 10000, 40000)]
+    quota, done = seed.next_quota(rows, 6000, 0.3)
+    assert done and math.isclose(quota, 3000 / 25000)
+    quota, _ = seed.next_quota([_cal_block(1.0)] * 3, 6000, 0.5)
+    assert quota == 1.0  # never more than one core
