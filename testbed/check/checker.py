@@ -135,18 +135,12 @@ def kernel_ipvsadm() -> IpvsRunner:
 # --------------------------------------------------------------------------- scripts
 
 
-class Child(Protocol):
-    def poll(self) -> int | None: ...
-
-    def kill(self) -> None: ...
-
-
 class ScriptHost(Protocol):
     """How the checker prepares, starts and runs scripts (fakes in the unit tests)."""
 
     def prepare(self, script: Script) -> scripts.Preparation: ...
 
-    def start(self, prepared: scripts.PreparedScript) -> Child: ...
+    def start(self, prepared: scripts.PreparedScript) -> scripts.Child: ...
 
     def run(self, prepared: scripts.PreparedScript, timeout_s: float) -> tuple[int | None, str]: ...
 
@@ -172,7 +166,7 @@ class LinuxScripts:
     def prepare(self, script: Script) -> scripts.Preparation:
         return scripts.prepare(script.command, script.user, script.group, self.policy, self.system)
 
-    def start(self, prepared: scripts.PreparedScript) -> Child:
+    def start(self, prepared: scripts.PreparedScript) -> scripts.Child:
         return _Started(scripts.spawn(prepared, quiet=False))
 
     def run(self, prepared: scripts.PreparedScript, timeout_s: float) -> tuple[int | None, str]:
@@ -365,7 +359,7 @@ class HealthChecker:
         self._wake_open = True
         self._next_sync_s = 0.0
         self._globals_applied = False
-        self._children: list[tuple[Child, str]] = []
+        self._children = scripts.RunningScripts(LOG)
         self._snapshot: list[dict] = []
         self._take_snapshot()
 
@@ -498,7 +492,7 @@ class HealthChecker:
                 check.started_s = now
                 check.future = self._pool_exec.submit(check.run)
                 check.future.add_done_callback(self._wake)
-        self._reap_scripts()
+        self._children.reap()
         self._reconcile(now)
         self._take_snapshot()
         return self._next_deadline(now)
@@ -520,7 +514,7 @@ class HealthChecker:
                     self._run(lvsconfig.delete_service_argv(service))
                     LOG.info("Removing service %s from the director", pool.name)
                 pool.applied_services.clear()
-        self._wait_for_scripts(STOP_SCRIPTS_WAIT_S)
+        self._children.wait(STOP_SCRIPTS_WAIT_S)
         with self._wake_lock:
             self._wake_open = False
             os.close(self._wake_r)
@@ -681,27 +675,7 @@ class HealthChecker:
             LOG.error("cannot run %s (%s): %s", what, prepared.command, exc)
             return
         LOG.info("running %s: %s", what, prepared.command)
-        self._children.append((child, what))
-
-    def _reap_scripts(self) -> None:
-        running = []
-        for child, what in self._children:
-            rc = child.poll()
-            if rc is None:
-                running.append((child, what))
-            elif rc != 0:
-                LOG.warning("%s exited with status %d", what, rc)
-        self._children = running
-
-    def _wait_for_scripts(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while self._children and time.monotonic() < deadline:
-            time.sleep(0.02)
-            self._reap_scripts()
-        for child, what in self._children:
-            LOG.warning("%s still running at exit; killed", what)
-            child.kill()
-        self._children.clear()
+        self._children.add(child, what)
 
     def _next_deadline(self, now: float) -> float | None:
         deadlines = [c.next_s for _, _, c in self._all_checks() if c.future is None]

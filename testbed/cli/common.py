@@ -37,6 +37,17 @@ CAPTURE_DIR_OPTION = typer.Option(
     help="With --capture: the pcaps go to DIR/<run-id>/.",
 )
 
+# The options of the commands that open a layout's CLI (`up`, `lab start`).
+SCRIPT_OPTION = typer.Option(
+    None,
+    "--script",
+    exists=True,
+    dir_okay=False,
+    help="Run these CLI commands, then exit (commands may also be piped in).",
+)
+VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress.")
+CAPTURE_OPTION = typer.Option(False, "--capture", help=CAPTURE_HELP)
+
 
 def report_captures(directory: Path | None, files: list[Path]) -> None:
     """Say where a run's packet captures are (nothing if it captured nothing)."""

@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING
 import typer
 from rich.table import Table
 
-from testbed.cli.common import CAPTURE_DIR_OPTION, CAPTURE_HELP, console, fail, require_root
+from testbed.cli.common import (
+    CAPTURE_DIR_OPTION,
+    CAPTURE_OPTION,
+    SCRIPT_OPTION,
+    VERBOSE_OPTION,
+    console,
+    fail,
+    require_root,
+)
 
 if TYPE_CHECKING:
     from testbed.labs import Lab, LabContext
@@ -87,15 +95,9 @@ def list_labs(
 @lab_app.command("start")
 def start(
     number: int = typer.Argument(..., help=NUMBER_HELP),
-    script: Path = typer.Option(
-        None,
-        "--script",
-        exists=True,
-        dir_okay=False,
-        help="Run these CLI commands, then exit (commands may also be piped in).",
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
-    capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
+    script: Path = SCRIPT_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+    capture: bool = CAPTURE_OPTION,
     capture_dir: Path = CAPTURE_DIR_OPTION,
     director: str = typer.Option(
         None,

@@ -14,7 +14,9 @@ import typer
 
 from testbed.cli.common import (
     CAPTURE_DIR_OPTION,
-    CAPTURE_HELP,
+    CAPTURE_OPTION,
+    SCRIPT_OPTION,
+    VERBOSE_OPTION,
     console,
     err_console,
     fail,
@@ -106,15 +108,9 @@ def up(
         "--no-cli",
         help="Run the self-check (reachability as the layout intends) and exit: 0 if it holds.",
     ),
-    script: Path = typer.Option(
-        None,
-        "--script",
-        exists=True,
-        dir_okay=False,
-        help="Run these CLI commands, then exit (commands may also be piped in).",
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress."),
-    capture: bool = typer.Option(False, "--capture", help=CAPTURE_HELP),
+    script: Path = SCRIPT_OPTION,
+    verbose: bool = VERBOSE_OPTION,
+    capture: bool = CAPTURE_OPTION,
     capture_dir: Path = CAPTURE_DIR_OPTION,
     **knobs: object,
 ) -> None:

@@ -14,6 +14,7 @@ nothing; it says what to flush.
 from __future__ import annotations
 
 from testbed.labs import actions
+from testbed.labs.checks import http_service_forwards
 from testbed.labs.model import CheckResult, Checks, Lab, LabContext
 from testbed.labs.parse import arping_macs, inet_addresses, neigh_mac
 from testbed.topo.plan import LayoutParams, Plan
@@ -65,7 +66,7 @@ def check(ctx: LabContext) -> list[CheckResult]:
     macs = actions.lan_macs(hosts, plan, ["d1", *(rs.name for rs in plan.realservers)])
     checks = Checks()
     servers = checks.add(_check_realservers(ctx))
-    service = checks.add(_check_service(ctx))
+    service = checks.add(http_service_forwards(ctx, SERVICE_CHECK, "Route"))
     fw_entry = checks.after([servers], FW_ENTRY_CHECK, lambda: _check_fw_entry(ctx, entry, macs))
     arp = checks.after([servers], ARP_CHECK, lambda: _check_arp(ctx, macs))
     counted: dict[str, int] = {}
@@ -182,35 +183,6 @@ def _check_arp(ctx: LabContext, macs: Macs) -> CheckResult:
         "ARP problem): set arp_ignore=1 and arp_announce=2 there"
         if others
         else "nobody answered: is the VIP on d1? `lab reset 1` puts it back",
-    )
-
-
-def _check_service(ctx: LabContext) -> CheckResult:
-    hosts, plan = ctx.need_layout()
-    svc = actions.rules(hosts).get(("tcp", f"{plan.vip}:80"))
-    if svc is None:
-        return CheckResult(
-            SERVICE_CHECK,
-            False,
-            f"no service TCP {plan.vip}:80",
-            f"`d1 ipvsadm -A -t {plan.vip}:80 -s rr`, then "
-            f"`d1 ipvsadm -a -t {plan.vip}:80 -r RIP:80 -g` for each real server",
-        )
-    wrong, fixes = [], []
-    for rs in plan.realservers:
-        dest = svc.dests.get(f"{rs.ip}:80")
-        if dest is None:
-            wrong.append(f"{rs.name} ({rs.ip}:80) missing")
-            fixes.append(f"`d1 ipvsadm -a -t {plan.vip}:80 -r {rs.ip}:80 -g`")
-        elif dest.forward != "Route" or dest.weight <= 0:
-            wrong.append(f"{rs.name} ({rs.ip}:80) is {dest.forward} weight {dest.weight}")
-            fixes.append(f"`d1 ipvsadm -e -t {plan.vip}:80 -r {rs.ip}:80 -g -w 1`")
-    return CheckResult(
-        SERVICE_CHECK,
-        not wrong,
-        "; ".join(wrong)
-        or f"{len(svc.dests)} real servers in Route mode, scheduler {svc.scheduler}",
-        "; ".join(fixes) + " (-g: gatewaying = direct routing, and a positive weight)",
     )
 
 

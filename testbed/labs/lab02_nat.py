@@ -9,6 +9,7 @@ with DR's.
 from __future__ import annotations
 
 from testbed.labs import actions
+from testbed.labs.checks import http_service_forwards
 from testbed.labs.model import CheckResult, Checks, Lab, LabContext
 from testbed.labs.parse import default_gateway, ratio_within
 from testbed.topo.plan import LayoutParams
@@ -50,7 +51,7 @@ def solve(ctx: LabContext) -> None:
 def check(ctx: LabContext) -> list[CheckResult]:
     checks = Checks()
     gateways = checks.add(_check_gateways(ctx))
-    service = checks.add(_check_service(ctx))
+    service = checks.add(http_service_forwards(ctx, SERVICE_CHECK, "Masq"))
     forward = checks.add(_check_forwarding(ctx))
     counted: dict[str, int] = {}
     http = checks.after([gateways, service, forward], HTTP_CHECK, lambda: _check_http(ctx, counted))
@@ -82,34 +83,6 @@ def _check_gateways(ctx: LabContext) -> CheckResult:
         "; ".join(fixes)
         + " (replies must pass the director, which un-NATs them; `replace` sets the route "
         "whether or not one is there)",
-    )
-
-
-def _check_service(ctx: LabContext) -> CheckResult:
-    hosts, plan = ctx.need_layout()
-    svc = actions.rules(hosts).get(("tcp", f"{plan.vip}:80"))
-    if svc is None:
-        return CheckResult(
-            SERVICE_CHECK,
-            False,
-            f"no service TCP {plan.vip}:80 on d1",
-            f"`d1 ipvsadm -A -t {plan.vip}:80 -s rr`, then "
-            f"`d1 ipvsadm -a -t {plan.vip}:80 -r RIP:80 -m` for each real server",
-        )
-    bad, fixes = [], []
-    for rs in plan.realservers:
-        dest = svc.dests.get(f"{rs.ip}:80")
-        if dest is None:
-            bad.append(f"{rs.name} ({rs.ip}:80) missing")
-            fixes.append(f"`d1 ipvsadm -a -t {plan.vip}:80 -r {rs.ip}:80 -m`")
-        elif dest.forward != "Masq" or dest.weight <= 0:
-            bad.append(f"{rs.name} ({rs.ip}:80) {dest.forward} weight {dest.weight}")
-            fixes.append(f"`d1 ipvsadm -e -t {plan.vip}:80 -r {rs.ip}:80 -m -w 1`")
-    return CheckResult(
-        SERVICE_CHECK,
-        not bad,
-        "; ".join(bad) or f"{len(svc.dests)} real servers in Masq mode, scheduler {svc.scheduler}",
-        "; ".join(fixes) + " (-m: masquerading, and a positive weight)",
     )
 
 

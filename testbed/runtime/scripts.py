@@ -25,12 +25,13 @@ Everything the checks read from the system goes through a `ScriptSystem`, so the
 unit-tested without root; `LinuxScriptSystem` is the real one.
 
 `spawn`, `run` and `kill_group` start a prepared script as its user in a process group of its
-own; reaping the ones left running is the daemons' job.
+own; `RunningScripts` reaps the notify scripts a daemon leaves running.
 """
 
 from __future__ import annotations
 
 import grp
+import logging
 import os
 import pwd
 import shlex
@@ -38,6 +39,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -322,3 +324,48 @@ def run(prepared: PreparedScript, timeout_s: float) -> tuple[int | None, str]:
     if rc < 0:
         return None, f"killed by signal {-rc}"
     return rc, f"exited with status {rc}"
+
+
+class Child(Protocol):
+    """A started script (a `subprocess.Popen`, or a fake in the unit tests)."""
+
+    def poll(self) -> int | None: ...
+
+    def kill(self) -> None: ...
+
+
+class RunningScripts:
+    """The notify scripts a daemon started and has not reaped yet. The daemon polls `reap`
+    from its loop (a failure is logged, as keepalived's own warning) and, at exit, `wait`s a
+    bounded time before killing what is still running."""
+
+    def __init__(self, log: logging.Logger) -> None:
+        self._log = log
+        self._children: list[tuple[Child, str]] = []
+
+    def __bool__(self) -> bool:
+        return bool(self._children)
+
+    def add(self, child: Child, what: str) -> None:
+        self._children.append((child, what))
+
+    def reap(self) -> None:
+        running = []
+        for child, what in self._children:
+            rc = child.poll()
+            if rc is None:
+                running.append((child, what))
+            elif rc != 0:
+                self._log.warning("%s exited with status %d", what, rc)
+        self._children = running
+
+    def wait(self, timeout_s: float) -> None:
+        """Give the running scripts ``timeout_s`` to finish, then kill them."""
+        deadline = time.monotonic() + timeout_s
+        while self._children and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.reap()
+        for child, what in self._children:
+            self._log.warning("%s still running at exit; killed", what)
+            child.kill()
+        self._children.clear()

@@ -111,9 +111,11 @@ from testbed.runtime.control import (
     write_index,
 )
 from testbed.runtime.scripts import (
+    Child,
     LinuxScriptSystem,
     Preparation,
     PreparedScript,
+    RunningScripts,
     ScriptPolicy,
     prepare,
 )
@@ -175,14 +177,6 @@ class VrrpTransport(Protocol):
     def recv(self) -> bytes | None: ...
 
     def close(self) -> None: ...
-
-
-class Child(Protocol):
-    """A started script."""
-
-    def poll(self) -> int | None: ...
-
-    def kill(self) -> None: ...
 
 
 class Host(Protocol):
@@ -394,7 +388,7 @@ class VrrpDaemon:
         self._links: dict[str, bool | None] = {}
         self._link_overrides: dict[str, bool] = {}
         self._next_link_poll_s = 0.0
-        self._children: list[tuple[Child, str]] = []
+        self._children = RunningScripts(LOG)
         self._prepared: dict[Script, PreparedScript | None] = {}
         self.warnings: list[str] = []  # scripts disabled or unsafe (run_daemon logs them)
         try:
@@ -511,7 +505,7 @@ class VrrpDaemon:
             self._poll_links(now)
             self._next_link_poll_s = now + self.link_poll_s
         self._poll_scripts(now)
-        self._reap_children()
+        self._children.reap()
         for inst in self._instances.values():
             inst.machine.poll(now)
         return self._next_deadline(now)
@@ -554,14 +548,7 @@ class VrrpDaemon:
 
     def wait_for_children(self, timeout_s: float) -> None:
         """Give running notify scripts ``timeout_s`` to finish, then kill them."""
-        deadline = time.monotonic() + timeout_s
-        while self._children and time.monotonic() < deadline:
-            time.sleep(0.02)
-            self._reap_children()
-        for child, what in self._children:
-            LOG.warning("%s still running at exit; killed", what)
-            child.kill()
-        self._children.clear()
+        self._children.wait(timeout_s)
 
     def close(self) -> None:
         for sock in self._sockets.values():
@@ -654,16 +641,6 @@ class VrrpDaemon:
         LOG.info("VRRP_Script(%s) %s", name, "succeeded" if script.status.ok else "failed")
         for user in script.users:
             user.machine.track_script(name, bool(script.status.ok), now)
-
-    def _reap_children(self) -> None:
-        running = []
-        for child, what in self._children:
-            rc = child.poll()
-            if rc is None:
-                running.append((child, what))
-            elif rc != 0:
-                LOG.warning("%s exited with status %d", what, rc)
-        self._children = running
 
     # ----- actions
 
@@ -786,7 +763,7 @@ class VrrpDaemon:
             LOG.error("cannot run %s: %s", what, exc)
             return
         LOG.info("running %s", what)
-        self._children.append((child, what))
+        self._children.add(child, what)
 
     # ----- control
 
