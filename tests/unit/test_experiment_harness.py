@@ -217,3 +217,32 @@ def test_the_senders_count_as_started_after_a_tenth_of_a_second_of_requests():
     assert not senders_started(1, 500)  # one stray packet (ARP, IPv6) is not the senders
     assert not senders_started(49, 500) and senders_started(50, 500)
     assert not senders_started(4, 10) and senders_started(5, 10)
+
+
+def test_client_packets_are_read_between_two_cpu_readings_and_the_midpoints_kept(monkeypatch):
+    """The clients' counters take a while to read (a shell command per client): the time and
+    the CPU counters that go with them are the midpoints of readings on either side, so a
+    window counts packets and CPU over the same time."""
+    from types import SimpleNamespace
+
+    from testbed.harness import trials
+
+    clock = iter([10.0, 10.4])  # the read of the clients' counters took 0.4 s
+    cpu = iter([(100, 0, 50, 1000, 0, 0, 10, 0), (104, 0, 52, 1036, 0, 0, 10, 0)])
+    monkeypatch.setattr(trials.time, "monotonic", lambda: next(clock))
+    monkeypatch.setattr(trials, "read_proc_stat", lambda: {"cpu": next(cpu)})
+    net_dev = (
+        "Inter-|   Receive |  Transmit\n face |bytes packets errs drop fifo frame compressed"
+        " multicast|bytes packets errs drop fifo colls carrier compressed\n"
+        "c1-eth0: 6400 100 0 0 0 0 0 0 6400 120 0 0 0 0 0 0\n"
+    )
+    host = SimpleNamespace(
+        cmd=lambda _: net_dev, defaultIntf=lambda: SimpleNamespace(name="c1-eth0")
+    )
+    tb = SimpleNamespace(
+        plan=SimpleNamespace(clients=[SimpleNamespace(name="c1")]), net={"c1": host}
+    )
+    at, cpu_at, packets = trials._packets_with_cpu(tb)
+    assert at == pytest.approx(10.2)
+    assert cpu_at == (102, 0, 51, 1018, 0, 0, 10, 0)
+    assert packets == (120, 100)
