@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console
+from testbed.cli.common import RESULTS_OPTION, console
 
 
 def bench(
@@ -17,12 +17,7 @@ def bench(
         "--variant",
         help="Only these variants (repeat): kernel, dr-frame, dr-ring, nat-frame, nat-ring.",
     ),
-    results: Path = typer.Option(
-        None,
-        "--results",
-        file_okay=False,
-        help="Results root (default: $LVS_TESTBED_RESULTS or ./results).",
-    ),
+    results: Path = RESULTS_OPTION,
 ) -> None:
     """Offer 64-byte UDP above capacity through the kernel and through the director (DR and
     NAT, per-frame and batched I/O); print delivered pps and ratios to the kernel baseline."""

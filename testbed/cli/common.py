@@ -47,6 +47,12 @@ SCRIPT_OPTION = typer.Option(
 )
 VERBOSE_OPTION = typer.Option(False, "--verbose", "-v", help="Show Mininet's progress.")
 CAPTURE_OPTION = typer.Option(False, "--capture", help=CAPTURE_HELP)
+RESULTS_OPTION = typer.Option(
+    None,
+    "--results",
+    file_okay=False,
+    help="Results root (default: $LVS_TESTBED_RESULTS or ./results).",
+)
 
 
 def report_captures(directory: Path | None, files: list[Path]) -> None:

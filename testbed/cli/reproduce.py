@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from testbed.cli.common import console
+from testbed.cli.common import RESULTS_OPTION, console
 
 
 def reproduce(
@@ -24,12 +24,7 @@ def reproduce(
         help="Time budget of the whole run, s (default: 560; 160 with --quick). More time, "
         "narrower intervals.",
     ),
-    results: Path = typer.Option(
-        None,
-        "--results",
-        file_okay=False,
-        help="Results root (default: $LVS_TESTBED_RESULTS or ./results).",
-    ),
+    results: Path = RESULTS_OPTION,
 ) -> None:
     """Bring up the DR, NAT and one-NIC NAT layouts side by side, calibrate the directors' CPU
     quota so NAT saturates near the seed's 6,000 pps, then measure interleaved blocks of every

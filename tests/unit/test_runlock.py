@@ -32,6 +32,23 @@ def other_process(code: str) -> subprocess.CompletedProcess:
     )
 
 
+def holding_process() -> subprocess.Popen:
+    """Another Python process that has taken the lock (and holds it for up to a minute)."""
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from testbed.runtime import runlock; import time; runlock.acquire(); "
+            "print('held', flush=True); time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
+    )
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
 TRY_ACQUIRE = """
     from testbed.runtime import runlock
     try:
@@ -68,19 +85,8 @@ def test_it_is_reentrant_within_a_process_and_freed_by_the_last_release():
 
 
 def test_a_holder_killed_with_sigkill_leaves_no_stale_lock():
-    holder = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from testbed.runtime import runlock; import time; runlock.acquire(); "
-            "print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
+    holder = holding_process()
     try:
-        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(runlock.RunLockBusy):
             runlock.acquire()
         holder.send_signal(signal.SIGKILL)
@@ -98,19 +104,8 @@ def test_clean_holds_the_lock_when_free_and_names_the_holder_when_not():
         assert holder is None and runlock.held_here()
         assert other_process(TRY_ACQUIRE).stdout.startswith("BUSY")
     assert not runlock.held_here()
-    blocker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            "from testbed.runtime import runlock; import time; runlock.acquire(); "
-            "print('held', flush=True); time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ,
-    )
+    blocker = holding_process()
     try:
-        assert blocker.stdout.readline().strip() == "held"
         with runlock.held_or_holder() as holder:
             assert holder is not None and holder.pid == blocker.pid and holder.alive()
             assert not runlock.held_here()
