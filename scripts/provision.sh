@@ -40,10 +40,20 @@ fi
 
 # Open vSwitch: systemd starts it on a normal machine; containers and CI have no systemd.
 # ovs-ctl skips the kernel module when it cannot be loaded, leaving the userspace datapath.
+# Its daemons outlive this script, so they start without the files the caller had open (else
+# a lock held around `make setup` would stay held by ovs-vswitchd for good).
+without_inherited_fds() (
+  self=$BASHPID
+  for fd in $(ls "/proc/$self/fd"); do
+    [ "$fd" -gt 2 ] && eval "exec $fd>&-" 2>/dev/null
+  done
+  "$@"
+)
 if ! ovs-vsctl --timeout=3 show >/dev/null 2>&1; then
   log "starting Open vSwitch"
-  /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 \
-    || /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random --no-ovs-vswitchd-start >/dev/null
+  without_inherited_fds /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random >/dev/null 2>&1 \
+    || without_inherited_fds /usr/share/openvswitch/scripts/ovs-ctl start --system-id=random \
+      --no-ovs-vswitchd-start >/dev/null
 fi
 
 # The venv comes from the *system* python3: Debian's mininet module lives in its site-packages.
