@@ -150,6 +150,11 @@ def guest_script(cfg: VmConfig, guest_dir: Path) -> str:
     if cfg.start_ovs:
         lines += [
             f"export OVS_DBDIR={GUEST_OVS_DBDIR}",
+            # The userspace datapath (the layouts' OVS switches) opens /dev/net/tun for each
+            # bridge's own port; the guest's /dev has none until tun is loaded, and without it
+            # every such bridge fails to open and carries nothing.
+            "[ -e /dev/net/tun ] || modprobe tun 2>/dev/null || true",
+            "[ -e /dev/net/tun ] || { mkdir -p /dev/net && mknod /dev/net/tun c 10 200; } || true",
             f"if {OVS_CTL} start --system-id=random --no-mlockall >{d}/ovs.log 2>&1; then",
             f"  echo ovs=ok >>{d}/status",
             "else",

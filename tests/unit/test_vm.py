@@ -152,6 +152,8 @@ def test_guest_script_quotes_the_command_and_starts_ovs_only_when_asked():
     assert "cd /work/main && sh -c 'echo '\"'\"'a b'\"'\"'; exit 3'" in script
     assert "ovs-ctl start" in script and "OVS_DBDIR=/run/lvs-testbed-vm-ovs" in script
     assert "ovs-ctl" not in guest_script(config(start_ovs=False), GUEST_DIR)
+    # OVS's userspace datapath needs /dev/net/tun, which the guest lacks until tun is loaded.
+    assert script.index("/dev/net/tun") < script.index("ovs-ctl start")
 
 
 def test_guest_script_reports_output_and_exit_code(tmp_path):
